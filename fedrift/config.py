@@ -1,0 +1,99 @@
+"""One typed configuration for every fedrift process, read from ``FEDRIFT_*`` environment variables.
+
+Defaults target the local broker that ``fedrift kafka start`` runs on 127.0.0.1:9092.
+
+>>> s = Settings.from_env({"FEDRIFT_TOPIC_PREFIX": "t1.", "FEDRIFT_MODELS": "a,b"})
+>>> s.topic_prefix, s.models
+('t1.', ('a', 'b'))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, help_: str) -> dict:
+    return {"env": name, "help": help_}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process settings. Every field maps to exactly one environment variable (see ``ENV``)."""
+
+    bootstrap_servers: str = field(
+        default="", metadata=_env("FEDRIFT_BOOTSTRAP_SERVERS", "Kafka bootstrap servers; empty = local broker")
+    )
+    topic_prefix: str = field(default="", metadata=_env("FEDRIFT_TOPIC_PREFIX", "prefix for every topic name"))
+    partitions: int = field(default=3, metadata=_env("FEDRIFT_PARTITIONS", "partitions of partitioned topics"))
+    replication_factor: int = field(
+        default=1, metadata=_env("FEDRIFT_REPLICATION_FACTOR", "replication factor of created topics")
+    )
+    retention_ms: int = field(
+        default=7 * 24 * 3600 * 1000, metadata=_env("FEDRIFT_RETENTION_MS", "retention of delete-policy topics")
+    )
+    home: Path = field(
+        default=REPO_ROOT / ".fedrift", metadata=_env("FEDRIFT_HOME", "state dir: broker data, logs, Faust data")
+    )
+    kafka_port: int = field(default=9092, metadata=_env("FEDRIFT_KAFKA_PORT", "first port of the local broker"))
+    models: tuple[str, ...] = field(
+        default=("linear", "hat", "arf"), metadata=_env("FEDRIFT_MODELS", "comma-separated model ids in the pool")
+    )
+    replicas: int = field(default=3, metadata=_env("FEDRIFT_REPLICAS", "model-host replicas per model"))
+    n_features: int = field(
+        default=0, metadata=_env("FEDRIFT_N_FEATURES", "expected feature count; 0 = learn from first valid record")
+    )
+    shadow_fraction: float = field(
+        default=0.2, metadata=_env("FEDRIFT_SHADOW_FRACTION", "share of a model's traffic mirrored to its shadow")
+    )
+    epsilon_budget: float = field(
+        default=10.0, metadata=_env("FEDRIFT_EPSILON_BUDGET", "differential-privacy budget per replica")
+    )
+    seed: int = field(default=0, metadata=_env("FEDRIFT_SEED", "random seed"))
+    log_level: str = field(default="info", metadata=_env("FEDRIFT_LOG_LEVEL", "log level"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``); unknown ``FEDRIFT_*`` names are errors."""
+        environ = os.environ if environ is None else environ
+        unknown = sorted(k for k in environ if k.startswith("FEDRIFT_") and k not in ENV)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(ENV))}")
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.type, raw, f.metadata["env"])
+        return cls(**values)
+
+    @property
+    def local(self) -> bool:
+        """True when no broker is configured, so fedrift manages its own local one."""
+        return not self.bootstrap_servers
+
+    @property
+    def bootstrap(self) -> str:
+        return self.bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+
+def _parse(type_name: str, raw: str, env: str):
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name == "Path":
+            return Path(raw)
+        if type_name.startswith("tuple"):
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+        return raw
+    except ValueError as exc:
+        raise ValueError(f"{env}={raw!r}: expected {type_name}") from exc
+
+
+ENV: dict[str, str] = {f.metadata["env"]: f.metadata["help"] for f in fields(Settings)}

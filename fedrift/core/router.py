@@ -1,0 +1,38 @@
+"""The patent's deficit rule: send each request to the model whose routed count lags most behind
+its weight's share, so traffic matches the weights exactly, not just on average.
+
+>>> r = DeficitRouter({"a": 0.5, "b": 0.25, "c": 0.25})
+>>> [r.choose() for _ in range(8)]
+['a', 'b', 'c', 'a', 'a', 'b', 'c', 'a']
+>>> r.counts
+{'a': 4, 'b': 2, 'c': 2}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class DeficitRouter:
+    """Deterministic weighted routing. New weights restart the counts, so the new share is met
+    exactly from the moment it applies (deficits from the old weights are not carried over)."""
+
+    def __init__(self, weights: Mapping[str, float], version: int = 0) -> None:
+        self.set_weights(weights, version)
+
+    def set_weights(self, weights: Mapping[str, float], version: int | None = None) -> None:
+        total = sum(w for w in weights.values() if w > 0)
+        if not weights or total <= 0:
+            raise ValueError("routing needs at least one model with a positive weight")
+        self.weights = {m: max(w, 0.0) / total for m, w in weights.items()}
+        self.counts = {m: 0 for m in self.weights}
+        self.routed = 0
+        if version is not None:
+            self.version = version
+
+    def choose(self) -> str:
+        self.routed += 1
+        n = self.routed
+        best = max(self.weights, key=lambda m: self.weights[m] * n - self.counts[m])
+        self.counts[best] += 1
+        return best

@@ -1,0 +1,184 @@
+"""Thin confluent-kafka wrappers shared by every process: topic creation, a checked producer,
+and the dead-letter path for records a consumer cannot use.
+
+Nothing here knows about drift, models or routing; it only moves encoded records.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from fedrift.topics import ResolvedTopic, TopicCatalog
+from schemas import RecordError, codec
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """No broker answered at the configured bootstrap servers."""
+
+
+class DeliveryFailed(RuntimeError):
+    """At least one produced record was not acknowledged by the broker."""
+
+
+def check_broker(bootstrap: str, timeout: float = 10.0) -> int:
+    """Return the number of brokers, or raise ``BrokerUnavailable`` with one clear line."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"no Kafka broker answered at {bootstrap} within {timeout:.0f}s ({exc})") from None
+    return len(md.brokers)
+
+
+def create_topics(
+    bootstrap: str, topics: Sequence[ResolvedTopic], timeout: float = 30.0, min_insync_replicas: int | None = None
+) -> dict[str, str]:
+    """Create the topics that do not exist yet; returns ``{name: "created" | "exists"}``. Idempotent."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    result = {t.name: "exists" for t in topics if t.name in existing}
+    new = [
+        NewTopic(t.name, t.partitions, t.replication_factor, config=t.config(min_insync_replicas))
+        for t in topics
+        if t.name not in existing
+    ]
+    if not new:
+        return result
+    for name, fut in admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout).items():
+        try:
+            fut.result()
+            result[name] = "created"
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+            result[name] = "exists"
+    _wait_for_leaders(admin, [t.name for t in topics], timeout)
+    return result
+
+
+def _wait_for_leaders(admin: AdminClient, names: Iterable[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    names = list(names)
+    while True:
+        md = admin.list_topics(timeout=timeout)
+        missing = [
+            n for n in names if n not in md.topics or any(p.leader < 0 for p in md.topics[n].partitions.values())
+        ]
+        if not missing or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
+
+
+def producer_config(bootstrap: str, **overrides) -> dict:
+    """Idempotent, fully-acknowledged producer settings used by every fedrift producer."""
+    cfg = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "log_level": 3,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+@dataclass
+class RecordProducer:
+    """Encode with the shared codec and produce; every delivery report is checked.
+
+    ``flush()`` raises ``DeliveryFailed`` naming the first failures, so no loss is silent.
+    """
+
+    bootstrap: str
+    overrides: dict = field(default_factory=dict)
+    delivered: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._producer = Producer(producer_config(self.bootstrap, **self.overrides))
+        self._codec = codec()
+
+    def send(
+        self,
+        topic: str,
+        record: str,
+        value: dict,
+        key: str | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        self.send_raw(topic, self._codec.encode(record, value), key, headers, timestamp_ms)
+
+    def send_raw(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: str | bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        kwargs = {"headers": headers} if headers else {}
+        if timestamp_ms:
+            kwargs["timestamp"] = timestamp_ms
+        key_bytes = key.encode() if isinstance(key, str) else key
+        while True:
+            try:
+                self._producer.produce(topic, value, key_bytes, on_delivery=self._on_delivery, **kwargs)
+                break
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self.failures.append(f"{msg.topic()}[{msg.key()!r}]: {err.str()}")
+        else:
+            self.delivered += 1
+
+    def flush(self, timeout: float = 60.0) -> int:
+        """Wait for every delivery report; return how many are delivered in total."""
+        left = self._producer.flush(timeout)
+        if left:
+            raise DeliveryFailed(f"{left} record(s) still unacknowledged after {timeout:.0f}s")
+        if self.failures:
+            raise DeliveryFailed(f"{len(self.failures)} record(s) failed: {'; '.join(self.failures[:3])}")
+        return self.delivered
+
+
+def dead_letter(
+    catalog: TopicCatalog,
+    source_topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    raw: bytes | None,
+    error: Exception,
+    consumer: str,
+) -> tuple[str, bytes, list[tuple[str, bytes]]]:
+    """Build the DLQ topic, the encoded DeadLetter value and its headers for one unusable record."""
+    reason = error.reason if isinstance(error, RecordError) else f"{type(error).__name__}: {error}"
+    value = {
+        "source_topic": source_topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        "error_type": type(error).__name__,
+        "error": reason,
+        "consumer": consumer,
+        "time": int(time.time() * 1000),
+        "key": key,
+        "raw": raw,
+    }
+    headers = [
+        ("fedrift.error", reason.encode()),
+        ("fedrift.error.type", type(error).__name__.encode()),
+        ("fedrift.source", f"{source_topic}/{partition}/{offset}".encode()),
+    ]
+    return catalog.dlq(source_topic), codec().encode("DeadLetter", value), headers

@@ -1,0 +1,149 @@
+"""The one topic catalog: every topic fedrift reads or writes, its record, partitions and cleanup.
+
+>>> cat = TopicCatalog(prefix="dev.", models=("a",))
+>>> cat.name(REQUESTS), cat.routed("a"), cat.dlq(cat.name(REQUESTS))
+('dev.inference.requests', 'dev.inference.routed.a', 'dev.inference.requests.dlq')
+>>> [t.cleanup for t in cat.specs() if t.name == "dev.routing.weights"]
+['compact']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+REQUESTS = "inference.requests"
+FEEDBACK = "inference.feedback"
+ROUTED = "inference.routed"  # one per model: inference.routed.<model>
+PREDICTIONS = "inference.predictions"
+DRIFT_SIGNALS = "drift.signals"
+HPO_TRIGGERS = "hpo.triggers"
+HPO_METRICS = "hpo.metrics"
+HPO_AGGREGATES = "hpo.aggregates"
+ROUTING_WEIGHTS = "routing.weights"
+MODEL_STATUS = "model.status"
+SHADOW_RESULTS = "shadow.results"
+DEPLOYMENTS = "deployments"
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """How one topic is created. ``partitions=None`` means the catalog default."""
+
+    base: str
+    record: str
+    key: str
+    cleanup: str = "delete"
+    partitions: int | None = None
+    retention_ms: int | None = None
+
+
+# Compacted topics hold state (latest value per key) and are read from the start on restart.
+BASE_TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(REQUESTS, "InferenceRequest", "request id"),
+    TopicSpec(FEEDBACK, "Feedback", "request id"),
+    TopicSpec(PREDICTIONS, "Prediction", "request id"),
+    TopicSpec(DRIFT_SIGNALS, "DriftSignal", "analyzer", partitions=1),
+    TopicSpec(HPO_TRIGGERS, "HpoTrigger", "model or *", partitions=1),
+    TopicSpec(HPO_METRICS, "TrialMetric", "model"),
+    TopicSpec(HPO_AGGREGATES, "AggregateResult", "model", cleanup="compact", partitions=1),
+    TopicSpec(ROUTING_WEIGHTS, "RoutingWeights", "weights", cleanup="compact", partitions=1),
+    TopicSpec(MODEL_STATUS, "ModelStatus", "host", cleanup="compact", partitions=1),
+    TopicSpec(SHADOW_RESULTS, "ShadowResult", "request id"),
+    TopicSpec(DEPLOYMENTS, "Deployment", "model", cleanup="compact", partitions=1),
+)
+
+
+@dataclass(frozen=True)
+class ResolvedTopic:
+    """A catalog entry with its final name and settings, ready for the AdminClient."""
+
+    name: str
+    record: str
+    partitions: int
+    replication_factor: int
+    cleanup: str
+    retention_ms: int | None
+
+    def config(self, min_insync_replicas: int | None = None) -> dict[str, str]:
+        cfg = {"cleanup.policy": self.cleanup}
+        if self.cleanup == "delete" and self.retention_ms is not None:
+            cfg["retention.ms"] = str(self.retention_ms)
+        if self.cleanup == "compact":
+            cfg["min.cleanable.dirty.ratio"] = "0.1"
+            cfg["segment.ms"] = str(3600 * 1000)
+        if min_insync_replicas:
+            cfg["min.insync.replicas"] = str(min_insync_replicas)
+        return cfg
+
+
+class TopicCatalog:
+    """Names and creation settings of every topic, under one configurable prefix."""
+
+    def __init__(
+        self,
+        prefix: str = "",
+        models: Iterable[str] = (),
+        partitions: int = 3,
+        replication_factor: int = 1,
+        retention_ms: int | None = 7 * 24 * 3600 * 1000,
+    ) -> None:
+        self.prefix = prefix
+        self.models = tuple(models)
+        self.partitions = partitions
+        self.replication_factor = replication_factor
+        self.retention_ms = retention_ms
+
+    @classmethod
+    def from_settings(cls, settings) -> TopicCatalog:
+        return cls(
+            prefix=settings.topic_prefix,
+            models=settings.models,
+            partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            retention_ms=settings.retention_ms,
+        )
+
+    def name(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+    def routed(self, model: str) -> str:
+        return f"{self.prefix}{ROUTED}.{model}"
+
+    @staticmethod
+    def dlq(topic: str) -> str:
+        return topic if topic.endswith(DLQ_SUFFIX) else topic + DLQ_SUFFIX
+
+    def record_of(self, topic: str) -> str:
+        """The record name a topic carries (its schema), for decoding any catalog topic."""
+        base = topic.removeprefix(self.prefix)
+        if base.endswith(DLQ_SUFFIX):
+            return "DeadLetter"
+        if base.startswith(ROUTED + "."):
+            return "RoutedRequest"
+        for spec in BASE_TOPICS:
+            if spec.base == base:
+                return spec.record
+        raise KeyError(f"topic {topic!r} is not in the catalog (prefix {self.prefix!r})")
+
+    def specs(self) -> list[ResolvedTopic]:
+        """Every topic, including one routed topic per model and a DLQ beside each consumed topic."""
+        out: list[ResolvedTopic] = []
+        for spec in BASE_TOPICS:
+            out.append(self._resolve(self.name(spec.base), spec.record, spec.partitions, spec.cleanup))
+        for model in self.models:
+            out.append(self._resolve(self.routed(model), "RoutedRequest", None, "delete"))
+        for topic in list(out):
+            out.append(self._resolve(self.dlq(topic.name), "DeadLetter", 1, "delete"))
+        return out
+
+    def _resolve(self, name: str, record: str, partitions: int | None, cleanup: str) -> ResolvedTopic:
+        return ResolvedTopic(
+            name=name,
+            record=record,
+            partitions=partitions or self.partitions,
+            replication_factor=self.replication_factor,
+            cleanup=cleanup,
+            retention_ms=self.retention_ms,
+        )

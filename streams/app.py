@@ -1,0 +1,81 @@
+"""The Faust application every fedrift stream processor runs in.
+
+Values are raw bytes on the wire: decoding goes through ``schemas.codec`` (not Faust's own
+serializers), so Faust and confluent-kafka processes read and write exactly the same records.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import faust
+
+from fedrift.config import Settings
+from fedrift.kafka_io import dead_letter
+from fedrift.topics import TopicCatalog
+from schemas import RecordError, codec
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, app_id: str = "fedrift-streams") -> faust.App:
+    """A Faust app on the configured broker; at-least-once, commits only processed offsets."""
+    (settings.home / "faust").mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        f"{settings.topic_prefix}{app_id}",
+        broker=f"kafka://{settings.bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        datadir=str(settings.home / "faust" / app_id),
+        web_enabled=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_every=500,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+    )
+
+
+@dataclass
+class RawTopics:
+    """Faust handles on catalog topics, created lazily, all carrying raw bytes."""
+
+    app: faust.App
+    catalog: TopicCatalog
+
+    def __post_init__(self) -> None:
+        self._topics: dict[str, faust.TopicT] = {}
+
+    def get(self, name: str) -> faust.TopicT:
+        if name not in self._topics:
+            self._topics[name] = self.app.topic(
+                name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            )
+        return self._topics[name]
+
+
+async def decode_or_dead_letter(
+    topics: RawTopics, event: faust.EventT, record: str, consumer: str, validate=None
+) -> dict | None:
+    """Decode one Faust event; on any ``RecordError`` send it to ``<topic>.dlq`` and return None.
+
+    Returning normally lets Faust acknowledge (and later commit) the offset, so the pipeline goes on.
+    """
+    msg = event.message
+    try:
+        _, value = codec().decode(msg.value, expect=record)
+        if validate is not None:
+            validate(value)
+        return value
+    except RecordError as exc:
+        dlq, raw, headers = dead_letter(
+            topics.catalog, msg.topic, msg.partition, msg.offset, msg.key, msg.value, exc, consumer
+        )
+        log.warning("dead-lettered %s/%s/%s: %s", msg.topic, msg.partition, msg.offset, exc.reason)
+        fut = await topics.get(dlq).send(key=msg.key, value=raw, headers=headers)
+        await fut
+        return None
