@@ -99,8 +99,13 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     catalog = TopicCatalog.from_settings(settings)
     create_topics(bootstrap, catalog.specs())
     with tqdm(desc="requests", unit="ev", total=args.n or None, disable=args.quiet) as bar:
-        n = produce(RecordProducer(bootstrap), catalog, request_events(rows, label_delay=args.label_delay),
-                    rate=args.rate, progress=bar)
+        n = produce(
+            RecordProducer(bootstrap),
+            catalog,
+            request_events(rows, label_delay=args.label_delay),
+            rate=args.rate,
+            progress=bar,
+        )
     print(f"produced {n} requests to {catalog.name('inference.requests')}")
     return 0
 
@@ -131,8 +136,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         rows = datasets.synthetic(args.stream, args.n, args.seed)
         n = produce(RecordProducer(bootstrap), catalog, request_events(rows, run_id=run_id))
         print(f"produced {n} requests ({args.stream}, abrupt drift every {args.n // 4}) to {catalog.name(REQUESTS)}")
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"fedrift-run-{run_id}",
-                             "auto.offset.reset": "earliest", "log_level": 3})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"fedrift-run-{run_id}",
+                "auto.offset.reset": "earliest",
+                "log_level": 3,
+            }
+        )
         consumer.subscribe([catalog.routed(m) for m in settings.models])
         per_model: Counter[str] = Counter()
         deadline = time.monotonic() + args.timeout

@@ -92,8 +92,13 @@ def _generator(name: str, n: int, seed: int):
         return synth.Hyperplane(seed=seed, n_features=10, n_drift_features=5, mag_change=0.001, noise_percentage=0.05)
     if name == "rbf":
         return synth.RandomRBFDrift(
-            seed_model=seed, seed_sample=seed + 1, n_classes=3, n_features=10, n_centroids=30,
-            change_speed=0.0005, n_drift_centroids=15,
+            seed_model=seed,
+            seed_sample=seed + 1,
+            n_classes=3,
+            n_features=10,
+            n_centroids=30,
+            change_speed=0.0005,
+            n_drift_centroids=15,
         )
     if name == "led":
         return synth.LEDDrift(seed=seed, noise_percentage=0.1, irrelevant_features=True, n_drift_features=7)

@@ -27,9 +27,11 @@ def request_events(
     for i, (x, y) in enumerate(rows):
         now = int(time.time() * 1000)
         rid = f"{run_id}-{i}"
-        yield REQUESTS, "InferenceRequest", {
-            "id": rid, "event_time": now, "features": x, "label": None if label_delay else y
-        }
+        yield (
+            REQUESTS,
+            "InferenceRequest",
+            {"id": rid, "event_time": now, "features": x, "label": None if label_delay else y},
+        )
         if label_delay:
             pending.append({"id": rid, "label": y, "time": now})
             if len(pending) > label_delay:

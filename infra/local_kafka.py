@@ -10,6 +10,7 @@ metadata request. Starting twice is a no-op; stopping sends SIGTERM and kills af
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -70,9 +71,7 @@ class LocalKafka:
         self.nodes_count = nodes
         base = base_port if base_port is not None else (9092 if nodes == 1 else 19092)
         self.root = Path(home) / f"kafka-{nodes}node"
-        self.nodes = [
-            Node(i + 1, base + 2 * i, base + 2 * i + 1, self.root / f"node{i + 1}") for i in range(nodes)
-        ]
+        self.nodes = [Node(i + 1, base + 2 * i, base + 2 * i + 1, self.root / f"node{i + 1}") for i in range(nodes)]
 
     @property
     def bootstrap(self) -> str:
@@ -255,7 +254,5 @@ def _alive(pid: int) -> bool:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

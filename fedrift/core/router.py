@@ -31,8 +31,18 @@ class DeficitRouter:
             self.version = version
 
     def choose(self) -> str:
+        """Route one request.
+
+        Among models whose deficit ``w*n - count`` is at least ``delta = 1/(2K-2)``, take the one
+        whose next request falls due first (Tijdeman's chairman-assignment rule). Plain
+        "largest deficit" can drift past one request (e.g. 1.04 for weights 8,8,8,.5,.5); this
+        refinement keeps every model within ``1 - delta`` of its exact share at all times.
+        """
         self.routed += 1
         n = self.routed
-        best = max(self.weights, key=lambda m: self.weights[m] * n - self.counts[m])
+        k = len(self.weights)
+        delta = 1.0 / (2 * k - 2) if k > 1 else 0.0
+        eligible = [m for m, w in self.weights.items() if w > 0 and w * n - self.counts[m] >= delta - 1e-12]
+        best = min(eligible, key=lambda m: (self.counts[m] + 1 - delta) / self.weights[m])
         self.counts[best] += 1
         return best

@@ -1,0 +1,127 @@
+"""Integration tests run against a real Apache Kafka broker started by this test session.
+
+The broker runs on its own port (29092) under ``.fedrift/test`` so it never disturbs a developer's
+broker on 9092. If `.ci/run` already started it, the session reuses it; otherwise the session starts
+it and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fedrift.config import REPO_ROOT, Settings
+from fedrift.kafka_io import create_topics
+from fedrift.topics import TopicCatalog
+from infra.local_kafka import LocalKafka
+
+TEST_HOME = REPO_ROOT / ".fedrift" / "test"
+TEST_PORT = int(os.environ.get("FEDRIFT_TEST_KAFKA_PORT", "29092"))
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[LocalKafka]:
+    broker = LocalKafka(TEST_HOME, nodes=1, base_port=TEST_PORT)
+    started_here = broker.start() != "already running"
+    yield broker
+    if started_here:
+        broker.stop()
+
+
+@pytest.fixture
+def settings(kafka: LocalKafka, tmp_path: Path) -> Settings:
+    """Settings for one test: the test broker and a unique topic prefix, so tests never share topics."""
+    return Settings(
+        bootstrap_servers=kafka.bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
+        home=tmp_path / "home",
+        models=("m1", "m2", "m3"),
+        partitions=3,
+        n_features=3,
+    )
+
+
+def ensure_topics(settings: Settings) -> TopicCatalog:
+    catalog = TopicCatalog.from_settings(settings)
+    create_topics(settings.bootstrap, catalog.specs())
+    return catalog
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDRIFT_")}
+    env.update(
+        FEDRIFT_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+        FEDRIFT_TOPIC_PREFIX=settings.topic_prefix,
+        FEDRIFT_HOME=str(settings.home),
+        FEDRIFT_MODELS=",".join(settings.models),
+        FEDRIFT_PARTITIONS=str(settings.partitions),
+        FEDRIFT_N_FEATURES=str(settings.n_features),
+    )
+    return env
+
+
+class Worker:
+    """A real ``fedrift streams`` Faust worker in a subprocess, logging to a file."""
+
+    def __init__(self, settings: Settings, processors: str, log_path: Path) -> None:
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fedrift.cli", "streams", "--processors", processors],
+            env=settings_env(settings),
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def assert_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def consume(
+    bootstrap: str, topics: list[str], until, timeout: float = 120.0, worker: Worker | None = None, settle: float = 0
+):
+    """Read ``topics`` from the beginning until ``until(messages)`` is true, then keep reading for
+    ``settle`` seconds more (so an extra, duplicate message would be caught); returns the messages."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+    )
+    consumer.subscribe(topics)
+    messages = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not until(messages):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f}s with {len(messages)} message(s)")
+            if worker is not None:
+                worker.assert_alive()
+            messages += [m for m in consumer.consume(500, 0.5) if m.error() is None]
+        settle_until = time.monotonic() + settle
+        while time.monotonic() < settle_until:
+            messages += [m for m in consumer.consume(500, 0.5) if m.error() is None]
+    finally:
+        consumer.close()
+    return messages
