@@ -169,6 +169,31 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             worker.kill()
 
 
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """The whole control loop in one process (no Kafka); deterministic for a seed."""
+    from tqdm import tqdm
+
+    from fedrift import datasets
+    from fedrift.simulate import SimConfig, format_table, timed_run, to_json
+
+    if args.data:
+        names, rows = datasets.read_csv(args.data, args.label_column)
+        with open(args.data) as fh:
+            total = sum(1 for _ in fh) - 1
+    elif args.stream:
+        names, rows, total = None, datasets.synthetic(args.stream, args.n, args.seed), args.n
+    else:
+        raise UsageError("give --data FILE.csv or --stream NAME")
+    if args.replicas < 1:
+        raise UsageError("--replicas must be at least 1")
+    config = SimConfig(replicas=args.replicas, seed=args.seed, epsilon_budget=settings.epsilon_budget)
+    with tqdm(total=total, unit="ev", desc="simulate", disable=args.json, file=sys.stderr) as bar:
+        sim, elapsed = timed_run(rows, config, names, progress=bar)
+    result = sim.result()
+    print(to_json(result) if args.json else format_table(result, elapsed))
+    return 0
+
+
 def _env_of(settings: Settings) -> dict[str, str]:
     import os
 
@@ -211,6 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--label-delay", type=int, default=0, help="send labels N requests later as Feedback")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=cmd_produce)
+
+    sm = sub.add_parser("simulate", help="the whole control loop in one process, against the baselines")
+    smsrc = sm.add_mutually_exclusive_group(required=True)
+    smsrc.add_argument("--data", help="CSV file, header row, last column the label")
+    smsrc.add_argument("--stream", help="River synthetic stream: sea, agrawal, stagger, hyperplane, rbf, led")
+    sm.add_argument("--label-column")
+    sm.add_argument("--n", type=int, default=20_000, help="events of a synthetic stream")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--replicas", type=int, default=3)
+    sm.add_argument("--json", action="store_true", help="print one JSON object")
+    sm.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser("run", help="the main job: broker, topics, processors, a drifting stream through them")
     r.add_argument("--stream", default="sea")

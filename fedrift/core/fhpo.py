@@ -1,0 +1,179 @@
+"""The FHPO agent core: Bayesian optimisation (scikit-optimize ask/tell) of one model replica's
+hyperparameters on its *local* data, publishing only differentially-private metrics.
+
+Per round: candidates are the production configuration, a small design shared by every replica of
+the model (same points, so the aggregator can combine them), and points the local optimiser asks
+for. Each candidate is trained on the older part of the replica's window and scored on the newest
+slice (time order kept). Quality and latency are noised with diffprivlib's Laplace mechanism
+(sensitivity = metric range / slice size) and the optimiser is told only the noised values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from diffprivlib.mechanisms import Laplace
+from skopt import Optimizer
+from skopt.sampler import Lhs
+
+from fedrift.core.metrics import Accuracy, Metric
+from fedrift.core.models import ModelFamily, clean_config, config_id
+from fedrift.core.privacy import PrivacyLedger
+
+
+@dataclass(frozen=True)
+class FhpoConfig:
+    n_shared: int = 2  # shared design points evaluated by every replica
+    n_local: int = 2  # points the local GP optimiser asks for
+    epsilon_quality: float = 0.4  # per published quality
+    epsilon_latency: float = 0.1  # per published latency
+    latency_clip_ms: float = 5.0  # per-record latency bound (sets the latency sensitivity)
+    holdout: int = 250  # newest events of the local window: the scoring slice
+    min_train: int = 250
+    window: int = 1000  # local window kept per replica (train = window - holdout)
+
+
+@dataclass
+class TrialResult:
+    round_id: str
+    model: str
+    agent: str
+    config_id: str
+    config: dict
+    noised_quality: float
+    noised_latency_ms: float
+    slice_size: int
+    epsilon_spent: float
+    shared: bool
+    noise_std: float  # std of the DP noise on the quality (public: it follows from ε and the slice size)
+
+
+@dataclass
+class RoundOutcome:
+    status: str  # "ok" | "budget spent" | "not enough data"
+    trials: list[TrialResult] = field(default_factory=list)
+
+
+def shared_design(family: ModelFamily, round_id: str, n: int) -> list[dict]:
+    """The same ``n`` Latin-hypercube points for every replica of ``family`` in ``round_id``."""
+    if n <= 0 or not family.space:
+        return []
+    seed = int(hashlib.sha1(f"{family.name}/{round_id}".encode()).hexdigest()[:8], 16)
+    points = Lhs(criterion="maximin", iterations=20).generate(family.space, n, random_state=seed)
+    return [family.from_point(p) for p in points]
+
+
+class LocalWindow:
+    """The replica's own recent labelled events, in arrival order, with their stream positions."""
+
+    def __init__(self, size: int) -> None:
+        self.events: deque[tuple[int, list[float], int]] = deque(maxlen=size)
+
+    def add(self, position: int, x: list[float], y: int) -> None:
+        self.events.append((position, x, y))
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+class FhpoAgent:
+    """One per model replica; owns the replica's local window and ε ledger."""
+
+    def __init__(
+        self,
+        family: ModelFamily,
+        agent_id: str,
+        ledger: PrivacyLedger,
+        config: FhpoConfig | None = None,
+        seed: int = 0,
+        metric: Metric | None = None,
+    ) -> None:
+        self.family = family
+        self.agent_id = agent_id
+        self.ledger = ledger
+        self.config = config or FhpoConfig()
+        self.seed = seed
+        self.metric = metric or Accuracy()
+        self.window = LocalWindow(self.config.window)
+        self._rng = np.random.default_rng(seed)
+        self.exhausted = False
+
+    def observe(self, position: int, x: list[float], y: int) -> None:
+        self.window.add(position, x, y)
+
+    def run_round(self, round_id: str, production: dict) -> RoundOutcome:
+        cfg = self.config
+        if self.exhausted:
+            return RoundOutcome("budget spent")
+        if len(self.window) < cfg.min_train + cfg.holdout:
+            return RoundOutcome("not enough data")
+        events = list(self.window.events)
+        train, holdout = events[: -cfg.holdout], events[-cfg.holdout :]
+        span = (holdout[0][0], holdout[-1][0] + 1)
+        per_metric = cfg.epsilon_quality + cfg.epsilon_latency
+        shared = [clean_config({**self.family.defaults, **production})]
+        shared += [
+            c for c in shared_design(self.family, round_id, cfg.n_shared) if config_id(c) != config_id(shared[0])
+        ]
+        outcome = RoundOutcome("ok")
+        opt = (
+            Optimizer(self.family.space, base_estimator="GP", n_initial_points=len(shared), random_state=self.seed)
+            if self.family.space
+            else None
+        )
+        queue = [(c, True) for c in shared]
+        while queue or (opt is not None and len(outcome.trials) < len(shared) + cfg.n_local):
+            if not self.ledger.can_spend(per_metric, span):
+                self.exhausted = True
+                outcome.status = "budget spent"
+                break
+            if queue:
+                candidate, is_shared = queue.pop(0)
+            else:
+                candidate, is_shared = self.family.from_point(opt.ask()), False
+            trial = self._evaluate(round_id, candidate, train, holdout, span, is_shared)
+            outcome.trials.append(trial)
+            point = self.family.to_point(candidate)
+            if opt is not None and point in opt.space:  # library defaults may lie outside the space
+                opt.tell(point, -trial.noised_quality)
+        return outcome
+
+    def _evaluate(self, round_id, candidate, train, holdout, span, is_shared) -> TrialResult:
+        cfg = self.config
+        model = self.family.build(candidate, seed=self.seed)
+        for _, x, y in train:
+            model.learn_one(x, y)
+        qualities, latencies = [], []
+        for _, x, y in holdout:
+            t0 = time.perf_counter()
+            y_pred = model.predict_one(x)
+            latencies.append(min((time.perf_counter() - t0) * 1000.0, cfg.latency_clip_ms))
+            qualities.append(self.metric(y_pred, y))
+            model.learn_one(x, y)  # test-then-train inside the slice, as in production
+        n = len(holdout)
+        q_sens = (self.metric.upper - self.metric.lower) / n
+        rs = int(self._rng.integers(2**31))
+        noised_q = Laplace(epsilon=cfg.epsilon_quality, sensitivity=q_sens, random_state=rs).randomise(
+            float(np.mean(qualities))
+        )
+        noised_l = Laplace(
+            epsilon=cfg.epsilon_latency, sensitivity=cfg.latency_clip_ms / n, random_state=rs + 1
+        ).randomise(float(np.mean(latencies)))
+        self.ledger.spend(cfg.epsilon_quality + cfg.epsilon_latency, span)  # raises BudgetSpent if over
+        return TrialResult(
+            round_id=round_id,
+            model=self.family.name,
+            agent=self.agent_id,
+            config_id=config_id(candidate),
+            config=candidate,
+            noised_quality=float(noised_q),
+            noised_latency_ms=float(noised_l),
+            slice_size=n,
+            epsilon_spent=self.ledger.max_loss,
+            shared=is_shared,
+            noise_std=float(np.sqrt(2.0) * q_sens / cfg.epsilon_quality),
+        )

@@ -1,0 +1,293 @@
+"""The model pool: several online model families behind one small interface, each with a declared
+scikit-optimize search space and a constructor from a configuration.
+
+>>> fam = FAMILIES["hat"]
+>>> model = fam.build(fam.defaults, seed=1)
+>>> model.learn_one([0.1, 0.2], 1); model.predict_one([0.1, 0.2])
+1
+>>> config_id(fam.defaults) == config_id(dict(reversed(list(fam.defaults.items()))))
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from river import forest, linear_model, multiclass, naive_bayes, neighbors, optim, preprocessing, tree
+from skopt.space import Categorical, Dimension, Integer, Real
+
+
+class Classifier(Protocol):
+    """What fedrift needs of a model: predict, probabilities, learn one labelled event."""
+
+    def predict_one(self, x: list[float]) -> int | None: ...
+
+    def predict_proba_one(self, x: list[float]) -> dict[int, float]: ...
+
+    def learn_one(self, x: list[float], y: int) -> None: ...
+
+
+def config_id(config: dict) -> str:
+    """A stable short id for a configuration (same config, same id, whatever the key order)."""
+    blob = json.dumps(config, sort_keys=True, default=_jsonable)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def _jsonable(v):
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    raise TypeError(type(v))
+
+
+def clean_config(config: dict) -> dict:
+    """Plain Python values (skopt hands out numpy scalars), so configs serialise to JSON."""
+    return json.loads(json.dumps(config, default=_jsonable))
+
+
+class RiverClassifier:
+    """Adapts a River classifier (dict features) to fedrift's list-of-floats interface."""
+
+    def __init__(self, estimator) -> None:
+        self.estimator = estimator
+
+    @staticmethod
+    def _x(x: list[float]) -> dict[int, float]:
+        return dict(enumerate(x))
+
+    def predict_one(self, x):
+        return self.estimator.predict_one(self._x(x))
+
+    def predict_proba_one(self, x):
+        return self.estimator.predict_proba_one(self._x(x))
+
+    def learn_one(self, x, y):
+        self.estimator.learn_one(self._x(x), y)
+
+
+class ForgettingGaussianNB:
+    """Gaussian naive Bayes that forgets: two models learn in parallel; every ``window`` events the
+    older one is dropped, so predictions use between ``window`` and ``2*window`` recent events."""
+
+    def __init__(self, window: int = 1000) -> None:
+        self.window = window
+        self._old: RiverClassifier | None = None
+        self._new = RiverClassifier(naive_bayes.GaussianNB())
+        self._seen = 0
+
+    def _active(self) -> RiverClassifier:
+        return self._old or self._new
+
+    def predict_one(self, x):
+        return self._active().predict_one(x)
+
+    def predict_proba_one(self, x):
+        return self._active().predict_proba_one(x)
+
+    def learn_one(self, x, y):
+        if self._old is not None:
+            self._old.learn_one(x, y)
+        self._new.learn_one(x, y)
+        self._seen += 1
+        if self._seen % self.window == 0:
+            self._old, self._new = self._new, RiverClassifier(naive_bayes.GaussianNB())
+
+
+class MiniBatchSGD:
+    """Logistic regression trained by scikit-learn's SGD on mini-batches: the throughput learner.
+
+    Events are buffered and learnt ``batch_size`` at a time (``partial_fit``), with a running
+    standardisation. scikit-learn needs the class set up front, so an unseen class restarts it.
+    """
+
+    def __init__(self, alpha: float = 1e-4, eta0: float = 0.05, batch_size: int = 32, seed: int = 0) -> None:
+        from sklearn.linear_model import SGDClassifier
+
+        self._make = lambda: SGDClassifier(
+            loss="log_loss", alpha=alpha, learning_rate="constant", eta0=eta0, random_state=seed
+        )
+        self.batch_size = batch_size
+        self._clf = None
+        self._classes: list[int] = []
+        self._buf_x: list[list[float]] = []
+        self._buf_y: list[int] = []
+        self._n = 0
+        self._mean: np.ndarray | None = None
+        self._m2: np.ndarray | None = None
+
+    def _scale(self, X: np.ndarray) -> np.ndarray:
+        if self._mean is None or self._n < 2:
+            return X
+        std = np.sqrt(self._m2 / (self._n - 1))
+        return (X - self._mean) / np.where(std > 0, std, 1.0)
+
+    def _update_scaler(self, x: np.ndarray) -> None:
+        if self._mean is None:
+            self._mean, self._m2 = np.zeros_like(x), np.zeros_like(x)
+        self._n += 1
+        d = x - self._mean
+        self._mean += d / self._n
+        self._m2 += d * (x - self._mean)
+
+    def predict_proba_one(self, x):
+        if self._clf is None:
+            return {c: 1.0 / len(self._classes) for c in self._classes} if self._classes else {}
+        p = self._clf.predict_proba(self._scale(np.asarray([x], dtype=float)))[0]
+        return {int(c): float(v) for c, v in zip(self._clf.classes_, p, strict=True)}
+
+    def predict_one(self, x):
+        proba = self.predict_proba_one(x)
+        return max(proba, key=proba.get) if proba else None
+
+    def learn_one(self, x, y):
+        self._update_scaler(np.asarray(x, dtype=float))
+        self._buf_x.append(x)
+        self._buf_y.append(int(y))
+        if y not in self._classes:
+            self._classes = sorted({*self._classes, int(y)})
+            self._clf = None
+        if len(self._buf_y) >= self.batch_size:
+            X = self._scale(np.asarray(self._buf_x, dtype=float))
+            if len(self._classes) >= 2:
+                if self._clf is None:
+                    self._clf = self._make()
+                    self._clf.partial_fit(X, self._buf_y, classes=self._classes)
+                else:
+                    self._clf.partial_fit(X, self._buf_y)
+            self._buf_x, self._buf_y = [], []
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One model family: its hyperparameter search space, defaults, and constructor."""
+
+    name: str
+    space: list[Dimension]
+    defaults: dict
+    factory: Callable[..., Classifier]
+    description: str = ""
+    memory: Callable[[dict], float] = lambda config: 2000.0  # events the fitted model mostly reflects
+    names: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", [d.name for d in self.space])
+
+    def build(self, config: dict, seed: int = 0) -> Classifier:
+        return self.factory(seed=seed, **{**self.defaults, **config})
+
+    def to_point(self, config: dict) -> list:
+        return [({**self.defaults, **config})[n] for n in self.names]
+
+    def from_point(self, point: list) -> dict:
+        return clean_config(dict(zip(self.names, point, strict=True)))
+
+
+def _linear(lr: float, l2: float, seed: int) -> Classifier:
+    del seed
+    est = multiclass.OneVsRestClassifier(linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2))
+    return RiverClassifier(preprocessing.StandardScaler() | est)
+
+
+def _hat(grace_period: int, delta: float, leaf_prediction: str, seed: int) -> Classifier:
+    return RiverClassifier(
+        tree.HoeffdingAdaptiveTreeClassifier(
+            grace_period=grace_period, delta=delta, leaf_prediction=leaf_prediction, seed=seed
+        )
+    )
+
+
+def _knn(n_neighbors: int, window_size: int, seed: int) -> Classifier:
+    del seed
+    engine = neighbors.LazySearch(window_size=window_size)
+    return RiverClassifier(
+        preprocessing.StandardScaler() | neighbors.KNNClassifier(n_neighbors=n_neighbors, engine=engine)
+    )
+
+
+def _arf(n_models: int, lambda_value: int, grace_period: int, seed: int) -> Classifier:
+    return RiverClassifier(
+        forest.ARFClassifier(n_models=n_models, lambda_value=lambda_value, grace_period=grace_period, seed=seed)
+    )
+
+
+def _gnb(window: int, seed: int) -> Classifier:
+    del seed
+    return ForgettingGaussianNB(window=window)
+
+
+def _sgd(alpha: float, eta0: float, batch_size: int, seed: int) -> Classifier:
+    return MiniBatchSGD(alpha=alpha, eta0=eta0, batch_size=batch_size, seed=seed)
+
+
+# Defaults are the libraries' own defaults (or the plainest choice), never tuned to a data set.
+FAMILIES: dict[str, ModelFamily] = {
+    f.name: f
+    for f in (
+        ModelFamily(
+            "linear",
+            [Real(1e-3, 0.5, prior="log-uniform", name="lr"), Real(1e-7, 1e-2, prior="log-uniform", name="l2")],
+            {"lr": 0.01, "l2": 0.0},
+            _linear,
+            "standardised one-vs-rest logistic regression (River, SGD)",
+            memory=lambda c: 10_000.0,
+        ),
+        ModelFamily(
+            "hat",
+            [
+                Integer(20, 400, name="grace_period"),
+                Real(1e-9, 1e-3, prior="log-uniform", name="delta"),
+                Categorical(["mc", "nb", "nba"], name="leaf_prediction"),
+            ],
+            {"grace_period": 200, "delta": 1e-7, "leaf_prediction": "nba"},
+            _hat,
+            "Hoeffding adaptive tree (River)",
+        ),
+        ModelFamily(
+            "gnb",
+            [Integer(100, 5000, prior="log-uniform", name="window")],
+            {"window": 1000},
+            _gnb,
+            "Gaussian naive Bayes with windowed forgetting (River)",
+            memory=lambda c: 1.5 * c["window"],
+        ),
+        ModelFamily(
+            "knn",
+            [Integer(1, 15, name="n_neighbors"), Integer(100, 2000, prior="log-uniform", name="window_size")],
+            {"n_neighbors": 5, "window_size": 500},
+            _knn,
+            "standardised k-nearest neighbours over a sliding window (River)",
+            memory=lambda c: float(c["window_size"]),
+        ),
+        ModelFamily(
+            "arf",
+            [
+                Integer(3, 10, name="n_models"),
+                Integer(1, 10, name="lambda_value"),
+                Integer(20, 200, name="grace_period"),
+            ],
+            {"n_models": 10, "lambda_value": 6, "grace_period": 50},
+            _arf,
+            "adaptive random forest with ADWIN drift detection per tree (River)",
+        ),
+        ModelFamily(
+            "sgd",
+            [
+                Real(1e-6, 1e-2, prior="log-uniform", name="alpha"),
+                Real(1e-3, 0.5, prior="log-uniform", name="eta0"),
+                Integer(8, 128, prior="log-uniform", name="batch_size"),
+            ],
+            {"alpha": 1e-4, "eta0": 0.05, "batch_size": 32},
+            _sgd,
+            "mini-batch logistic regression (scikit-learn SGD): the throughput learner",
+            memory=lambda c: 10_000.0,
+        ),
+    )
+}

@@ -1,0 +1,52 @@
+import json
+import subprocess
+import sys
+
+from fedrift.datasets import synthetic
+from fedrift.simulate import SimConfig, run
+
+FAST_POOL = ("linear", "gnb", "sgd")
+
+
+def test_simulation_is_deterministic_for_a_seed_and_runs_the_whole_loop():
+    cfg = SimConfig(models=FAST_POOL, seed=7)
+    a = run(synthetic("sea", 6000, seed=7), cfg).result()
+    b = run(synthetic("sea", 6000, seed=7), cfg).result()
+    assert a == b
+    assert a["n"] == 6000 and a["drift"]["triggers"], "SEA switches concept at 1500/3000/4500"
+    assert a["hpo"]["rounds"] == len(a["drift"]["triggers"])
+    assert a["privacy"]["epsilon_spent_max"] > 0
+    assert a["privacy"]["epsilon_spent_max"] <= a["privacy"]["epsilon_budget"]
+    systems = a["systems"]
+    assert {"fedrift", "patent", "uniform", "oracle_window"} | {f"model:{m}" for m in FAST_POOL} == set(systems)
+    best_single = max(systems[f"model:{m}"]["accuracy"] for m in FAST_POOL)
+    assert systems["oracle_window"]["accuracy"] >= best_single
+    assert all(0 <= s["accuracy"] <= 1 for s in systems.values())
+
+
+def test_cli_json_has_the_documented_shape():
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedrift.cli", "simulate", "--stream", "stagger", "--n", "1500", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) >= {"n", "seed", "systems", "drift", "hpo", "shadow", "privacy"}
+    assert set(out["systems"]["fedrift"]) == {"accuracy", "kappa_temporal"}
+    assert set(out["shadow"]) >= {"promotions", "rejections"}
+    assert set(out["privacy"]) == {"epsilon_spent_max", "epsilon_budget"}
+    assert isinstance(out["drift"]["triggers"], list) and isinstance(out["hpo"]["rounds"], int)
+
+
+def test_cli_rejects_bad_input_in_one_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,label\n1,2,0\n1,x,1\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedrift.cli", "simulate", "--data", str(bad), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "bad.csv:3" in proc.stderr and "Traceback" not in proc.stderr
