@@ -47,7 +47,6 @@ class SimConfig:
     update_every: int = 50  # events between routing-weight updates
     oracle_window: int = 500
     epsilon_budget: float = 10.0
-    sketch_after: int = 500  # events used to fix the sketch bins
     drift: DriftConfig = field(default_factory=DriftConfig)
     fhpo: FhpoConfig = field(default_factory=FhpoConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
@@ -65,11 +64,12 @@ class Deployed:
     model: Classifier
     config: dict
     accuracy: WindowedMean
-    sketch: InputSketch | None = None
+    sketch: InputSketch = field(default_factory=InputSketch)
     shadow: Classifier | None = None
     shadow_config: dict | None = None
     shadow_eval: ShadowEvaluator | None = None
     shadow_round: str = ""
+    shadow_sketch: InputSketch | None = None
 
 
 class Simulation:
@@ -115,8 +115,7 @@ class Simulation:
         self.rejections: list[dict] = []
         self.weights_log: list[tuple[int, dict[str, float]]] = []
         self.drift_log: list[tuple[int, float, float]] = []
-        self._sketch_sample: list[list[float]] = []
-        self._current_sketch: InputSketch | None = None
+        self._current_sketch = InputSketch(half_life=cfg.accuracy_window / 2)
         self._acc_history: list[dict[str, float]] = []
         self._before_drift: dict[str, float] | None = None
 
@@ -148,10 +147,9 @@ class Simulation:
             if d.model is not self.static[m]:
                 d.model.learn_one(x, y)
                 d.accuracy.update(float(fed_pred[m] == y))
-            if d.sketch is not None:
-                d.sketch.add(x)
+            d.sketch.add(x)
             self.agents[m][t % self.cfg.replicas].observe(t, x, y)
-        self._update_sketches(x)
+        self._current_sketch.add(x)
 
         report = self.analyzer.update(x, error=int(served["fedrift"] != y))
         if report is not None:
@@ -162,29 +160,10 @@ class Simulation:
             self._update_weights()
 
     # -- control loop --------------------------------------------------------------------------
-    def _update_sketches(self, x: list[float]) -> None:
-        if self._current_sketch is None:
-            self._sketch_sample.append(x)
-            if len(self._sketch_sample) >= self.cfg.sketch_after:
-                sample = np.asarray(self._sketch_sample, dtype=float)
-                self._current_sketch = InputSketch.from_sample(sample, half_life=self.cfg.accuracy_window / 2)
-                for d in self.pool.values():
-                    d.sketch = self._current_sketch.like(d.family.memory(d.config))
-                    for row in self._sketch_sample:
-                        d.sketch.add(row)
-                for row in self._sketch_sample:
-                    self._current_sketch.add(row)
-                self._sketch_sample = []
-        else:
-            self._current_sketch.add(x)
-
     def _update_weights(self) -> None:
         acc = {m: d.accuracy.mean for m, d in self.pool.items()}
         self._acc_history.append(acc)
-        if self._current_sketch is None:
-            alignment = {m: 1.0 for m in acc}
-        else:
-            alignment = {m: d.sketch.similarity(self._current_sketch) for m, d in self.pool.items()}
+        alignment = {m: d.sketch.similarity(self._current_sketch) for m, d in self.pool.items()}
         if self._before_drift is None:
             drift_comp = {m: 1.0 for m in acc}
         else:
@@ -243,8 +222,11 @@ class Simulation:
     def _start_shadow(self, m: str, d: Deployed, config: dict, round_id: str) -> None:
         shadow = d.family.build(config, seed=self.cfg.seed)
         local = sorted((e for a in self.agents[m] for e in a.window.events), key=lambda e: e[0])
+        sketch = InputSketch(d.family.memory(config))
         for _, x, y in local[-self.cfg.fhpo.window :]:
             shadow.learn_one(x, y)
+            sketch.add(x)
+        d.shadow_sketch = sketch
         d.shadow, d.shadow_config, d.shadow_round = shadow, config, round_id
         d.shadow_eval = ShadowEvaluator(
             self.cfg.shadow_alpha, self.cfg.shadow_alpha, self.cfg.shadow_min, self.cfg.shadow_max
@@ -256,6 +238,7 @@ class Simulation:
                 continue
             shadow_pred = d.shadow.predict_one(x)
             d.shadow.learn_one(x, y)
+            d.shadow_sketch.add(x)
             decision = d.shadow_eval.update(fed_pred[m] == y, shadow_pred == y)
             if decision is None:
                 continue
@@ -269,6 +252,7 @@ class Simulation:
             }
             if decision.action == "promote":
                 d.model, d.config = d.shadow, d.shadow_config
+                d.sketch = d.shadow_sketch
                 d.accuracy = WindowedMean(self.cfg.accuracy_window)
                 for v in self.static_acc[m].values:  # seed its window with production's record so far
                     d.accuracy.update(v)

@@ -113,36 +113,52 @@ class RoutingController:
 
 
 class InputSketch:
-    """A decayed per-feature histogram of the inputs a model trained on, over fixed quantile bins.
+    """Decayed per-feature mean and variance of the inputs a model trained on (2 numbers a feature,
+    small enough for a ``ModelStatus`` record).
 
-    ``similarity`` (mean Bhattacharyya coefficient over features) compares two sketches; it is the
-    controller's *alignment* between a model's training inputs and the current inputs.
+    ``similarity`` is the mean Bhattacharyya coefficient between the per-feature normal
+    approximations of two sketches (1 = same distribution, → 0 = disjoint): the controller's
+    *alignment* between a model's training inputs and the current inputs.
+
+    >>> a, b = InputSketch(half_life=100), InputSketch(half_life=100)
+    >>> for i in range(500):
+    ...     a.add([i % 10, 1.0]); b.add([i % 10 + 5, 1.0])
+    >>> round(a.similarity(a), 3), round(a.similarity(b), 2)
+    (1.0, 0.84)
     """
 
-    def __init__(self, edges: list[np.ndarray], half_life: float) -> None:
-        self.edges = edges
+    def __init__(self, half_life: float = 1000.0) -> None:
         self.decay = 0.5 ** (1.0 / half_life)
-        self.counts = [np.zeros(len(e) + 1) for e in edges]
-
-    @classmethod
-    def from_sample(cls, sample: np.ndarray, bins: int = 8, half_life: float = 1000.0) -> InputSketch:
-        qs = np.linspace(0, 1, bins + 1)[1:-1]
-        return cls([np.unique(np.quantile(sample[:, j], qs)) for j in range(sample.shape[1])], half_life)
-
-    def like(self, half_life: float) -> InputSketch:
-        return InputSketch(self.edges, half_life)
+        self.weight = 0.0
+        self.mean: np.ndarray | None = None
+        self.var: np.ndarray | None = None
 
     def add(self, x: list[float]) -> None:
-        for j, v in enumerate(x):
-            c = self.counts[j]
-            c *= self.decay
-            c[int(np.searchsorted(self.edges[j], v, side="right"))] += 1.0
+        v = np.asarray(x, dtype=float)
+        if self.mean is None:
+            self.mean, self.var = v.copy(), np.zeros_like(v)
+        self.weight = self.weight * self.decay + 1.0
+        alpha = 1.0 / self.weight
+        delta = v - self.mean
+        self.mean += alpha * delta
+        self.var = (1.0 - alpha) * (self.var + alpha * delta**2)
+
+    def to_list(self) -> list[float]:
+        """``[mean_1..mean_d, var_1..var_d]`` for the wire."""
+        return [] if self.mean is None else [*self.mean.tolist(), *self.var.tolist()]
+
+    @classmethod
+    def from_list(cls, values: list[float]) -> InputSketch:
+        sketch = cls()
+        if values:
+            d = len(values) // 2
+            sketch.mean, sketch.var, sketch.weight = np.array(values[:d]), np.array(values[d:]), 1.0
+        return sketch
 
     def similarity(self, other: InputSketch) -> float:
-        total = 0.0
-        for a, b in zip(self.counts, other.counts, strict=True):
-            sa, sb = a.sum(), b.sum()
-            if sa <= 0 or sb <= 0:
-                return 0.0
-            total += float(np.sum(np.sqrt(a / sa * b / sb)))
-        return total / len(self.counts)
+        if self.mean is None or other.mean is None or len(self.mean) != len(other.mean):
+            return 0.0
+        scale = np.maximum(np.maximum(self.var, other.var), 1e-12)
+        v1, v2 = self.var + 1e-6 * scale, other.var + 1e-6 * scale
+        bc = np.sqrt(2.0 * np.sqrt(v1 * v2) / (v1 + v2)) * np.exp(-((self.mean - other.mean) ** 2) / (4.0 * (v1 + v2)))
+        return float(np.mean(bc))

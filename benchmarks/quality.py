@@ -1,0 +1,98 @@
+"""Quality benchmark: `fedrift simulate` on real and synthetic drifting streams, against the patent
+baseline, uniform routing, every pool member alone and the per-window oracle; plus recovery after
+abrupt drifts. Prints a Markdown table (paste into BENCHMARKS.md).
+
+    .venv/bin/python -m benchmarks.quality [--jobs 2] [--n 20000] [--seed 0] [--streams elec,weather,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from fedrift import datasets
+from fedrift.simulate import SimConfig, run
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+STREAMS = ("elec", "weather", "sea", "agrawal", "hyperplane", "rbf")
+ABRUPT = ("sea", "agrawal")  # concept switches at n/4, n/2, 3n/4
+
+
+def _rows(stream: str, n: int, seed: int):
+    if stream in ("elec", "weather"):
+        names, rows = datasets.read_csv(DATA / f"{stream}.csv")
+        return names, rows
+    return None, datasets.synthetic(stream, n, seed)
+
+
+def recovery(correct: np.ndarray, drift_at: int, segment_end: int, window: int = 250) -> int | None:
+    """Events after ``drift_at`` until the rolling accuracy is back within 2 points of the
+    post-drift level (mean accuracy over the second half of the segment)."""
+    level = correct[(drift_at + segment_end) // 2 : segment_end].mean()
+    rolling = np.convolve(correct[drift_at:segment_end].astype(float), np.ones(window) / window, mode="valid")
+    hits = np.nonzero(rolling >= level - 0.02)[0]
+    return int(hits[0] + window) if len(hits) else None
+
+
+def one(stream: str, n: int, seed: int) -> dict:
+    names, rows = _rows(stream, n, seed)
+    t0 = time.perf_counter()
+    sim = run(rows, SimConfig(seed=seed), names)
+    elapsed = time.perf_counter() - t0
+    res = sim.result()
+    res["stream"], res["seconds"] = stream, round(elapsed, 1)
+    if stream in ABRUPT:
+        corr = sim.system_correct()
+        q = res["n"] // 4
+        res["recovery"] = {
+            name: [recovery(corr[name], k * q, (k + 1) * q) for k in (1, 2, 3)] for name in ("fedrift", "patent")
+        }
+    return res
+
+
+def table(results: list[dict]) -> str:
+    head = "| stream | n | fedrift | patent | uniform | best single | oracle_window | fedrift κt | patent κt | triggers | HPO rounds | promoted/rejected | max ε | s |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        s = r["systems"]
+        singles = {k: v for k, v in s.items() if k.startswith("model:")}
+        best = max(singles, key=lambda k: singles[k]["accuracy"])
+        pct = lambda k: f"{s[k]['accuracy'] * 100:.2f}"  # noqa: E731
+        lines.append(
+            f"| {r['stream']} | {r['n']} | **{pct('fedrift')}** | {pct('patent')} | {pct('uniform')} | "
+            f"{pct(best)} ({best[6:]}) | {pct('oracle_window')} | {s['fedrift']['kappa_temporal']:.3f} | "
+            f"{s['patent']['kappa_temporal']:.3f} | {len(r['drift']['triggers'])} | {r['hpo']['rounds']} | "
+            f"{r['shadow']['promotions']}/{r['shadow']['rejections']} | {r['privacy']['epsilon_spent_max']:.1f} | "
+            f"{r['seconds']} |"
+        )
+    rec = [r for r in results if "recovery" in r]
+    if rec:
+        lines += ["", "| stream | recovery after drift 1/2/3, fedrift (events) | patent (events) |", "|---|---|---|"]
+        for r in rec:
+            lines.append(f"| {r['stream']} | {r['recovery']['fedrift']} | {r['recovery']['patent']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streams", default=",".join(STREAMS))
+    ap.add_argument("--n", type=int, default=20_000, help="events per synthetic stream")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--json", help="also write the raw results here")
+    args = ap.parse_args()
+    streams = args.streams.split(",")
+    with ProcessPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(one, streams, [args.n] * len(streams), [args.seed] * len(streams)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
