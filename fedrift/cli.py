@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -63,6 +62,14 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_host(args: argparse.Namespace, settings: Settings) -> int:
+    from agents.host import ModelHost
+
+    logging.getLogger().setLevel(settings.log_level.upper())
+    ModelHost(settings, args.model, args.replica).run()
+    return 0
+
+
 def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
     from streams.worker import run_worker
 
@@ -110,63 +117,125 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def wait_ready(pipeline, timeout: float = 90.0) -> None:
+    """Wait until the Faust worker and every host have said they are serving."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pipeline.check()
+        logs = {name: (pipeline.log_dir / f"{name}.log").read_text(errors="replace") for name in pipeline.processes}
+        waiting = [n for n, text in logs.items() if ("Ready" not in text if n == "streams" else "serving" not in text)]
+        if not waiting:
+            return
+        time.sleep(0.5)
+    raise UsageError(f"pipeline not ready after {timeout:.0f}s: {waiting}; logs in {pipeline.log_dir}")
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    """Start the broker and the stream processors, produce a short drifting stream, show what arrives."""
-    from confluent_kafka import Consumer
+    """The main job: broker, topics, every processor and host, a drifting stream, live progress."""
+    import dataclasses
+    import threading
 
     from fedrift import datasets
     from fedrift.kafka_io import RecordProducer, create_topics
+    from fedrift.monitor import PipelineMonitor, plot
+    from fedrift.pipeline import Pipeline
     from fedrift.produce import produce, request_events
-    from fedrift.topics import REQUESTS, TopicCatalog
-    from schemas import codec
+    from fedrift.topics import TopicCatalog
 
+    if args.data:
+        from itertools import islice
+
+        _, rows = datasets.read_csv(args.data, args.label_column)
+        rows = islice(rows, args.n) if args.n else rows
+    else:
+        rows = datasets.synthetic(args.stream, args.n, args.seed)
     bootstrap = ensure_broker(settings)
+    run_id = f"run{int(time.time())}"
+    prefix = settings.topic_prefix or f"{run_id}."
+    settings = dataclasses.replace(settings, bootstrap_servers=bootstrap, topic_prefix=prefix)
     catalog = TopicCatalog.from_settings(settings)
     create_topics(bootstrap, catalog.specs())
-    log_path = settings.home / "logs" / "streams.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "fedrift.cli", "streams", "--processors", "router"],
-        env={**_env_of(settings), "FEDRIFT_BOOTSTRAP_SERVERS": bootstrap},
-        stdout=log_path.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
+    out_dir = settings.home / "runs" / run_id
+    print(f"topics under prefix {prefix!r}; logs in {out_dir}", file=sys.stderr)
+    pipeline = Pipeline(settings, out_dir / "logs").start()
+    monitor = PipelineMonitor(bootstrap, catalog)
+    produced = {"n": 0, "done": False, "error": None}
     try:
-        run_id = f"run{int(time.time())}"
-        rows = datasets.synthetic(args.stream, args.n, args.seed)
-        n = produce(RecordProducer(bootstrap), catalog, request_events(rows, run_id=run_id))
-        print(f"produced {n} requests ({args.stream}, abrupt drift every {args.n // 4}) to {catalog.name(REQUESTS)}")
-        consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"fedrift-run-{run_id}",
-                "auto.offset.reset": "earliest",
-                "log_level": 3,
-            }
-        )
-        consumer.subscribe([catalog.routed(m) for m in settings.models])
-        per_model: Counter[str] = Counter()
-        deadline = time.monotonic() + args.timeout
-        while sum(per_model.values()) < n and time.monotonic() < deadline:
-            if worker.poll() is not None:
-                raise UsageError(f"the stream processors exited ({worker.returncode}); see {log_path}")
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            _, routed = codec().decode(msg.value(), expect="RoutedRequest")
-            if routed["request"]["id"].startswith(run_id):
-                per_model[routed["model"]] += 1
-                if sum(per_model.values()) % max(n // 10, 1) == 0:
-                    print(f"  arrived {sum(per_model.values()):>6}/{n}  by model: {dict(sorted(per_model.items()))}")
-        consumer.close()
-        print(f"arrived {sum(per_model.values())} of {n} routed requests: {dict(sorted(per_model.items()))}")
-        return 0 if sum(per_model.values()) == n else 1
+        wait_ready(pipeline)
+
+        def producer() -> None:
+            try:
+                events = request_events(rows, run_id=run_id, label_delay=args.label_delay)
+                produced["n"] = produce(RecordProducer(bootstrap), catalog, events, rate=args.rate)
+            except Exception as exc:  # reported by the main thread
+                produced["error"] = exc
+            produced["done"] = True
+
+        thread = threading.Thread(target=producer, daemon=True)
+        t0 = time.monotonic()
+        thread.start()
+        deadline = None
+        while True:
+            view = monitor.poll(2.0)
+            pipeline.check()
+            if produced["error"]:
+                raise produced["error"]
+            last = next((d for d in reversed(view.drift) if d["source"] != "error"), None)
+            weights = view.weights[-1][1]["weights"] if view.weights else {}
+            acc = view.accuracy()
+            print(
+                f"[{time.monotonic() - t0:6.1f}s] requests {len(view.requests):>6} predicted {view.n_predicted:>6}"
+                f" acc {acc * 100 if acc is not None else 0:5.1f}%"
+                f" | drift {last['score'] if last else 0:6.2f}/{last['threshold'] if last else 0:.2f}"
+                f" | weights {' '.join(f'{m}={w:.2f}' for m, w in sorted(weights.items()))}"
+                f" | shadow {view.shadow_state()}",
+                file=sys.stderr,
+            )
+            if produced["done"] and view.n_predicted >= produced["n"] - len(view.dead_letters):
+                break
+            if produced["done"]:
+                deadline = deadline or time.monotonic() + args.timeout
+                if time.monotonic() > deadline:
+                    print("timed out waiting for the last predictions", file=sys.stderr)
+                    break
+        monitor.poll(3.0)  # let the last control records arrive
     finally:
-        worker.terminate()
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        pipeline.stop()
+    view = monitor.view
+    monitor.close()
+    png = out_dir / "fedrift-run.png"
+    plot(view, png)
+    print(summary(view, produced["n"], png))
+    return 0 if view.n_predicted == produced["n"] - len(view.dead_letters) and view.duplicates == 0 else 1
+
+
+def summary(view, produced: int, png) -> str:
+
+    by_model = Counter(model for model, _ in view.served.values())
+    acc = view.accuracy()
+    rows = [
+        ("requests produced", str(produced)),
+        ("predictions (unique / duplicates)", f"{view.n_predicted} / {view.duplicates}"),
+        ("accuracy of served predictions", f"{acc * 100:.2f}%" if acc is not None else "n/a"),
+        ("served by model", ", ".join(f"{m} {c}" for m, c in sorted(by_model.items()))),
+        (
+            "drift triggers (position, source)",
+            ", ".join(f"{d['position']} {d['source']}" for d in view.drift if d["drifted"]) or "none",
+        ),
+        ("HPO rounds aggregated", str(len({a["round_id"] for a in view.aggregates}))),
+        ("routing-weight versions", str(len(view.weights))),
+        (
+            "final weights",
+            ", ".join(f"{m} {w:.3f}" for m, w in sorted(view.weights[-1][1]["weights"].items()))
+            if view.weights
+            else "uniform",
+        ),
+        ("deployments", ", ".join(f"{d['model']} {d['action'].lower()}" for d in view.deployments) or "none"),
+        ("dead letters", str(len(view.dead_letters))),
+        ("plot", str(png)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -222,8 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_topics)
 
     s = sub.add_parser("streams", help="run Faust stream processors in one worker")
-    s.add_argument("--processors", default="router")
+    s.add_argument(
+        "--processors", default="all", help="all, or a comma list of router,drift,aggregator,controller,shadow"
+    )
     s.set_defaults(func=cmd_streams)
+
+    h = sub.add_parser("host", help="run one model host (a replica of a model with its FHPO agent)")
+    h.add_argument("--model", required=True)
+    h.add_argument("--replica", type=int, default=0)
+    h.set_defaults(func=cmd_host)
 
     pr = sub.add_parser("produce", help="produce a CSV or a River drifting stream into inference.requests")
     src = pr.add_mutually_exclusive_group(required=True)
@@ -248,11 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--json", action="store_true", help="print one JSON object")
     sm.set_defaults(func=cmd_simulate)
 
-    r = sub.add_parser("run", help="the main job: broker, topics, processors, a drifting stream through them")
-    r.add_argument("--stream", default="sea")
-    r.add_argument("--n", type=int, default=4000)
+    r = sub.add_parser("run", help="the main job: broker, topics, the whole pipeline, a drifting stream through it")
+    rsrc = r.add_mutually_exclusive_group()
+    rsrc.add_argument("--stream", default="shift", help="River synthetic stream (default: shift, abrupt at n/2)")
+    rsrc.add_argument("--data", help="CSV file, header row, last column the label")
+    r.add_argument("--label-column")
+    r.add_argument("--n", type=int, default=12_000)
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--timeout", type=float, default=120.0)
+    r.add_argument("--rate", type=float, default=250.0, help="requests per second")
+    r.add_argument("--label-delay", type=int, default=0)
+    r.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the last predictions")
     r.set_defaults(func=cmd_run)
     return p
 

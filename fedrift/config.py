@@ -53,6 +53,13 @@ class Settings:
     epsilon_budget: float = field(
         default=10.0, metadata=_env("FEDRIFT_EPSILON_BUDGET", "differential-privacy budget per replica")
     )
+    shadow_min_samples: int = field(
+        default=200, metadata=_env("FEDRIFT_SHADOW_MIN_SAMPLES", "paired labelled requests before a shadow decision")
+    )
+    shadow_max_samples: int = field(
+        default=5000, metadata=_env("FEDRIFT_SHADOW_MAX_SAMPLES", "paired requests before a shadow times out")
+    )
+    status_every: int = field(default=200, metadata=_env("FEDRIFT_STATUS_EVERY", "events between ModelStatus"))
     seed: int = field(default=0, metadata=_env("FEDRIFT_SEED", "random seed"))
     log_level: str = field(default="info", metadata=_env("FEDRIFT_LOG_LEVEL", "log level"))
 

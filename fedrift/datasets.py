@@ -16,7 +16,7 @@ from pathlib import Path
 
 from river.datasets import synth
 
-SYNTHETIC = ("sea", "agrawal", "hyperplane", "rbf", "led", "stagger")
+SYNTHETIC = ("sea", "agrawal", "hyperplane", "rbf", "led", "stagger", "shift")
 
 
 class DataError(ValueError):
@@ -65,13 +65,33 @@ def _index(header: list[str], column: str, path: Path) -> int:
 
 def synthetic(name: str, n: int, seed: int = 0) -> Iterator[tuple[list[float], int]]:
     """``n`` events of a River generator with drift built in (abrupt concept switches for SEA,
-    Agrawal and STAGGER every ``n/4`` events; continuous drift for Hyperplane, RBF and LED)."""
+    Agrawal and STAGGER every ``n/4`` events; continuous drift for Hyperplane, RBF and LED), or
+    ``shift``: one abrupt change at ``n/2`` of both the inputs and the concept."""
+    if name == "shift":
+        yield from _shift(n, seed)
+        return
     stream = _generator(name, n, seed)
     keys: list | None = None
     for x, y in stream.take(n):
         if keys is None:
             keys = sorted(x)
         yield [_num(x[k]) for k in keys], int(y)
+
+
+def _shift(n: int, seed: int) -> Iterator[tuple[list[float], int]]:
+    """5 Gaussian features; y = [x0 + x1 > 0]. At n/2, features 2-3 move by +1.5 sd and the
+    concept becomes y = [x0 - x1 > 0.5]: input drift and concept drift at the same moment."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for t in range(n):
+        x = rng.normal(size=5)
+        if t < n // 2:
+            y = int(x[0] + x[1] > 0)
+        else:
+            x[2:4] += 1.5
+            y = int(x[0] - x[1] > 0.5)
+        yield [float(v) for v in x], y
 
 
 def _num(v) -> float:

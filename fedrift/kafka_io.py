@@ -182,3 +182,49 @@ def dead_letter(
         ("fedrift.source", f"{source_topic}/{partition}/{offset}".encode()),
     ]
     return catalog.dlq(source_topic), codec().encode("DeadLetter", value), headers
+
+
+def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[str, dict]:
+    """The latest decoded value per key of a compacted state topic, read from the beginning.
+
+    Processes call this at start-up to rebuild state (weights, deployments) that must survive a
+    restart, independent of any consumer group's committed offsets.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "fedrift-state-reader",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "log_level": 3,
+        }
+    )
+    try:
+        md = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if md is None or md.error is not None:
+            return {}
+        ends = {}
+        for p in md.partitions:
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if hi > lo:
+                ends[p] = hi
+        if not ends:
+            return {}
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        state: dict[str, dict] = {}
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.5):
+                if msg.error():
+                    continue
+                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+                    ends.pop(msg.partition(), None)
+                try:
+                    state[msg.key().decode()] = codec().decode(msg.value())[1]
+                except (RecordError, AttributeError):
+                    continue
+        return state
+    finally:
+        consumer.close()

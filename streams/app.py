@@ -37,7 +37,19 @@ def create_app(settings: Settings, app_id: str = "fedrift-streams") -> faust.App
         broker_commit_every=500,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
+        producer_linger_ms=5,
     )
+
+
+def now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+async def send(topics: RawTopics, topic: str, record: str, value: dict, key: str) -> None:
+    """Encode with the shared codec and send through Faust's producer."""
+    await topics.get(topic).send(key=key.encode(), value=codec().encode(record, value))
 
 
 @dataclass
@@ -59,11 +71,13 @@ class RawTopics:
 
 
 async def decode_or_dead_letter(
-    topics: RawTopics, event: faust.EventT, record: str, consumer: str, validate=None
+    topics: RawTopics, event: faust.EventT, record: str, consumer: str, validate=None, owner: bool = True
 ) -> dict | None:
     """Decode one Faust event; on any ``RecordError`` send it to ``<topic>.dlq`` and return None.
 
     Returning normally lets Faust acknowledge (and later commit) the offset, so the pipeline goes on.
+    Only the topic's ``owner`` (one processor per topic) dead-letters; others skip bad records, so
+    a poison record lands in the DLQ exactly once.
     """
     msg = event.message
     try:
@@ -72,6 +86,8 @@ async def decode_or_dead_letter(
             validate(value)
         return value
     except RecordError as exc:
+        if not owner:
+            return None
         dlq, raw, headers = dead_letter(
             topics.catalog, msg.topic, msg.partition, msg.offset, msg.key, msg.value, exc, consumer
         )

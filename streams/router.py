@@ -1,20 +1,26 @@
-"""Router processor: validate each request, pick its model by the deficit rule, forward it.
+"""Router processor: validate each request, pick its model by the deficit rule, forward it;
+mirror a slice of a model's traffic to its shadow; forward late labels to the model that served.
 
 Invalid requests (undecodable, NaN/inf, wrong feature count) go to ``inference.requests.dlq``.
-Weights come from the compacted ``routing.weights`` topic; until one arrives, traffic is uniform.
+Weights come from the compacted ``routing.weights`` topic (read whole at start, then followed);
+until one arrives, traffic is uniform. A table (changelogged, so it survives restarts) remembers
+which model served each request: a redelivered request goes to the same model again (its host
+drops the duplicate) and a late label finds its host.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import faust
 
 from fedrift.config import Settings
 from fedrift.core.router import DeficitRouter
-from fedrift.topics import REQUESTS, ROUTING_WEIGHTS, TopicCatalog
+from fedrift.kafka_io import read_compacted
+from fedrift.topics import DEPLOYMENTS, FEEDBACK, REQUESTS, ROUTING_WEIGHTS, TopicCatalog
 from schemas import FeatureCountMismatch, codec, validate_features
-from streams.app import RawTopics, decode_or_dead_letter
+from streams.app import RawTopics, decode_or_dead_letter, send
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +40,60 @@ class FeatureContract:
             self.expected = len(features)
 
 
-def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -> DeficitRouter:
+def mirrored(request_id: str, fraction: float) -> bool:
+    """A stable pseudo-random choice of ``fraction`` of requests (same id, same answer)."""
+    h = int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "big")
+    return h / 2**64 < fraction
+
+
+class RouterState:
+    """Live weights and active shadows, rebuilt from the compacted topics at start."""
+
+    def __init__(self, settings: Settings, catalog: TopicCatalog) -> None:
+        self.settings = settings
+        self.router = DeficitRouter({m: 1.0 for m in settings.models})
+        self.shadows: set[str] = set()
+        weights = read_compacted(settings.bootstrap, catalog.name(ROUTING_WEIGHTS)).get("weights")
+        if weights:
+            self.apply_weights(weights)
+        for d in read_compacted(settings.bootstrap, catalog.name(DEPLOYMENTS)).values():
+            self.apply_deployment(d)
+
+    def apply_weights(self, value: dict) -> None:
+        if value["version"] <= self.router.version and self.router.routed:
+            return
+        live = {m: w for m, w in value["weights"].items() if m in self.settings.models and w > 0}
+        if live:
+            self.router.set_weights(live, value["version"])
+            log.info("routing weights v%d: %s", value["version"], live)
+
+    def apply_deployment(self, d: dict) -> None:
+        if d["action"] == "SHADOW_START":
+            self.shadows.add(d["model"])
+        elif d["action"] in ("PROMOTE", "REJECT"):
+            self.shadows.discard(d["model"])
+
+
+def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -> RouterState:
     topics = RawTopics(app, catalog)
-    router = DeficitRouter({m: 1.0 for m in settings.models})
+    state = RouterState(settings, catalog)
     contract = FeatureContract(settings.n_features)
     enc = codec()
+    served = app.Table("router-served", key_type=bytes, value_type=bytes, partitions=settings.partitions)
 
     @app.agent(topics.get(catalog.name(ROUTING_WEIGHTS)), name="router-weights")
     async def follow_weights(stream):
         async for event in stream.events():
             value = await decode_or_dead_letter(topics, event, "RoutingWeights", "router")
-            if value is None or value["version"] <= getattr(router, "version", -1):
-                continue
-            live = {m: w for m, w in value["weights"].items() if m in settings.models and w > 0}
-            if live:
-                router.set_weights(live, value["version"])
-                log.info("routing weights v%d: %s", value["version"], live)
+            if value is not None:
+                state.apply_weights(value)
+
+    @app.agent(topics.get(catalog.name(DEPLOYMENTS)), name="router-deployments")
+    async def follow_deployments(stream):
+        async for event in stream.events():
+            value = await decode_or_dead_letter(topics, event, "Deployment", "router", owner=False)
+            if value is not None:
+                state.apply_deployment(value)
 
     @app.agent(topics.get(catalog.name(REQUESTS)), name="router")
     async def route(stream):
@@ -57,10 +101,34 @@ def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -
             request = await decode_or_dead_letter(topics, event, "InferenceRequest", "router", contract)
             if request is None:
                 continue
-            model = router.choose()
-            routed = {"request": request, "model": model, "routing_version": router.version}
-            await topics.get(catalog.routed(model)).send(
-                key=event.message.key, value=enc.encode("RoutedRequest", routed)
-            )
+            key = event.message.key
+            previous = served.get(key)
+            if previous is not None:  # redelivered after a restart: same model, the host de-duplicates
+                model, version = previous.decode().split("|")
+            else:
+                model, version = state.router.choose(), str(state.router.version)
+                served[key] = f"{model}|{version}".encode()
+            routed = {
+                "request": request,
+                "model": model,
+                "routing_version": int(version),
+                "shadow": model in state.shadows and mirrored(request["id"], settings.shadow_fraction),
+            }
+            await topics.get(catalog.routed(model)).send(key=key, value=enc.encode("RoutedRequest", routed))
 
-    return router
+    @app.agent(topics.get(catalog.name(FEEDBACK)), name="router-feedback")
+    async def forward_feedback(stream):
+        async for event in stream.events():
+            fb = await decode_or_dead_letter(topics, event, "Feedback", "router")
+            if fb is None:
+                continue
+            previous = served.get(event.message.key)
+            if previous is None:
+                log.warning("label for unknown request %s dropped", fb["id"])
+                continue
+            model = previous.decode().split("|")[0]
+            request = {"id": fb["id"], "event_time": fb["time"], "features": [], "label": fb["label"]}
+            routed = {"request": request, "model": model, "routing_version": 0, "feedback": True}
+            await send(topics, catalog.routed(model), "RoutedRequest", routed, fb["id"])
+
+    return state

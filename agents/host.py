@@ -1,0 +1,353 @@
+"""A model host: one process per model replica (confluent-kafka).
+
+K replicas of a model share one consumer group on ``inference.routed.<model>``, so each owns a
+shard of that traffic: its local data. A host predicts (exactly one production prediction per
+request: outputs and input offsets are committed in one Kafka transaction, and a request id is
+never served twice by the same host), learns from labels (inline or forwarded late), keeps its
+local window, runs its FHPO agent on ``hpo.triggers``, runs a shadow candidate when told, and
+applies ``deployments``. It publishes ``inference.predictions``, ``shadow.results``,
+``model.status`` and ``hpo.metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from fedrift import json_config
+from fedrift.config import Settings
+from fedrift.core.aggregation import PairwiseMasker
+from fedrift.core.drift import ErrorDriftDetector
+from fedrift.core.fhpo import FhpoAgent, FhpoConfig
+from fedrift.core.metrics import WindowedMean
+from fedrift.core.models import FAMILIES, Classifier, clean_config, config_id
+from fedrift.core.privacy import PrivacyLedger
+from fedrift.core.routing import InputSketch
+from fedrift.kafka_io import dead_letter, producer_config
+from fedrift.topics import (
+    DEPLOYMENTS,
+    HPO_METRICS,
+    HPO_TRIGGERS,
+    MODEL_STATUS,
+    PREDICTIONS,
+    SHADOW_RESULTS,
+    TopicCatalog,
+)
+from schemas import RecordError, codec
+
+log = logging.getLogger(__name__)
+SERVED_MEMORY = 200_000  # request ids remembered for de-duplication
+PENDING_MEMORY = 50_000  # requests waiting for a late label
+
+
+def exc_text() -> str:
+    import sys
+
+    return str(sys.exc_info()[1])
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Pending:
+    x: list[float]
+    prediction: int | None
+    shadow_prediction: int | None
+    production_latency_ms: float
+    shadow_latency_ms: float
+
+
+class ModelHost:
+    def __init__(self, settings: Settings, model: str, replica: int, fhpo: FhpoConfig | None = None) -> None:
+        if model not in FAMILIES:
+            raise ValueError(f"unknown model {model!r}; the pool has {sorted(FAMILIES)}")
+        self.settings, self.model, self.replica = settings, model, replica
+        self.host_id = f"{model}-{replica}"
+        self.catalog = TopicCatalog.from_settings(settings)
+        self.codec = codec()
+        self.family = FAMILIES[model]
+        self.config = dict(self.family.defaults)
+        self.production: Classifier = self.family.build(self.config, seed=settings.seed)
+        self.shadow: Classifier | None = None
+        self.shadow_config: dict | None = None
+        self.accuracy = WindowedMean(500)
+        self.errors = ErrorDriftDetector()
+        self.error_drift = False
+        self.sketch = InputSketch(self.family.memory(self.config))
+        self.ledger = PrivacyLedger(settings.epsilon_budget)
+        self.agent = FhpoAgent(self.family, self.host_id, self.ledger, fhpo, seed=settings.seed * 1000 + replica)
+        agents = [f"{model}-{r}" for r in range(settings.replicas)]
+        self.masker = PairwiseMasker(agents, group_secret=f"{settings.topic_prefix}{model}/{settings.seed}".encode())
+        self.served: OrderedDict[str, None] = OrderedDict()
+        self.pending: OrderedDict[str, Pending] = OrderedDict()
+        self.n_learned = 0
+        self.position = 0
+        self.running = True
+        self.started_ms = now_ms()
+        bootstrap = settings.bootstrap
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"{settings.topic_prefix}host.{model}",
+                "client.id": self.host_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "log_level": 3,
+            }
+        )
+        self.control = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"{settings.topic_prefix}host.{self.host_id}.control",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": True,
+                "log_level": 3,
+            }
+        )
+        self.producer = Producer(
+            producer_config(bootstrap, **{"transactional.id": f"{settings.topic_prefix}host.{self.host_id}"})
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def run(self, max_idle_s: float | None = None) -> None:
+        self.producer.init_transactions(30)
+        self.consumer.subscribe([self.catalog.routed(self.model)])
+        self.control.subscribe([self.catalog.name(HPO_TRIGGERS), self.catalog.name(DEPLOYMENTS)])
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        idle_since = time.monotonic()
+        log.info("host %s serving %s", self.host_id, self.catalog.routed(self.model))
+        try:
+            while self.running:
+                self._poll_control()
+                msgs = self.consumer.consume(num_messages=500, timeout=0.2)
+                if not msgs:
+                    if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                        break
+                    continue
+                idle_since = time.monotonic()
+                self._process_batch(msgs)
+        finally:
+            self.consumer.close()
+            self.control.close()
+            self.producer.flush(10)
+
+    def stop(self) -> None:
+        self.running = False
+
+    # -- data path -----------------------------------------------------------------------------
+    def _process_batch(self, msgs) -> None:
+        self._batch: list[str] = []  # request ids first served in this transaction
+        self.producer.begin_transaction()
+        try:
+            for msg in msgs:
+                if msg.error():
+                    continue
+                self._handle(msg)
+            positions = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
+            self.producer.send_offsets_to_transaction(positions, self.consumer.consumer_group_metadata(), 30)
+            self.producer.commit_transaction(30)
+        except KafkaException:
+            log.warning("transaction failed (%s); aborting and rewinding to the last commit", exc_text())
+            self.producer.abort_transaction(30)
+            for rid in self._batch:  # their predictions were aborted: serve them again
+                self.served.pop(rid, None)
+                self.pending.pop(rid, None)
+            self._rewind()
+
+    def _rewind(self) -> None:
+        committed = self.consumer.committed(self.consumer.assignment(), timeout=10)
+        for tp in committed:
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
+
+    def _send(self, base: str, record: str, value: dict, key: str) -> None:
+        self.producer.produce(self.catalog.name(base), self.codec.encode(record, value), key.encode())
+
+    def _handle(self, msg) -> None:
+        try:
+            _, routed = self.codec.decode(msg.value(), expect="RoutedRequest")
+            request = routed["request"]
+            if not routed["feedback"]:
+                from schemas import validate_features
+
+                validate_features(request["features"])
+        except RecordError as exc:
+            topic, raw, headers = dead_letter(
+                self.catalog, msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), exc, self.host_id
+            )
+            self.producer.produce(topic, raw, msg.key(), headers=headers)
+            return
+        rid = request["id"]
+        if routed["feedback"]:
+            pending = self.pending.pop(rid, None)
+            if pending is not None and request["label"] is not None:
+                self._learn(rid, pending, request["label"])
+            return
+        if rid in self.served:
+            return  # a redelivered request: its one production prediction already exists
+        self._remember(self.served, rid, None, SERVED_MEMORY)
+        self._batch.append(rid)
+        x = request["features"]
+        t0 = time.perf_counter()
+        proba = self.production.predict_proba_one(x)
+        prediction = max(proba, key=proba.get) if proba else None
+        latency = (time.perf_counter() - t0) * 1000
+        shadow_pred, shadow_latency = None, 0.0
+        if routed["shadow"] and self.shadow is not None:
+            t1 = time.perf_counter()
+            shadow_pred = self.shadow.predict_one(x)
+            shadow_latency = (time.perf_counter() - t1) * 1000
+        self._send(
+            PREDICTIONS,
+            "Prediction",
+            {
+                "request_id": rid,
+                "model": self.model,
+                "host": self.host_id,
+                "config_id": config_id(self.config),
+                "prediction": None if prediction is None else int(prediction),
+                "probabilities": {str(k): float(v) for k, v in proba.items()},
+                "latency_ms": latency,
+                "routing_version": routed["routing_version"],
+                "event_time": request["event_time"],
+            },
+            rid,
+        )
+        pending = Pending(x, prediction, shadow_pred, latency, shadow_latency)
+        if request["label"] is not None:
+            self._learn(rid, pending, request["label"])
+        else:
+            self._remember(self.pending, rid, pending, PENDING_MEMORY)
+
+    @staticmethod
+    def _remember(store: OrderedDict, key: str, value, limit: int) -> None:
+        store[key] = value
+        if len(store) > limit:
+            store.popitem(last=False)
+
+    def _learn(self, rid: str, p: Pending, label: int) -> None:
+        self.position += 1
+        correct = p.prediction == label
+        self.accuracy.update(float(correct))
+        if self.errors.update(int(not correct)):
+            self.error_drift = True
+        if p.shadow_prediction is not None and self.shadow is not None:
+            self._send(
+                SHADOW_RESULTS,
+                "ShadowResult",
+                {
+                    "request_id": rid,
+                    "model": self.model,
+                    "host": self.host_id,
+                    "production_config_id": config_id(self.config),
+                    "shadow_config_id": config_id(self.shadow_config),
+                    "production_prediction": int(p.prediction) if p.prediction is not None else -1,
+                    "shadow_prediction": int(p.shadow_prediction),
+                    "label": int(label),
+                    "production_latency_ms": p.production_latency_ms,
+                    "shadow_latency_ms": p.shadow_latency_ms,
+                },
+                rid,
+            )
+        self.production.learn_one(p.x, label)
+        if self.shadow is not None:
+            self.shadow.learn_one(p.x, label)
+        self.sketch.add(p.x)
+        self.agent.observe(self.position, p.x, label)
+        self.n_learned += 1
+        if self.n_learned % self.settings.status_every == 0:
+            self._status()
+
+    def _status(self) -> None:
+        self._send(
+            MODEL_STATUS,
+            "ModelStatus",
+            {
+                "host": self.host_id,
+                "model": self.model,
+                "config_id": config_id(self.config),
+                "time": now_ms(),
+                "window_quality": self.accuracy.mean,
+                "n_seen": self.n_learned,
+                "error_drift": self.error_drift,
+                "input_sketch": self.sketch.to_list(),
+                "epsilon_spent": self.ledger.max_loss,
+            },
+            self.host_id,
+        )
+        self.error_drift = False
+
+    # -- control path: HPO triggers and deployments -------------------------------------------
+    def _poll_control(self) -> None:
+        msgs = [m for m in self.control.consume(num_messages=50, timeout=0) if not m.error()]
+        if not msgs:
+            return
+        self.producer.begin_transaction()
+        for msg in msgs:
+            try:
+                name, value = self.codec.decode(msg.value())
+            except RecordError as exc:
+                log.warning("control record skipped (%s)", exc.reason)
+                continue
+            if name == "HpoTrigger" and (not value["models"] or self.model in value["models"]):
+                self._hpo(value)
+            elif name == "Deployment" and value["model"] == self.model:
+                self._deploy(value)
+        self.producer.commit_transaction(30)
+
+    def _hpo(self, trigger: dict) -> None:
+        round_id = trigger["round_id"]
+        outcome = self.agent.run_round(round_id, self.config)
+        log.info("host %s round %s: %s, %d metric(s)", self.host_id, round_id, outcome.status, len(outcome.trials))
+        for tr in outcome.trials:
+            weighted = tr.noised_quality * tr.slice_size
+            shares = [self.masker.mask(self.host_id, round_id, tr.config_id, weighted)] if tr.shared else []
+            self._send(
+                HPO_METRICS,
+                "TrialMetric",
+                {
+                    "round_id": round_id,
+                    "model": self.model,
+                    "agent": self.host_id,
+                    "config_id": tr.config_id,
+                    "config_json": json_config.dumps(tr.config),
+                    "noised_quality": math.nan if tr.shared else tr.noised_quality,  # shared: only the masked share
+                    "noised_latency_ms": tr.noised_latency_ms,
+                    "slice_size": tr.slice_size,
+                    "epsilon_spent": tr.epsilon_spent,
+                    "masked_shares": shares,
+                },
+                self.model,
+            )
+        if outcome.status != "ok":
+            self._status()  # says so: epsilon_spent at the budget, no metrics
+
+    def _deploy(self, d: dict) -> None:
+        action, config = d["action"], clean_config({**self.family.defaults, **json_config.loads(d["config_json"])})
+        if action == "SHADOW_START":
+            self.shadow, self.shadow_config = self._warm(config), config
+        elif action == "PROMOTE":
+            if self.shadow is None or config_id(self.shadow_config) != config_id(config):
+                self.shadow = self._warm(config)
+            self.production, self.config, self.shadow, self.shadow_config = self.shadow, config, None, None
+            self.sketch = InputSketch(self.family.memory(config))
+            for _, x, _y in self.agent.window.events:
+                self.sketch.add(x)
+        elif action == "REJECT":
+            self.shadow = self.shadow_config = None
+        log.info("host %s applied %s %s", self.host_id, action, config_id(config))
+
+    def _warm(self, config: dict) -> Classifier:
+        model = self.family.build(config, seed=self.settings.seed)
+        for _, x, y in self.agent.window.events:
+            model.learn_one(x, y)
+        return model

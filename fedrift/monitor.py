@@ -1,0 +1,165 @@
+"""Follow the pipeline's output topics and keep what a user wants to see: predictions (and their
+accuracy once labels are known), drift signals, routing weights, HPO rounds, shadows, dead letters."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer
+
+from fedrift.topics import (
+    DEPLOYMENTS,
+    DRIFT_SIGNALS,
+    HPO_AGGREGATES,
+    HPO_METRICS,
+    PREDICTIONS,
+    REQUESTS,
+    ROUTING_WEIGHTS,
+    TopicCatalog,
+)
+from schemas import RecordError, codec
+
+
+@dataclass
+class PipelineView:
+    requests: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # id -> (order, label)
+    predictions: Counter = field(default_factory=Counter)  # request id -> predictions seen
+    served: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # id -> (model, prediction)
+    drift: list[dict] = field(default_factory=list)
+    weights: list[tuple[int, dict]] = field(default_factory=list)  # (requests seen, weights)
+    aggregates: list[dict] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)
+    deployments: list[dict] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, dict, dict]] = field(default_factory=list)
+
+    @property
+    def n_predicted(self) -> int:
+        return len(self.predictions)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(c - 1 for c in self.predictions.values() if c > 1)
+
+    def accuracy(self) -> float | None:
+        hits = [
+            pred == self.requests[rid][1]
+            for rid, (_, pred) in self.served.items()
+            if rid in self.requests and self.requests[rid][1] is not None
+        ]
+        return sum(hits) / len(hits) if hits else None
+
+    def correctness_by_order(self) -> list[tuple[int, bool]]:
+        out = [
+            (self.requests[rid][0], pred == self.requests[rid][1])
+            for rid, (_, pred) in self.served.items()
+            if rid in self.requests and self.requests[rid][1] is not None
+        ]
+        return sorted(out)
+
+    def shadow_state(self) -> str:
+        state: dict[str, str] = {}
+        for d in self.deployments:
+            if d["action"] in ("SHADOW_START", "PROMOTE", "REJECT"):
+                state[d["model"]] = f"{d['action'].lower()} {d['config_id']}"
+        return ", ".join(f"{m}: {s}" for m, s in sorted(state.items())) or "none"
+
+
+class PipelineMonitor:
+    """Consumes the catalog's output topics (read_committed) into a ``PipelineView``."""
+
+    def __init__(self, bootstrap: str, catalog: TopicCatalog) -> None:
+        self.catalog = catalog
+        self.view = PipelineView()
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"fedrift-monitor-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "log_level": 3,
+            }
+        )
+        bases = (REQUESTS, PREDICTIONS, DRIFT_SIGNALS, ROUTING_WEIGHTS, HPO_AGGREGATES, HPO_METRICS, DEPLOYMENTS)
+        self.topics = {catalog.name(b): b for b in bases}
+        self.dlq = catalog.dlq(catalog.name(REQUESTS))
+        self.consumer.subscribe([*self.topics, self.dlq])
+
+    def poll(self, seconds: float = 0.5) -> PipelineView:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for msg in self.consumer.consume(2000, 0.1):
+                if msg.error() is None:
+                    self._apply(msg)
+        return self.view
+
+    def _apply(self, msg) -> None:
+        v = self.view
+        if msg.topic() == self.dlq:
+            _, letter = codec().decode(msg.value(), expect="DeadLetter")
+            v.dead_letters.append((msg.key(), letter, dict(msg.headers() or [])))
+            return
+        base = self.topics[msg.topic()]
+        try:
+            _, value = codec().decode(msg.value())
+        except RecordError:
+            return  # poison records are the DLQ's business
+        if base == REQUESTS:
+            v.requests.setdefault(value["id"], (len(v.requests), value["label"]))
+        elif base == PREDICTIONS:
+            v.predictions[value["request_id"]] += 1
+            v.served[value["request_id"]] = (value["model"], value["prediction"])
+        elif base == DRIFT_SIGNALS:
+            v.drift.append(value)
+        elif base == ROUTING_WEIGHTS:
+            v.weights.append((len(v.requests), value))
+        elif base == HPO_AGGREGATES:
+            v.aggregates.append(value)
+        elif base == HPO_METRICS:
+            v.metrics.append(value)
+        elif base == DEPLOYMENTS:
+            v.deployments.append(value)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def plot(view: PipelineView, path, window: int = 250) -> None:
+    """Drift score, routing weights and rolling accuracy over the stream, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
+    inputs = [d for d in view.drift if d["source"] != "error"]
+    if inputs:
+        axes[0].plot([d["position"] for d in inputs], [d["score"] for d in inputs], label="drift score")
+        axes[0].plot([d["position"] for d in inputs], [d["threshold"] for d in inputs], "--", label="threshold")
+    for d in view.drift:
+        if d["drifted"]:
+            axes[0].axvline(d["position"], color="red", alpha=0.4)
+    axes[0].set_ylabel("drift (z)")
+    axes[0].legend(loc="upper left")
+    models = sorted({m for _, w in view.weights for m in w["weights"]})
+    for m in models:
+        axes[1].step(
+            [p for p, _ in view.weights], [w["weights"].get(m, 0.0) for _, w in view.weights], where="post", label=m
+        )
+    axes[1].set_ylabel("routing weight")
+    if models:
+        axes[1].legend(loc="upper left")
+    series = view.correctness_by_order()
+    if len(series) > window:
+        order = np.array([o for o, _ in series])
+        hits = np.array([c for _, c in series], dtype=float)
+        axes[2].plot(order[window - 1 :], np.convolve(hits, np.ones(window) / window, mode="valid"))
+    axes[2].set_ylabel(f"accuracy ({window}-event window)")
+    axes[2].set_xlabel("request")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
