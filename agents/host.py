@@ -1,9 +1,11 @@
 """A model host: one process per model replica (confluent-kafka).
 
 K replicas of a model share one consumer group on ``inference.routed.<model>``, so each owns a
-shard of that traffic: its local data. A host predicts (exactly one production prediction per
-request: outputs and input offsets are committed in one Kafka transaction, and a request id is
-never served twice by the same host), learns from labels (inline or forwarded late), keeps its
+shard of that traffic: its local data. Every model receives every request; a host publishes a
+production prediction only for those its model serves (exactly one per request: outputs and input
+offsets are committed in one Kafka transaction, and a request id is never handled twice by the
+same host) and evaluates itself on all of them (test-then-train), learns from labels (inline or
+forwarded late), keeps its
 local window, runs its FHPO agent on ``hpo.triggers``, runs a shadow candidate when told, and
 applies ``deployments``. It publishes ``inference.predictions``, ``shadow.results``,
 ``model.status`` and ``hpo.metrics``.
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import signal
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -88,6 +92,9 @@ class ModelHost:
         self.masker = PairwiseMasker(agents, group_secret=f"{settings.topic_prefix}{model}/{settings.seed}".encode())
         self.served: OrderedDict[str, None] = OrderedDict()
         self.pending: OrderedDict[str, Pending] = OrderedDict()
+        self.hpo_results: queue.Queue = queue.Queue()
+        self.hpo_thread: threading.Thread | None = None
+        self.hpo_waiting: list[dict] = []
         self.n_learned = 0
         self.position = 0
         self.running = True
@@ -193,7 +200,7 @@ class ModelHost:
                 self._learn(rid, pending, request["label"])
             return
         if rid in self.served:
-            return  # a redelivered request: its one production prediction already exists
+            return  # a redelivered request: its one production prediction (if ours) already exists
         self._remember(self.served, rid, None, SERVED_MEMORY)
         self._batch.append(rid)
         x = request["features"]
@@ -206,22 +213,23 @@ class ModelHost:
             t1 = time.perf_counter()
             shadow_pred = self.shadow.predict_one(x)
             shadow_latency = (time.perf_counter() - t1) * 1000
-        self._send(
-            PREDICTIONS,
-            "Prediction",
-            {
-                "request_id": rid,
-                "model": self.model,
-                "host": self.host_id,
-                "config_id": config_id(self.config),
-                "prediction": None if prediction is None else int(prediction),
-                "probabilities": {str(k): float(v) for k, v in proba.items()},
-                "latency_ms": latency,
-                "routing_version": routed["routing_version"],
-                "event_time": request["event_time"],
-            },
-            rid,
-        )
+        if routed["serve"]:
+            self._send(
+                PREDICTIONS,
+                "Prediction",
+                {
+                    "request_id": rid,
+                    "model": self.model,
+                    "host": self.host_id,
+                    "config_id": config_id(self.config),
+                    "prediction": None if prediction is None else int(prediction),
+                    "probabilities": {str(k): float(v) for k, v in proba.items()},
+                    "latency_ms": latency,
+                    "routing_version": routed["routing_version"],
+                    "event_time": request["event_time"],
+                },
+                rid,
+            )
         pending = Pending(x, prediction, shadow_pred, latency, shadow_latency)
         if request["label"] is not None:
             self._learn(rid, pending, request["label"])
@@ -289,9 +297,15 @@ class ModelHost:
     # -- control path: HPO triggers and deployments -------------------------------------------
     def _poll_control(self) -> None:
         msgs = [m for m in self.control.consume(num_messages=50, timeout=0) if not m.error()]
-        if not msgs:
+        finished = []
+        while not self.hpo_results.empty():
+            finished.append(self.hpo_results.get())
+        if not msgs and not finished:
+            self._start_hpo()
             return
         self.producer.begin_transaction()
+        for trigger, outcome in finished:
+            self._publish_round(trigger, outcome)
         for msg in msgs:
             try:
                 name, value = self.codec.decode(msg.value())
@@ -299,14 +313,28 @@ class ModelHost:
                 log.warning("control record skipped (%s)", exc.reason)
                 continue
             if name == "HpoTrigger" and (not value["models"] or self.model in value["models"]):
-                self._hpo(value)
+                self.hpo_waiting.append(value)
             elif name == "Deployment" and value["model"] == self.model:
                 self._deploy(value)
         self.producer.commit_transaction(30)
+        self._start_hpo()
 
-    def _hpo(self, trigger: dict) -> None:
+    def _start_hpo(self) -> None:
+        """Run the next waiting round in a background thread, on a snapshot of the local window,
+        so the host keeps serving while it optimises."""
+        if not self.hpo_waiting or (self.hpo_thread is not None and self.hpo_thread.is_alive()):
+            return
+        trigger = self.hpo_waiting.pop(0)
+        snapshot, config = list(self.agent.window.events), dict(self.config)
+
+        def work() -> None:
+            self.hpo_results.put((trigger, self.agent.run_round(trigger["round_id"], config, snapshot)))
+
+        self.hpo_thread = threading.Thread(target=work, name=f"fhpo-{trigger['round_id']}", daemon=True)
+        self.hpo_thread.start()
+
+    def _publish_round(self, trigger: dict, outcome) -> None:
         round_id = trigger["round_id"]
-        outcome = self.agent.run_round(round_id, self.config)
         log.info("host %s round %s: %s, %d metric(s)", self.host_id, round_id, outcome.status, len(outcome.trials))
         for tr in outcome.trials:
             weighted = tr.noised_quality * tr.slice_size

@@ -51,8 +51,9 @@ def drifting_cases(n: int, seed: int) -> dict:
         "covariate shift +0.5σ on 1 of 5 features": covariate(0.5),
         "RandomRBF → RandomRBFDrift (moving centroids)": chain(
             synth.RandomRBF(seed_model=seed, seed_sample=seed, n_features=10),
-            synth.RandomRBFDrift(seed_model=seed, seed_sample=seed + 1, n_features=10, change_speed=0.001,
-                                 n_drift_centroids=50),
+            synth.RandomRBFDrift(
+                seed_model=seed, seed_sample=seed + 1, n_features=10, change_speed=0.001, n_drift_centroids=50
+            ),
         ),
         "LED → LEDDrift (7 features swapped)": chain(
             synth.LED(seed=seed, noise_percentage=0.1, irrelevant_features=True),
@@ -95,8 +96,10 @@ def main() -> None:
             for k, v in hits.items():
                 counts[k].append(len(v) * 100_000 / n)
         print(f"| {name} | " + " | ".join(f"{np.mean(counts[k]):.1f}" for k in counts) + " |")
-    print(f"\ndetection delay in events after a change at {CHANGE} (median over {args.seeds} seeds; "
-          "false alarms before the change in brackets; '-' = missed)\n")
+    print(
+        f"\ndetection delay in events after a change at {CHANGE} (median over {args.seeds} seeds; "
+        "false alarms before the change in brackets; '-' = missed)\n"
+    )
     print("| stream | fedrift | ADWIN | PageHinkley |\n|---|---|---|---|")
     for name in drifting_cases(CHANGE + 1, 0):
         cells = {k: ([], 0) for k in ("fedrift", "ADWIN", "PageHinkley")}

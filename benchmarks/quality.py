@@ -56,13 +56,19 @@ def one(stream: str, n: int, seed: int) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    head = "| stream | n | fedrift | patent | uniform | best single | oracle_window | fedrift κt | patent κt | triggers | HPO rounds | promoted/rejected | max ε | s |"
+    head = (
+        "| stream | n | fedrift | patent | uniform | best single | oracle_window | fedrift κt | patent κt "
+        "| triggers | HPO rounds | promoted/rejected | max ε | s |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         s = r["systems"]
         singles = {k: v for k, v in s.items() if k.startswith("model:")}
         best = max(singles, key=lambda k: singles[k]["accuracy"])
-        pct = lambda k: f"{s[k]['accuracy'] * 100:.2f}"  # noqa: E731
+
+        def pct(k: str, s=s) -> str:
+            return f"{s[k]['accuracy'] * 100:.2f}"
+
         lines.append(
             f"| {r['stream']} | {r['n']} | **{pct('fedrift')}** | {pct('patent')} | {pct('uniform')} | "
             f"{pct(best)} ({best[6:]}) | {pct('oracle_window')} | {s['fedrift']['kappa_temporal']:.3f} | "

@@ -238,6 +238,45 @@ def summary(view, produced: int, png) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def cmd_routes(args: argparse.Namespace, settings: Settings) -> int:
+    """Follow routing.weights and print each change."""
+    from fedrift.client import RoutingClient
+    from fedrift.topics import TopicCatalog
+
+    bootstrap = ensure_broker(settings)
+    client = RoutingClient(bootstrap, TopicCatalog.from_settings(settings), settings.models)
+    shown = 0
+    try:
+        while args.max_changes == 0 or shown < args.max_changes:
+            change = client.wait_for_change(timeout=args.timeout or None)
+            if change is None:
+                break
+            shown += 1
+            w = " ".join(f"{m}={v:.3f}" for m, v in sorted(change["weights"].items()))
+            pruned = "; ".join(f"{p['model']}: {p['reason']}" for p in change["pruned"])
+            print(f"v{change['version']} {w}" + (f" | pruned {pruned}" if pruned else ""), flush=True)
+    finally:
+        client.close()
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from fedrift import replay
+
+    bootstrap = ensure_broker(settings)
+    if args.action == "export":
+        n = replay.export(bootstrap, args.topic, Path(args.file), args.from_time, args.to_time)
+        print(f"exported {n} records from {args.topic} to {args.file}")
+    else:
+        if not Path(args.file).is_file():
+            raise UsageError(f"no such replay file: {args.file}")
+        n = replay.play(bootstrap, Path(args.file), args.topic, pace=args.pace, speed=args.speed)
+        print(f"played {n} records from {args.file} into {args.topic} ({args.pace})")
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     """The whole control loop in one process (no Kafka); deterministic for a seed."""
     from tqdm import tqdm
@@ -312,6 +351,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--label-delay", type=int, default=0, help="send labels N requests later as Feedback")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=cmd_produce)
+
+    ro = sub.add_parser("routes", help="follow routing.weights and print each change")
+    ro.add_argument("--max-changes", type=int, default=0, help="stop after N changes (0 = follow forever)")
+    ro.add_argument("--timeout", type=float, default=0, help="stop after this many idle seconds (0 = never)")
+    ro.set_defaults(func=cmd_routes)
+
+    rp = sub.add_parser("replay", help="topic range <-> Avro container file (keys, timestamps, headers kept)")
+    rp.add_argument("action", choices=["export", "play"])
+    rp.add_argument("--topic", required=True, help="full topic name (prefix included)")
+    rp.add_argument("--file", required=True, help="the .avro file to write (export) or read (play)")
+    rp.add_argument("--from-time", type=int, help="export: first timestamp (ms)")
+    rp.add_argument("--to-time", type=int, help="export: last timestamp (ms)")
+    rp.add_argument("--pace", choices=["fast", "recorded"], default="fast")
+    rp.add_argument("--speed", type=float, default=1.0, help="play: speed-up of the recorded pace")
+    rp.set_defaults(func=cmd_replay)
 
     sm = sub.add_parser("simulate", help="the whole control loop in one process, against the baselines")
     smsrc = sm.add_mutually_exclusive_group(required=True)

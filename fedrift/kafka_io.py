@@ -124,10 +124,13 @@ class RecordProducer:
         key: str | bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
         timestamp_ms: int | None = None,
+        partition: int | None = None,
     ) -> None:
         kwargs = {"headers": headers} if headers else {}
         if timestamp_ms:
             kwargs["timestamp"] = timestamp_ms
+        if partition is not None:
+            kwargs["partition"] = partition
         key_bytes = key.encode() if isinstance(key, str) else key
         while True:
             try:

@@ -1,5 +1,7 @@
-"""Router processor: validate each request, pick its model by the deficit rule, forward it;
-mirror a slice of a model's traffic to its shadow; forward late labels to the model that served.
+"""Router processor: validate each request, pick the model that serves it by the deficit rule,
+and forward it to every model (``serve`` true for the chosen one only), so every model learns from
+and is evaluated on all labelled traffic while exactly one answers; mirror a slice of each model's
+traffic to its shadow; forward late labels to every model.
 
 Invalid requests (undecodable, NaN/inf, wrong feature count) go to ``inference.requests.dlq``.
 Weights come from the compacted ``routing.weights`` topic (read whole at start, then followed);
@@ -108,13 +110,16 @@ def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -
             else:
                 model, version = state.router.choose(), str(state.router.version)
                 served[key] = f"{model}|{version}".encode()
-            routed = {
-                "request": request,
-                "model": model,
-                "routing_version": int(version),
-                "shadow": model in state.shadows and mirrored(request["id"], settings.shadow_fraction),
-            }
-            await topics.get(catalog.routed(model)).send(key=key, value=enc.encode("RoutedRequest", routed))
+            shadow = mirrored(request["id"], settings.shadow_fraction)
+            for target in settings.models:
+                routed = {
+                    "request": request,
+                    "model": target,
+                    "routing_version": int(version),
+                    "shadow": shadow and target in state.shadows,
+                    "serve": target == model,
+                }
+                await topics.get(catalog.routed(target)).send(key=key, value=enc.encode("RoutedRequest", routed))
 
     @app.agent(topics.get(catalog.name(FEEDBACK)), name="router-feedback")
     async def forward_feedback(stream):
@@ -122,13 +127,12 @@ def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -
             fb = await decode_or_dead_letter(topics, event, "Feedback", "router")
             if fb is None:
                 continue
-            previous = served.get(event.message.key)
-            if previous is None:
+            if served.get(event.message.key) is None:
                 log.warning("label for unknown request %s dropped", fb["id"])
                 continue
-            model = previous.decode().split("|")[0]
             request = {"id": fb["id"], "event_time": fb["time"], "features": [], "label": fb["label"]}
-            routed = {"request": request, "model": model, "routing_version": 0, "feedback": True}
-            await send(topics, catalog.routed(model), "RoutedRequest", routed, fb["id"])
+            for target in settings.models:
+                routed = {"request": request, "model": target, "routing_version": 0, "feedback": True}
+                await send(topics, catalog.routed(target), "RoutedRequest", routed, fb["id"])
 
     return state

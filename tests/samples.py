@@ -9,6 +9,7 @@ SAMPLES: dict[str, dict] = {
         "routing_version": 7,
         "shadow": True,
         "feedback": False,
+        "serve": False,
     },
     "Prediction": {
         "request_id": "r-1",

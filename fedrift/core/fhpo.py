@@ -105,13 +105,15 @@ class FhpoAgent:
     def observe(self, position: int, x: list[float], y: int) -> None:
         self.window.add(position, x, y)
 
-    def run_round(self, round_id: str, production: dict) -> RoundOutcome:
+    def run_round(self, round_id: str, production: dict, events: list | None = None) -> RoundOutcome:
+        """One BO round on the local window (or on ``events``, a snapshot of it taken by the caller
+        so the window can keep filling while the round runs in another thread)."""
         cfg = self.config
+        events = list(self.window.events) if events is None else events
         if self.exhausted:
             return RoundOutcome("budget spent")
-        if len(self.window) < cfg.min_train + cfg.holdout:
+        if len(events) < cfg.min_train + cfg.holdout:
             return RoundOutcome("not enough data")
-        events = list(self.window.events)
         train, holdout = events[: -cfg.holdout], events[-cfg.holdout :]
         span = (holdout[0][0], holdout[-1][0] + 1)
         per_metric = cfg.epsilon_quality + cfg.epsilon_latency

@@ -1,0 +1,134 @@
+"""The whole pipeline on the real broker: a stream with an abrupt drift (inputs and concept) goes
+in, with poison records mixed in; every stage must do its part, and no request is lost or served
+twice."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import pytest
+
+from fedrift import datasets
+from fedrift.kafka_io import RecordProducer
+from fedrift.monitor import PipelineMonitor
+from fedrift.pipeline import Pipeline
+from fedrift.produce import produce, request_events
+from fedrift.topics import REQUESTS
+from schemas import codec
+from tests.integration.conftest import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+N, CHANGE = 8000, 4000  # datasets.synthetic("shift", N) changes inputs and concept at N/2
+
+
+def _wait_ready(pipeline: Pipeline, timeout: float = 120.0) -> None:
+    from fedrift.cli import wait_ready
+
+    wait_ready(pipeline, timeout)
+
+
+def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
+    settings = dataclasses.replace(
+        settings,
+        models=("linear", "gnb"),
+        replicas=3,
+        n_features=5,
+        shadow_fraction=1.0,
+        shadow_min_samples=100,
+        shadow_max_samples=600,
+        status_every=100,
+    )
+    catalog = ensure_topics(settings)
+    requests = catalog.name(REQUESTS)
+    good = codec().encode("InferenceRequest", {"id": "x", "event_time": 0, "features": [0.0] * 5, "label": 0})
+    poison = {
+        "poison-garbage": b"\x00\x00\x00",
+        "poison-magic": b"\x09" + good[1:],
+        "poison-nan": codec().encode(
+            "InferenceRequest", {"id": "poison-nan", "event_time": 0, "features": [0.0, math.nan, 0, 0, 0], "label": 1}
+        ),
+        "poison-count": codec().encode(
+            "InferenceRequest", {"id": "poison-count", "event_time": 0, "features": [0.0, 1.0], "label": 1}
+        ),
+    }
+    poison_at = dict(zip((1000, 2500, 5000, 7000), poison, strict=True))
+    rows = list(datasets.synthetic("shift", N, seed=3))
+    monitor = PipelineMonitor(settings.bootstrap, catalog)
+    with Pipeline(settings, tmp_path / "logs") as pipeline:
+        _wait_ready(pipeline)
+        producer = RecordProducer(settings.bootstrap)
+
+        def events():
+            for i, ev in enumerate(request_events(rows, run_id="e2e")):
+                if i in poison_at:
+                    producer.send_raw(requests, poison[poison_at[i]], key=poison_at[i])
+                yield ev
+
+        n = produce(producer, catalog, events(), rate=400)
+        assert n == N
+        # keep the post-drift concept flowing until a shadow is decided (or give up)
+        extra, view = 0, monitor.poll(1)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            pipeline.check()
+            view = monitor.poll(2)
+            decided = [d for d in view.deployments if d["action"] in ("PROMOTE", "REJECT")]
+            if decided and view.n_predicted >= N + extra:
+                break
+            if view.n_predicted >= N + extra and extra < 12_000:
+                tail = list(datasets.synthetic("shift", 2 * 2000, seed=100 + extra))[2000:]
+                extra += produce(producer, catalog, request_events(tail, run_id=f"tail{extra}"), rate=400)
+        view = monitor.poll(3)
+    monitor.close()
+    valid = N + extra
+
+    # drift: above threshold after the change, never before
+    inputs = [d for d in view.drift if d["source"] == "input" or (d["source"] == "none" and d["threshold"] > 0)]
+    over = [d["position"] for d in inputs if d["score"] > d["threshold"]]
+    assert over and min(over) > CHANGE, over
+    triggers = [d for d in view.drift if d["drifted"]]
+    assert triggers and all(d["position"] > CHANGE for d in triggers)
+
+    # HPO: a round with DP metrics from every replica of every model, and its aggregates
+    complete = None
+    for round_id in {m["round_id"] for m in view.metrics}:
+        agents = {m["agent"] for m in view.metrics if m["round_id"] == round_id}
+        if agents == {f"{m}-{r}" for m in settings.models for r in range(3)}:
+            complete = round_id
+            break
+    assert complete, {m["round_id"]: m["agent"] for m in view.metrics}
+    metrics = [m for m in view.metrics if m["round_id"] == complete]
+    assert all(m["epsilon_spent"] > 0 for m in metrics)
+    clear = [m for m in metrics if not m["masked_shares"]]
+    assert clear and all(
+        abs(m["noised_quality"] * m["slice_size"] - round(m["noised_quality"] * m["slice_size"])) > 1e-9 for m in clear
+    )  # Laplace noise: never a whole count of hits
+    assert any(m["masked_shares"] for m in metrics)
+    aggregates = {a["model"]: a for a in view.aggregates if a["round_id"] == complete}
+    assert set(aggregates) == set(settings.models)
+    assert all(len(a["agents"]) == 3 for a in aggregates.values())
+
+    # routing weights changed
+    distinct = {tuple(sorted((m, round(w, 3)) for m, w in w["weights"].items())) for _, w in view.weights}
+    assert len(distinct) >= 2
+
+    # a shadow started and was promoted or rejected, with its evidence
+    starts = [d for d in view.deployments if d["action"] == "SHADOW_START"]
+    decisions = [d for d in view.deployments if d["action"] in ("PROMOTE", "REJECT")]
+    assert starts and decisions
+    d = decisions[0]
+    assert d["model"] in {s["model"] for s in starts} and d["reason"]
+    assert d["evidence"]["n"] >= settings.shadow_min_samples and {"wins", "losses"} <= set(d["evidence"])
+
+    # every valid request got exactly one production prediction
+    assert view.duplicates == 0
+    assert view.n_predicted == valid
+    assert set(view.predictions) == set(view.requests) - set(poison)
+
+    # the DLQ holds exactly the injected poison records
+    assert sorted(k.decode() for k, _, _ in view.dead_letters) == sorted(poison)
+    for key, letter, headers in view.dead_letters:
+        assert letter["raw"] == poison[key.decode()] and letter["error"] and headers["fedrift.error"]
