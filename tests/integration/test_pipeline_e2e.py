@@ -99,7 +99,7 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
         if agents == {f"{m}-{r}" for m in settings.models for r in range(3)}:
             complete = round_id
             break
-    assert complete, {m["round_id"]: m["agent"] for m in view.metrics}
+    assert complete, sorted({(m["round_id"], m["agent"]) for m in view.metrics})
     metrics = [m for m in view.metrics if m["round_id"] == complete]
     assert all(m["epsilon_spent"] > 0 for m in metrics)
     clear = [m for m in metrics if not m["masked_shares"]]
