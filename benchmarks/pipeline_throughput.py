@@ -155,7 +155,8 @@ def main() -> None:
     print(f"| path | events/s (burst of {args.burst}) | p50 latency ms (paced {args.rate:g}/s) | p99 latency ms |")
     print("|---|---|---|---|")
     print(
-        f"| raw confluent-kafka produce→consume | {raw['events_per_s']:.0f} | {raw['p50_ms']:.1f} | {raw['p99_ms']:.1f} |"
+        f"| raw confluent-kafka produce→consume | {raw['events_per_s']:.0f} | {raw['p50_ms']:.1f} "
+        f"| {raw['p99_ms']:.1f} |"
     )
     print(
         f"| fedrift pipeline ({args.models} × {args.replicas} replicas) | {pipe['events_per_s']:.0f} | "
