@@ -127,6 +127,7 @@ class ModelHost:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def run(self, max_idle_s: float | None = None) -> None:
+        self._restore()
         self.producer.init_transactions(30)
         self.consumer.subscribe([self.catalog.routed(self.model)])
         self.control.subscribe([self.catalog.name(HPO_TRIGGERS), self.catalog.name(DEPLOYMENTS)])
@@ -150,6 +151,19 @@ class ModelHost:
 
     def stop(self) -> None:
         self.running = False
+
+    def _restore(self) -> None:
+        """Rebuild what must survive a restart from compacted topics: the ε already spent (from
+        this host's last ModelStatus) and the model's current deployment."""
+        from fedrift.kafka_io import read_compacted
+
+        last = read_compacted(self.settings.bootstrap, self.catalog.name(MODEL_STATUS)).get(self.host_id)
+        if last:
+            self.ledger.restore(last["epsilon_spent"])
+            log.info("host %s restored ε spent %.2f", self.host_id, last["epsilon_spent"])
+        deployment = read_compacted(self.settings.bootstrap, self.catalog.name(DEPLOYMENTS)).get(self.model)
+        if deployment and deployment["action"] == "PROMOTE":
+            self._deploy(deployment)
 
     # -- data path -----------------------------------------------------------------------------
     def _process_batch(self, msgs) -> None:

@@ -52,6 +52,15 @@ class PrivacyLedger:
         self._slices.setdefault(span, BudgetAccountant(epsilon=self.budget, delta=0.0)).spend(epsilon, 0.0)
         self.total_sequential += epsilon
 
+    def restore(self, spent: float) -> None:
+        """After a restart: charge ``spent`` (the last published loss) to every record, past and
+        future. Conservative: the positions of the old slices are not known any more."""
+        if spent > 0:
+            acc = BudgetAccountant(epsilon=max(self.budget, spent), delta=0.0)
+            acc.spend(spent, 0.0)
+            self._slices[(-(2**62), 2**62)] = acc
+            self.total_sequential += spent
+
     @property
     def max_loss(self) -> float:
         """The largest privacy loss of any single record so far."""
