@@ -19,7 +19,7 @@ infra/kafka/lib/.resolved: infra/kafka/pom.xml
 setup: $(BIN)/fedrift infra/kafka/lib/.resolved
 
 run: setup
-	$(BIN)/fedrift run
+	$(BIN)/fedrift run $(ARGS)
 
 test: setup
 	$(BIN)/ruff check .

@@ -43,7 +43,9 @@ class SimConfig:
     models: tuple[str, ...] = DEFAULT_POOL
     replicas: int = 3
     seed: int = 0
-    accuracy_window: int = 500  # "historical accuracy" window, for fedrift and the patent alike
+    accuracy_window: int = 500  # the patent's historical-accuracy window; sketch half-life; drift look-back
+    fedrift_window: int = 500  # fedrift's historical-accuracy window ...
+    keep_after_drift: int = 0  # ... cut to its last N events at a drift trigger (0 = never cut)
     update_every: int = 50  # events between routing-weight updates
     oracle_window: int = 500
     epsilon_budget: float = 10.0
@@ -85,7 +87,8 @@ class Simulation:
         self.static_acc = {m: WindowedMean(cfg.accuracy_window) for m in cfg.models}
         # fedrift starts from the same models; a promotion replaces one with its (different) shadow
         self.pool = {
-            m: Deployed(FAMILIES[m], self.static[m], dict(FAMILIES[m].defaults), self.static_acc[m]) for m in cfg.models
+            m: Deployed(FAMILIES[m], self.static[m], dict(FAMILIES[m].defaults), WindowedMean(cfg.fedrift_window))
+            for m in cfg.models
         }
         self.agents = {
             m: [
@@ -146,7 +149,7 @@ class Simulation:
         for m, d in self.pool.items():
             if d.model is not self.static[m]:
                 d.model.learn_one(x, y)
-                d.accuracy.update(float(fed_pred[m] == y))
+            d.accuracy.update(float(fed_pred[m] == y))
             d.sketch.add(x)
             self.agents[m][t % self.cfg.replicas].observe(t, x, y)
         self._current_sketch.add(x)
@@ -181,6 +184,9 @@ class Simulation:
         lag = max(1, self.cfg.accuracy_window // self.cfg.update_every)
         if len(self._acc_history) > lag:
             self._before_drift = self._acc_history[-lag - 1]
+        if self.cfg.keep_after_drift:
+            for d in self.pool.values():
+                d.accuracy.keep_last(self.cfg.keep_after_drift)
         round_id = f"round-{len(self.hpo_rounds) + 1}"
         self.triggers.append({"position": self.t, "source": report.source, "score": report.score})
         pruned = getattr(self, "pruned", {})
@@ -253,9 +259,6 @@ class Simulation:
             if decision.action == "promote":
                 d.model, d.config = d.shadow, d.shadow_config
                 d.sketch = d.shadow_sketch
-                d.accuracy = WindowedMean(self.cfg.accuracy_window)
-                for v in self.static_acc[m].values:  # seed its window with production's record so far
-                    d.accuracy.update(v)
                 self.promotions.append(record)
             else:
                 self.rejections.append(record)

@@ -1,0 +1,62 @@
+"""The small pieces of logic inside the stream-processor shells (no broker needed)."""
+
+import math
+
+import pytest
+
+from fedrift.config import Settings
+from fedrift.core.aggregation import PairwiseMasker
+from schemas import FeatureCountMismatch, NonFiniteFeature
+from streams.aggregator import RoundBook
+from streams.router import FeatureContract, mirrored
+
+
+def test_mirrored_is_stable_and_close_to_the_fraction():
+    ids = [f"req-{i}" for i in range(20_000)]
+    picked = [mirrored(i, 0.2) for i in ids]
+    assert picked == [mirrored(i, 0.2) for i in ids]
+    assert abs(sum(picked) / len(ids) - 0.2) < 0.01
+    assert not any(mirrored(i, 0.0) for i in ids[:100]) and all(mirrored(i, 1.0) for i in ids[:100])
+
+
+def test_feature_contract_learns_the_count_then_enforces_it():
+    contract = FeatureContract()
+    contract({"features": [1.0, 2.0]})
+    with pytest.raises(FeatureCountMismatch):
+        contract({"features": [1.0]})
+    with pytest.raises(NonFiniteFeature):
+        contract({"features": [1.0, math.inf]})
+    with pytest.raises(FeatureCountMismatch, match="no features"):
+        FeatureContract(3)({"features": []})
+
+
+def _metric(agent, cid, q, masker=None, n=200):
+    shares = [masker.mask(agent, "r1", cid, q * n)] if masker else []
+    return {
+        "model": "m",
+        "round_id": "r1",
+        "agent": agent,
+        "config_id": cid,
+        "config_json": "{}",
+        "noised_quality": math.nan if masker else q,
+        "slice_size": n,
+        "masked_shares": shares,
+        "noised_latency_ms": 0.1,
+        "epsilon_spent": 0.5,
+    }
+
+
+def test_round_book_closes_a_round_when_every_replica_reported_and_unmasks_the_sum():
+    settings = Settings(replicas=3)
+    masker = PairwiseMasker(["m-0", "m-1", "m-2"], b"g")
+    book = RoundBook(settings, expected_per_agent=2, timeout_s=60)
+    done = None
+    for agent, q in (("m-0", 0.8), ("m-1", 0.7), ("m-2", 0.9)):
+        assert done is None
+        book.add(_metric(agent, "shared", q, masker))
+        done = book.add(_metric(agent, f"solo-{agent}", 0.5))
+    assert done == ("m", "r1")
+    result = book.close(done)
+    shared = next(s for s in result.leaderboard if s.config_id == "shared")
+    assert shared.score == pytest.approx(0.8)
+    assert book.add(_metric("m-0", "late", 0.99)) is None  # a closed round ignores late metrics
