@@ -32,7 +32,7 @@ from fedrift.core.metrics import WindowedMean
 from fedrift.core.models import FAMILIES, Classifier, ModelFamily, clean_config, config_id
 from fedrift.core.privacy import PrivacyLedger
 from fedrift.core.router import DeficitRouter
-from fedrift.core.routing import InputSketch, RoutingConfig, RoutingController
+from fedrift.core.routing import InputSketch, RoutingConfig, RoutingController, drift_compensation
 from fedrift.core.shadow import ShadowEvaluator
 
 DEFAULT_POOL = ("linear", "hat", "gnb", "knn", "arf", "sgd")
@@ -44,8 +44,8 @@ class SimConfig:
     replicas: int = 3
     seed: int = 0
     accuracy_window: int = 500  # the patent's historical-accuracy window; sketch half-life; drift look-back
-    fedrift_window: int = 500  # fedrift's historical-accuracy window ...
-    keep_after_drift: int = 0  # ... cut to its last N events at a drift trigger (0 = never cut)
+    fedrift_window: int = 1000  # fedrift's historical-accuracy window ...
+    keep_after_drift: int = 300  # ... cut to its last N events at a drift trigger (0 = never cut)
     update_every: int = 50  # events between routing-weight updates
     oracle_window: int = 500
     epsilon_budget: float = 10.0
@@ -167,12 +167,7 @@ class Simulation:
         acc = {m: d.accuracy.mean for m, d in self.pool.items()}
         self._acc_history.append(acc)
         alignment = {m: d.sketch.similarity(self._current_sketch) for m, d in self.pool.items()}
-        if self._before_drift is None:
-            drift_comp = {m: 1.0 for m in acc}
-        else:
-            drop = {m: max(0.0, self._before_drift[m] - acc[m]) for m in acc}
-            worst = max(drop.values())
-            drift_comp = {m: 1.0 - drop[m] / worst if worst > 0 else 1.0 for m in acc}
+        drift_comp = drift_compensation(acc, self._before_drift)
         decision = self.controller.update(acc, alignment, drift_comp)
         self.routers["fedrift"].set_weights(decision.weights, decision.version)
         self.weights_log.append((self.t, decision.weights))

@@ -10,7 +10,7 @@ import faust
 
 from fedrift.config import Settings
 from fedrift.core.models import FAMILIES, config_id
-from fedrift.core.routing import InputSketch, RoutingController
+from fedrift.core.routing import InputSketch, RoutingController, drift_compensation
 from fedrift.kafka_io import read_compacted
 from fedrift.topics import (
     DEPLOYMENTS,
@@ -76,11 +76,7 @@ class ControllerState:
         return {m: sum(v) / len(v) for m, v in out.items()}
 
     def drift_compensation(self, acc: dict[str, float]) -> dict[str, float]:
-        if self.before_drift is None:
-            return {m: 1.0 for m in acc}
-        drop = {m: max(0.0, self.before_drift.get(m, acc[m]) - acc[m]) for m in acc}
-        worst = max(drop.values())
-        return {m: 1.0 - drop[m] / worst if worst > 0 else 1.0 for m in acc}
+        return drift_compensation(acc, self.before_drift)
 
 
 def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalog, interval_s: float = 2.0):

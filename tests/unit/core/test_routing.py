@@ -31,7 +31,7 @@ def test_weights_follow_the_seed_formula_and_are_a_distribution(acc, align, dc):
     d = ctl.update(acc_d, align_d, dc_d)
     assert all(w >= 0 for w in d.weights.values())
     assert math.isclose(sum(d.weights.values()), 1.0, rel_tol=1e-9)
-    expected = pseudocode(historical_weights(acc_d, 0.01), align_d, dc_d)
+    expected = pseudocode(historical_weights(acc_d, ctl.config.temperature), align_d, dc_d)
     for m in models:
         assert math.isclose(d.weights[m], expected[m], rel_tol=1e-9, abs_tol=1e-12)
 
