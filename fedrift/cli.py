@@ -302,19 +302,6 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _env_of(settings: Settings) -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("FEDRIFT_")} | {
-        "FEDRIFT_HOME": str(settings.home),
-        "FEDRIFT_TOPIC_PREFIX": settings.topic_prefix,
-        "FEDRIFT_MODELS": ",".join(settings.models),
-        "FEDRIFT_PARTITIONS": str(settings.partitions),
-        "FEDRIFT_REPLICATION_FACTOR": str(settings.replication_factor),
-        "FEDRIFT_N_FEATURES": str(settings.n_features),
-    }
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fedrift", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -187,18 +187,15 @@ def dead_letter(
     return catalog.dlq(source_topic), codec().encode("DeadLetter", value), headers
 
 
-def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[str, dict]:
-    """The latest decoded value per key of a compacted state topic, read from the beginning.
-
-    Processes call this at start-up to rebuild state (weights, deployments) that must survive a
-    restart, independent of any consumer group's committed offsets.
-    """
+def read_to_end(bootstrap: str, topic: str, from_ms: int | None = None, timeout: float = 10.0) -> Iterator:
+    """Every committed message of ``topic`` (all partitions; from ``from_ms`` if given) up to the
+    high watermarks seen at the start; stops early after ``timeout`` seconds without progress."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": "fedrift-state-reader",
+            "group.id": f"fedrift-reader-{time.monotonic_ns()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "log_level": 3,
@@ -207,27 +204,44 @@ def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[st
     try:
         md = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if md is None or md.error is not None:
-            return {}
-        ends = {}
+            raise KeyError(f"topic {topic!r} does not exist")
+        starts, ends = [], {}
         for p in md.partitions:
             lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if hi > lo:
+            start = lo
+            if from_ms is not None:
+                found = consumer.offsets_for_times([TopicPartition(topic, p, from_ms)], timeout=timeout)[0].offset
+                start = hi if found < 0 else found
+            if start < hi:
+                starts.append(TopicPartition(topic, p, start))
                 ends[p] = hi
-        if not ends:
-            return {}
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        state: dict[str, dict] = {}
+        consumer.assign(starts)
         deadline = time.monotonic() + timeout
         while ends and time.monotonic() < deadline:
-            for msg in consumer.consume(500, 0.5):
-                if msg.error():
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() or msg.partition() not in ends:
                     continue
-                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                    ends.pop(msg.partition(), None)
-                try:
-                    state[msg.key().decode()] = codec().decode(msg.value())[1]
-                except (RecordError, AttributeError):
-                    continue
-        return state
+                deadline = time.monotonic() + timeout
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    del ends[msg.partition()]
+                yield msg
     finally:
         consumer.close()
+
+
+def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[str, dict]:
+    """The latest decoded value per key of a compacted state topic, read from the beginning.
+
+    Processes call this at start-up to rebuild state (weights, deployments, ledgers) that must
+    survive a restart, independent of any consumer group's committed offsets.
+    """
+    state: dict[str, dict] = {}
+    try:
+        for msg in read_to_end(bootstrap, topic, timeout=timeout):
+            try:
+                state[msg.key().decode()] = codec().decode(msg.value())[1]
+            except (RecordError, AttributeError):
+                continue
+    except KeyError:
+        return {}
+    return state

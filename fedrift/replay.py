@@ -5,68 +5,36 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import fastavro
-from confluent_kafka import Consumer, TopicPartition
 
-from fedrift.kafka_io import RecordProducer
+from fedrift.kafka_io import RecordProducer, read_to_end
 from schemas.codec import SCHEMA_DIR
 
 REPLAY_SCHEMA = fastavro.parse_schema(json.loads((SCHEMA_DIR / "replay_record.avsc").read_text()))
 
 
 def _records(bootstrap: str, topic: str, from_ms: int | None, to_ms: int | None, timeout: float) -> Iterator[dict]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"fedrift-replay-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "log_level": 3,
-        }
-    )
     try:
-        md = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if md is None or md.error is not None:
-            raise ValueError(f"topic {topic!r} does not exist")
-        starts, ends = [], {}
-        for p in md.partitions:
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            start = lo
-            if from_ms is not None:
-                start = consumer.offsets_for_times([TopicPartition(topic, p, from_ms)], timeout=timeout)[0].offset
-                start = hi if start < 0 else start
-            if start < hi:
-                starts.append(TopicPartition(topic, p, start))
-                ends[p] = hi
-        consumer.assign(starts)
-        deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error() or msg.partition() not in ends:
-                    continue
-                deadline = time.monotonic() + timeout
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    del ends[msg.partition()]
-                ts_type, ts = msg.timestamp()
-                if to_ms is not None and ts > to_ms:
-                    ends.pop(msg.partition(), None)
-                    continue
-                yield {
-                    "topic": msg.topic(),
-                    "partition": msg.partition(),
-                    "offset": msg.offset(),
-                    "timestamp": ts,
-                    "timestamp_type": ts_type,
-                    "key": msg.key(),
-                    "value": msg.value(),
-                    "headers": [{"key": k, "value": v} for k, v in (msg.headers() or [])],
-                }
-    finally:
-        consumer.close()
+        messages = list(read_to_end(bootstrap, topic, from_ms, timeout))
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+    for msg in messages:
+        ts_type, ts = msg.timestamp()
+        if to_ms is not None and ts > to_ms:
+            continue
+        yield {
+            "topic": msg.topic(),
+            "partition": msg.partition(),
+            "offset": msg.offset(),
+            "timestamp": ts,
+            "timestamp_type": ts_type,
+            "key": msg.key(),
+            "value": msg.value(),
+            "headers": [{"key": k, "value": v} for k, v in (msg.headers() or [])],
+        }
 
 
 def export(

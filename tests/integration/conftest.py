@@ -19,6 +19,7 @@ import pytest
 
 from fedrift.config import REPO_ROOT, Settings
 from fedrift.kafka_io import create_topics
+from fedrift.pipeline import settings_env
 from fedrift.topics import TopicCatalog
 from infra.local_kafka import LocalKafka
 
@@ -52,19 +53,6 @@ def ensure_topics(settings: Settings) -> TopicCatalog:
     catalog = TopicCatalog.from_settings(settings)
     create_topics(settings.bootstrap, catalog.specs())
     return catalog
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDRIFT_")}
-    env.update(
-        FEDRIFT_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
-        FEDRIFT_TOPIC_PREFIX=settings.topic_prefix,
-        FEDRIFT_HOME=str(settings.home),
-        FEDRIFT_MODELS=",".join(settings.models),
-        FEDRIFT_PARTITIONS=str(settings.partitions),
-        FEDRIFT_N_FEATURES=str(settings.n_features),
-    )
-    return env
 
 
 class Worker:
