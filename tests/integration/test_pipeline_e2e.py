@@ -69,8 +69,9 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
 
         n = produce(producer, catalog, events(), rate=400)
         assert n == N
-        # keep the post-drift concept flowing until a shadow is decided (or give up)
-        extra, view = 0, monitor.poll(1)
+        # keep traffic flowing until a shadow is decided: tails alternate between the two regimes,
+        # so each tail is a new drift (a new HPO round, another chance for a better configuration)
+        extra, tails, view = 0, 0, monitor.poll(1)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             pipeline.check()
@@ -78,9 +79,11 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
             decided = [d for d in view.deployments if d["action"] in ("PROMOTE", "REJECT")]
             if decided and view.n_predicted >= N + extra:
                 break
-            if view.n_predicted >= N + extra and extra < 12_000:
-                tail = list(datasets.synthetic("shift", 2 * 2000, seed=100 + extra))[2000:]
-                extra += produce(producer, catalog, request_events(tail, run_id=f"tail{extra}"), rate=400)
+            if view.n_predicted >= N + extra and tails < 6:
+                both = list(datasets.synthetic("shift", 4000, seed=100 + tails))
+                tail = both[:2000] if tails % 2 == 0 else both[2000:]
+                extra += produce(producer, catalog, request_events(tail, run_id=f"tail{tails}"), rate=400)
+                tails += 1
         view = monitor.poll(3)
     monitor.close()
     valid = N + extra
