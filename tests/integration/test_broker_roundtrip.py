@@ -27,17 +27,22 @@ def test_ten_thousand_requests_through_a_faust_worker(settings, tmp_path):
             producer.send(catalog.name(REQUESTS), "InferenceRequest", sent[f"req-{i}"], key=f"req-{i}")
         assert producer.flush() == 10_000
         routed = [catalog.routed(m) for m in settings.models]
-        msgs = consume(settings.bootstrap, routed, lambda m: len(m) >= 10_000, worker=worker, settle=3)
-        received = {}
+        # every model receives every request (to learn and evaluate); exactly one copy serves it
+        total = 10_000 * len(routed)
+        msgs = consume(settings.bootstrap, routed, lambda m: len(m) >= total, worker=worker, settle=3)
+        assert len(msgs) == total
+        received, serving = {}, {}
         for msg in msgs:
             _, value = codec().decode(msg.value(), expect="RoutedRequest")
             assert msg.key().decode() == value["request"]["id"]
             assert msg.topic() == catalog.routed(value["model"])
             received.setdefault(value["request"]["id"], []).append(value["request"])
-        assert len(msgs) == 10_000
-        assert received.keys() == sent.keys()
-        assert all(v == [sent[k]] for k, v in received.items())
-        per_model = [sum(1 for m in msgs if m.topic() == t) for t in routed]
+            if value["serve"]:
+                serving.setdefault(value["request"]["id"], []).append(value["model"])
+        assert received.keys() == sent.keys() == serving.keys()
+        assert all(v == [sent[k]] * len(routed) for k, v in received.items())
+        assert all(len(v) == 1 for v in serving.values())
+        per_model = [sum(1 for v in serving.values() if v[0] == m) for m in settings.models]
         assert max(per_model) - min(per_model) <= 1  # uniform weights, deficit rule
     finally:
         worker.stop()
@@ -75,12 +80,13 @@ def test_poison_records_go_to_the_dlq_and_the_rest_still_arrive(settings, tmp_pa
         routed = consume(
             settings.bootstrap,
             [catalog.routed(m) for m in settings.models],
-            lambda m: len(m) >= 600,
+            lambda m: len(m) >= 600 * len(settings.models),
             worker=worker,
             settle=2,
         )
-        assert len(routed) == 600
-        assert {codec().decode(m.value())[1]["request"]["id"] for m in routed} == set(good_ids)
+        assert len(routed) == 600 * len(settings.models)
+        serving = [v for v in (codec().decode(m.value())[1] for m in routed) if v["serve"]]
+        assert sorted(v["request"]["id"] for v in serving) == sorted(good_ids)
         dlq = consume(
             settings.bootstrap, [catalog.dlq(requests_topic)], lambda m: len(m) >= len(poison), worker=worker, settle=2
         )
