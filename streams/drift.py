@@ -73,16 +73,6 @@ def register_drift(app: faust.App, settings: Settings, catalog: TopicCatalog, co
             status = await decode_or_dead_letter(topics, event, "ModelStatus", "drift")
             if status is None or not status["error_drift"]:
                 continue
-            fired = analyzer.policy.error_drift(analyzer.position)
-            await publish(
-                DriftReport(
-                    analyzer.position,
-                    analyzer.last_score,
-                    analyzer.threshold,
-                    fired,
-                    "error" if fired else "none",
-                    {"error_drift_host": 1.0, "window_quality": status["window_quality"]},
-                )
-            )
+            await publish(analyzer.outcome_drift({"error_drift_host": 1.0, "window_quality": status["window_quality"]}))
 
     return analyzer

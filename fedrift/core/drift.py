@@ -184,8 +184,8 @@ class TriggerPolicy:
 class DriftAnalyzer:
     """Watches inputs (and errors, when labels arrive) and reports drift; see the module docstring.
 
-    The first ``reference_size`` events are the reference. After an input-drift trigger, the next
-    ``reference_size`` events become the new reference, so the analyzer follows the new regime.
+    The first ``reference_size`` events are the reference. After any trigger (input or error), the
+    next ``reference_size`` events become the new reference, so the analyzer follows the new regime.
     """
 
     def __init__(self, config: DriftConfig | None = None, seed: int = 0, feature_names: list[str] | None = None):
@@ -209,10 +209,7 @@ class DriftAnalyzer:
         self.position += 1
         report = None
         if error is not None and self.errors.update(int(error)):
-            triggered = self.policy.error_drift(self.position)
-            report = self._report(
-                self.last_score, self.threshold, triggered, "error" if triggered else "none", {}, None
-            )
+            report = self.outcome_drift()
         if self.scorer is None:
             self._reference.append(list(x))
             if len(self._reference) >= self.config.reference_size:
@@ -232,6 +229,18 @@ class DriftAnalyzer:
         if report is not None and report.triggered:
             return report
         return self._report(score, threshold, triggered, "input" if triggered else "none", comps, psi)
+
+    def outcome_drift(self, components: dict[str, float] | None = None) -> DriftReport:
+        """Concept drift seen in outcomes (here by ADWIN, or reported by a host): trigger if the
+        policy allows, and then learn a new input reference too — otherwise an input shift that
+        came with this drift would keep the input score above the threshold for good."""
+        triggered = self.policy.error_drift(self.position)
+        threshold = self.threshold
+        if triggered and self.scorer is not None:
+            self.scorer, self._window = None, []
+        return self._report(
+            self.last_score, threshold, triggered, "error" if triggered else "none", components or {}, None
+        )
 
     def _report(self, score, threshold, triggered, source, comps, psi) -> DriftReport:
         comps = {**comps, "error_rate": self.errors.error_rate}

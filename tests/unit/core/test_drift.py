@@ -61,3 +61,17 @@ def test_trigger_policy_hysteresis_and_cooldown():
     assert not p.error_drift(900)  # cooldown
     p.input_window(1300, 0.5, 1.0)  # falls below release: re-armed
     assert not p.input_window(1400, 5.0, 1.0) and p.input_window(1500, 5.0, 1.0)
+
+
+def test_after_an_error_trigger_the_input_reference_is_relearned():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(12_000, 3))
+    x[3000:, 0] += 2.0  # first change: inputs and errors together
+    x[8000:, 1] += 2.0  # second change: inputs only
+    errors = np.concatenate([rng.random(3000) < 0.05, rng.random(9000) < 0.5])
+    errors[3000:3050] = True  # the error detector sees the first change at once
+    reports = _feed(DriftAnalyzer(DriftConfig(), seed=6), x, errors)
+    triggers = [(r.position, r.source) for r in reports if r.triggered]
+    assert triggers[0][1] == "error" and 3000 < triggers[0][0] < 3300
+    # not stuck above the threshold on the stale reference: the second shift triggers on inputs
+    assert any(src == "input" and 8000 < pos <= 8000 + 750 for pos, src in triggers), triggers
