@@ -33,7 +33,7 @@ from fedrift.core.metrics import WindowedMean
 from fedrift.core.models import FAMILIES, Classifier, clean_config, config_id
 from fedrift.core.privacy import PrivacyLedger
 from fedrift.core.routing import InputSketch
-from fedrift.kafka_io import dead_letter, producer_config
+from fedrift.kafka_io import dead_letter, now_ms, producer_config
 from fedrift.topics import (
     DEPLOYMENTS,
     HPO_METRICS,
@@ -54,10 +54,6 @@ def exc_text() -> str:
     import sys
 
     return str(sys.exc_info()[1])
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass
@@ -98,7 +94,6 @@ class ModelHost:
         self.n_learned = 0
         self.position = 0
         self.running = True
-        self.started_ms = now_ms()
         bootstrap = settings.bootstrap
         self.consumer = Consumer(
             {

@@ -28,6 +28,11 @@ class DeliveryFailed(RuntimeError):
     """At least one produced record was not acknowledged by the broker."""
 
 
+def now_ms() -> int:
+    """Wall-clock milliseconds since the Unix epoch, the unit of every record's time field."""
+    return int(time.time() * 1000)
+
+
 def check_broker(bootstrap: str, timeout: float = 10.0) -> int:
     """Return the number of brokers, or raise ``BrokerUnavailable`` with one clear line."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
@@ -175,7 +180,7 @@ def dead_letter(
         "error_type": type(error).__name__,
         "error": reason,
         "consumer": consumer,
-        "time": int(time.time() * 1000),
+        "time": now_ms(),
         "key": key,
         "raw": raw,
     }

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import faust
 
 from fedrift.config import Settings
-from fedrift.kafka_io import dead_letter
+from fedrift.kafka_io import dead_letter, now_ms  # noqa: F401 (re-exported for the processors)
 from fedrift.topics import TopicCatalog
 from schemas import RecordError, codec
 
@@ -39,12 +39,6 @@ def create_app(settings: Settings, app_id: str = "fedrift-streams") -> faust.App
         stream_wait_empty=False,
         producer_linger_ms=5,
     )
-
-
-def now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
 
 
 async def send(topics: RawTopics, topic: str, record: str, value: dict, key: str) -> None:

@@ -57,37 +57,6 @@ class PrequentialScore:
         return (self.accuracy - p_nochange) / (1.0 - p_nochange) if p_nochange < 1.0 else 0.0
 
 
-class AdaptiveMean:
-    """Mean over an adaptive window (River's ADWIN): long while the stream is stable (low noise),
-    cut short when the mean changes (fast reaction). Used for "historical accuracy".
-
-    >>> m = AdaptiveMean()
-    >>> for i in range(2000):
-    ...     m.update(1.0 if i < 1000 else float(i % 2))
-    >>> round(m.mean, 1), m.width < 1500
-    (0.5, True)
-    """
-
-    def __init__(self, delta: float = 0.002) -> None:
-        from river.drift import ADWIN
-
-        self._adwin = ADWIN(delta=delta)
-
-    def update(self, v: float) -> None:
-        self._adwin.update(v)
-
-    @property
-    def mean(self) -> float:
-        return float(self._adwin.estimation)
-
-    @property
-    def width(self) -> int:
-        return int(self._adwin.width)
-
-    def __len__(self) -> int:
-        return self.width
-
-
 class WindowedMean:
     """Mean of the last ``size`` values (O(1) per update)."""
 
