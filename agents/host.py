@@ -34,6 +34,7 @@ from fedrift.core.models import FAMILIES, Classifier, clean_config, config_id
 from fedrift.core.privacy import PrivacyLedger
 from fedrift.core.routing import InputSketch
 from fedrift.kafka_io import dead_letter, now_ms, producer_config
+from fedrift.simulate import SimConfig
 from fedrift.topics import (
     DEPLOYMENTS,
     HPO_METRICS,
@@ -78,7 +79,8 @@ class ModelHost:
         self.production: Classifier = self.family.build(self.config, seed=settings.seed)
         self.shadow: Classifier | None = None
         self.shadow_config: dict | None = None
-        self.accuracy = WindowedMean(500)
+        # historical accuracy as in the simulator: the last 1000 events, cut to 300 at a drift trigger
+        self.accuracy = WindowedMean(SimConfig.fedrift_window)
         self.errors = ErrorDriftDetector()
         self.error_drift = False
         self.sketch = InputSketch(self.family.memory(self.config))
@@ -323,6 +325,7 @@ class ModelHost:
                 continue
             if name == "HpoTrigger" and (not value["models"] or self.model in value["models"]):
                 self.hpo_waiting.append(value)
+                self.accuracy.keep_last(SimConfig.keep_after_drift)
             elif name == "Deployment" and value["model"] == self.model:
                 self._deploy(value)
         self.producer.commit_transaction(30)
