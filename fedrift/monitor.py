@@ -13,6 +13,7 @@ from confluent_kafka import Consumer
 from fedrift.topics import (
     DEPLOYMENTS,
     DRIFT_SIGNALS,
+    FEEDBACK,
     HPO_AGGREGATES,
     HPO_METRICS,
     PREDICTIONS,
@@ -83,7 +84,16 @@ class PipelineMonitor:
                 "log_level": 3,
             }
         )
-        bases = (REQUESTS, PREDICTIONS, DRIFT_SIGNALS, ROUTING_WEIGHTS, HPO_AGGREGATES, HPO_METRICS, DEPLOYMENTS)
+        bases = (
+            REQUESTS,
+            FEEDBACK,
+            PREDICTIONS,
+            DRIFT_SIGNALS,
+            ROUTING_WEIGHTS,
+            HPO_AGGREGATES,
+            HPO_METRICS,
+            DEPLOYMENTS,
+        )
         self.topics = {catalog.name(b): b for b in bases}
         self.dlq = catalog.dlq(catalog.name(REQUESTS))
         self.consumer.subscribe([*self.topics, self.dlq])
@@ -108,7 +118,11 @@ class PipelineMonitor:
         except RecordError:
             return  # poison records are the DLQ's business
         if base == REQUESTS:
-            v.requests.setdefault(value["id"], (len(v.requests), value["label"]))
+            order, label = v.requests.get(value["id"], (len(v.requests), None))
+            v.requests[value["id"]] = (order, value["label"] if value["label"] is not None else label)
+        elif base == FEEDBACK:  # a late label
+            order, _ = v.requests.get(value["id"], (len(v.requests), None))
+            v.requests[value["id"]] = (order, value["label"])
         elif base == PREDICTIONS:
             v.predictions[value["request_id"]] += 1
             v.served[value["request_id"]] = (value["model"], value["prediction"])
