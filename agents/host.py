@@ -33,7 +33,7 @@ from fedrift.core.metrics import WindowedMean
 from fedrift.core.models import FAMILIES, Classifier, clean_config, config_id
 from fedrift.core.privacy import PrivacyLedger
 from fedrift.core.routing import InputSketch
-from fedrift.kafka_io import dead_letter, now_ms, producer_config
+from fedrift.kafka_io import dead_letter, now_ms, producer_config, read_compacted
 from fedrift.simulate import SimConfig
 from fedrift.topics import (
     DEPLOYMENTS,
@@ -44,7 +44,7 @@ from fedrift.topics import (
     SHADOW_RESULTS,
     TopicCatalog,
 )
-from schemas import RecordError, codec
+from schemas import RecordError, codec, validate_features
 
 log = logging.getLogger(__name__)
 SERVED_MEMORY = 200_000  # request ids remembered for de-duplication
@@ -152,8 +152,6 @@ class ModelHost:
     def _restore(self) -> None:
         """Rebuild what must survive a restart from compacted topics: the ε already spent (from
         this host's last ModelStatus) and the model's current deployment."""
-        from fedrift.kafka_io import read_compacted
-
         last = read_compacted(self.settings.bootstrap, self.catalog.name(MODEL_STATUS)).get(self.host_id)
         if last:
             self.ledger.restore(last["epsilon_spent"])
@@ -195,8 +193,6 @@ class ModelHost:
             _, routed = self.codec.decode(msg.value(), expect="RoutedRequest")
             request = routed["request"]
             if not routed["feedback"]:
-                from schemas import validate_features
-
                 validate_features(request["features"])
         except RecordError as exc:
             topic, raw, headers = dead_letter(

@@ -108,6 +108,7 @@ class Simulation:
             "uniform": DeficitRouter(uniform),
         }
         self.controller = RoutingController(cfg.routing)
+        self.pruned: dict[str, str] = {}
         self.analyzer = DriftAnalyzer(cfg.drift, seed=seed, feature_names=feature_names)
         self.correct: dict[str, list[bool]] = {k: [] for k in ("fedrift", "patent", "uniform")}
         self.correct.update({f"model:{m}": [] for m in cfg.models})
@@ -184,7 +185,7 @@ class Simulation:
                 d.accuracy.keep_last(self.cfg.keep_after_drift)
         round_id = f"round-{len(self.hpo_rounds) + 1}"
         self.triggers.append({"position": self.t, "source": report.source, "score": report.score})
-        pruned = getattr(self, "pruned", {})
+        pruned = self.pruned
         summary = {"round_id": round_id, "position": self.t, "models": {}}
         live = sorted((m for m in self.pool if m not in pruned), key=lambda m: -self.pool[m].accuracy.mean)
         for m in live[: self.cfg.hpo_top_k]:
@@ -307,7 +308,7 @@ class Simulation:
                 "final_weights": {
                     m: round(w, 4) for m, w in (self.weights_log[-1][1] if self.weights_log else {}).items()
                 },
-                "pruned": dict(getattr(self, "pruned", {})),
+                "pruned": dict(self.pruned),
             },
         }
 

@@ -14,7 +14,7 @@ from fedrift.config import Settings
 from fedrift.core.aggregation import Aggregator, Contribution
 from fedrift.core.fhpo import FhpoConfig
 from fedrift.topics import HPO_AGGREGATES, HPO_METRICS, TopicCatalog
-from streams.app import RawTopics, decode_or_dead_letter, send
+from streams.app import RawTopics, decoded, send
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,7 @@ def register_aggregator(app: faust.App, settings: Settings, catalog: TopicCatalo
 
     @app.agent(topics.get(catalog.name(HPO_METRICS)), name="aggregator")
     async def aggregate(stream):
-        async for event in stream.events():
-            metric = await decode_or_dead_letter(topics, event, "TrialMetric", "aggregator")
-            if metric is None:
-                continue
+        async for _event, metric in decoded(stream, topics, "TrialMetric", "aggregator"):
             complete = book.add(metric)
             if complete:
                 await publish(complete)

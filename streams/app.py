@@ -41,6 +41,15 @@ def create_app(settings: Settings, app_id: str = "fedrift-streams") -> faust.App
     )
 
 
+async def decoded(stream, topics: RawTopics, record: str, consumer: str, validate=None, owner: bool = True):
+    """``(event, value)`` for every event of ``stream`` that decodes (and validates) as ``record``;
+    the rest are dead-lettered by the topic's owner (see ``decode_or_dead_letter``) and skipped."""
+    async for event in stream.events():
+        value = await decode_or_dead_letter(topics, event, record, consumer, validate, owner)
+        if value is not None:
+            yield event, value
+
+
 async def send(topics: RawTopics, topic: str, record: str, value: dict, key: str) -> None:
     """Encode with the shared codec and send through Faust's producer."""
     await topics.get(topic).send(key=key.encode(), value=codec().encode(record, value))

@@ -21,7 +21,7 @@ from fedrift.topics import (
     ROUTING_WEIGHTS,
     TopicCatalog,
 )
-from streams.app import RawTopics, decode_or_dead_letter, now_ms, send
+from streams.app import RawTopics, decoded, now_ms, send
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,7 @@ class ControllerState:
         if state:
             self.controller.version = state["version"]
             self.last_published = dict(state["weights"])
-        for d in sorted(
-            read_compacted(settings.bootstrap, catalog.name(DEPLOYMENTS)).values(), key=lambda d: d["time"]
-        ):
+        for d in read_compacted(settings.bootstrap, catalog.name(DEPLOYMENTS)).values():
             self.apply_deployment(d)
         self.status.update(read_compacted(settings.bootstrap, catalog.name(MODEL_STATUS)))
 
@@ -85,37 +83,30 @@ def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalo
 
     @app.agent(topics.get(catalog.name(MODEL_STATUS)), name="controller-status")
     async def follow_status(stream):
-        async for event in stream.events():
-            s = await decode_or_dead_letter(topics, event, "ModelStatus", "controller", owner=False)
-            if s is not None:
-                state.status[s["host"]] = s
+        async for _event, s in decoded(stream, topics, "ModelStatus", "controller", owner=False):
+            state.status[s["host"]] = s
 
     @app.agent(topics.get(catalog.name(REQUESTS)), name="controller-inputs")
     async def follow_inputs(stream):
-        async for event in stream.events():
-            r = await decode_or_dead_letter(topics, event, "InferenceRequest", "controller", owner=False)
-            if r is not None and r["features"]:
+        async for _event, r in decoded(stream, topics, "InferenceRequest", "controller", owner=False):
+            if r["features"]:
                 state.current.add(r["features"])
 
     @app.agent(topics.get(catalog.name(DRIFT_SIGNALS)), name="controller-drift")
     async def follow_drift(stream):
-        async for event in stream.events():
-            s = await decode_or_dead_letter(topics, event, "DriftSignal", "controller")
-            if s is not None and s["drifted"] and state.last_accuracy:
+        async for _event, s in decoded(stream, topics, "DriftSignal", "controller"):
+            if s["drifted"] and state.last_accuracy:
                 state.before_drift = dict(state.last_accuracy)
 
     @app.agent(topics.get(catalog.name(DEPLOYMENTS)), name="controller-deployments")
     async def follow_deployments(stream):
-        async for event in stream.events():
-            d = await decode_or_dead_letter(topics, event, "Deployment", "controller", owner=False)
-            if d is not None:
-                state.apply_deployment(d)
+        async for _event, d in decoded(stream, topics, "Deployment", "controller", owner=False):
+            state.apply_deployment(d)
 
     @app.agent(topics.get(catalog.name(HPO_AGGREGATES)), name="controller-aggregates")
     async def follow_aggregates(stream):
-        async for event in stream.events():
-            a = await decode_or_dead_letter(topics, event, "AggregateResult", "controller")
-            if a is None or a["model"] in state.shadows or a["model"] not in state.production:
+        async for _event, a in decoded(stream, topics, "AggregateResult", "controller"):
+            if a["model"] in state.shadows or a["model"] not in state.production:
                 continue
             prod = next((e for e in a["leaderboard"] if e["config_id"] == state.production[a["model"]]), None)
             if a["best_config_id"] == state.production[a["model"]] or (prod and prod["score"] >= a["score"]):

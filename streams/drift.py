@@ -12,7 +12,7 @@ import faust
 from fedrift.config import Settings
 from fedrift.core.drift import DriftAnalyzer, DriftConfig, DriftReport
 from fedrift.topics import DRIFT_SIGNALS, HPO_TRIGGERS, MODEL_STATUS, REQUESTS, TopicCatalog
-from streams.app import RawTopics, decode_or_dead_letter, now_ms, send
+from streams.app import RawTopics, decoded, now_ms, send
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,8 @@ def register_drift(app: faust.App, settings: Settings, catalog: TopicCatalog, co
 
     @app.agent(topics.get(catalog.name(REQUESTS)), name="drift-inputs")
     async def inputs(stream):
-        async for event in stream.events():
-            request = await decode_or_dead_letter(topics, event, "InferenceRequest", "drift", owner=False)
-            if request is None or not request["features"]:
+        async for _event, request in decoded(stream, topics, "InferenceRequest", "drift", owner=False):
+            if not request["features"]:
                 continue
             report = analyzer.update(request["features"])
             if report is not None:
@@ -69,9 +68,8 @@ def register_drift(app: faust.App, settings: Settings, catalog: TopicCatalog, co
 
     @app.agent(topics.get(catalog.name(MODEL_STATUS)), name="drift-outcomes")
     async def outcomes(stream):
-        async for event in stream.events():
-            status = await decode_or_dead_letter(topics, event, "ModelStatus", "drift")
-            if status is None or not status["error_drift"]:
+        async for _event, status in decoded(stream, topics, "ModelStatus", "drift"):
+            if not status["error_drift"]:
                 continue
             await publish(analyzer.outcome_drift({"error_drift_host": 1.0, "window_quality": status["window_quality"]}))
 

@@ -22,7 +22,7 @@ from fedrift.core.router import DeficitRouter
 from fedrift.kafka_io import read_compacted
 from fedrift.topics import DEPLOYMENTS, FEEDBACK, REQUESTS, ROUTING_WEIGHTS, TopicCatalog
 from schemas import FeatureCountMismatch, codec, validate_features
-from streams.app import RawTopics, decode_or_dead_letter, send
+from streams.app import RawTopics, decoded, send
 
 log = logging.getLogger(__name__)
 
@@ -85,24 +85,17 @@ def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -
 
     @app.agent(topics.get(catalog.name(ROUTING_WEIGHTS)), name="router-weights")
     async def follow_weights(stream):
-        async for event in stream.events():
-            value = await decode_or_dead_letter(topics, event, "RoutingWeights", "router")
-            if value is not None:
-                state.apply_weights(value)
+        async for _event, value in decoded(stream, topics, "RoutingWeights", "router"):
+            state.apply_weights(value)
 
     @app.agent(topics.get(catalog.name(DEPLOYMENTS)), name="router-deployments")
     async def follow_deployments(stream):
-        async for event in stream.events():
-            value = await decode_or_dead_letter(topics, event, "Deployment", "router", owner=False)
-            if value is not None:
-                state.apply_deployment(value)
+        async for _event, value in decoded(stream, topics, "Deployment", "router", owner=False):
+            state.apply_deployment(value)
 
     @app.agent(topics.get(catalog.name(REQUESTS)), name="router")
     async def route(stream):
-        async for event in stream.events():
-            request = await decode_or_dead_letter(topics, event, "InferenceRequest", "router", contract)
-            if request is None:
-                continue
+        async for event, request in decoded(stream, topics, "InferenceRequest", "router", contract):
             key = event.message.key
             previous = served.get(key)
             if previous is not None:  # redelivered after a restart: same model, the host de-duplicates
@@ -123,10 +116,7 @@ def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -
 
     @app.agent(topics.get(catalog.name(FEEDBACK)), name="router-feedback")
     async def forward_feedback(stream):
-        async for event in stream.events():
-            fb = await decode_or_dead_letter(topics, event, "Feedback", "router")
-            if fb is None:
-                continue
+        async for event, fb in decoded(stream, topics, "Feedback", "router"):
             if served.get(event.message.key) is None:
                 log.warning("label for unknown request %s dropped", fb["id"])
                 continue

@@ -11,7 +11,7 @@ from fedrift.config import Settings
 from fedrift.core.shadow import ShadowEvaluator
 from fedrift.kafka_io import read_compacted
 from fedrift.topics import DEPLOYMENTS, SHADOW_RESULTS, TopicCatalog
-from streams.app import RawTopics, decode_or_dead_letter, now_ms, send
+from streams.app import RawTopics, decoded, now_ms, send
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +36,18 @@ class ShadowBook:
 def register_shadow(app: faust.App, settings: Settings, catalog: TopicCatalog) -> ShadowBook:
     topics = RawTopics(app, catalog)
     book = ShadowBook(settings)
-    for d in sorted(read_compacted(settings.bootstrap, catalog.name(DEPLOYMENTS)).values(), key=lambda d: d["time"]):
+    for d in read_compacted(settings.bootstrap, catalog.name(DEPLOYMENTS)).values():
         book.apply(d)
 
     @app.agent(topics.get(catalog.name(DEPLOYMENTS)), name="shadow-deployments")
     async def follow(stream):
-        async for event in stream.events():
-            d = await decode_or_dead_letter(topics, event, "Deployment", "shadow")
-            if d is not None:
-                book.apply(d)
+        async for _event, d in decoded(stream, topics, "Deployment", "shadow"):
+            book.apply(d)
 
     @app.agent(topics.get(catalog.name(SHADOW_RESULTS)), name="shadow-evaluator")
     async def evaluate(stream):
-        async for event in stream.events():
-            r = await decode_or_dead_letter(topics, event, "ShadowResult", "shadow")
-            if r is None or r["label"] is None or r["model"] not in book.active:
+        async for _event, r in decoded(stream, topics, "ShadowResult", "shadow"):
+            if r["label"] is None or r["model"] not in book.active:
                 continue
             start, ev, seen = book.active[r["model"]]
             if r["request_id"] in seen or r["shadow_config_id"] != start["config_id"]:
