@@ -43,6 +43,7 @@ from fedrift.topics import (
     PREDICTIONS,
     SHADOW_RESULTS,
     TopicCatalog,
+    deployments_in_force,
 )
 from schemas import RecordError, codec, validate_features
 
@@ -79,7 +80,7 @@ class ModelHost:
         self.production: Classifier = self.family.build(self.config, seed=settings.seed)
         self.shadow: Classifier | None = None
         self.shadow_config: dict | None = None
-        # historical accuracy as in the simulator: the last 1000 events, cut to 300 at a drift trigger
+        # windowed accuracy as in the simulator: the last 1000 events, cut to 300 at a drift trigger
         self.accuracy = WindowedMean(SimConfig.fedrift_window)
         self.errors = ErrorDriftDetector()
         self.error_drift = False
@@ -94,6 +95,7 @@ class ModelHost:
         self.hpo_thread: threading.Thread | None = None
         self.hpo_waiting: list[dict] = []
         self.n_learned = 0
+        self.n_correct = 0
         self.position = 0
         self.running = True
         bootstrap = settings.bootstrap
@@ -151,14 +153,17 @@ class ModelHost:
 
     def _restore(self) -> None:
         """Rebuild what must survive a restart from compacted topics: the ε already spent (from
-        this host's last ModelStatus) and the model's current deployment."""
+        this host's last ModelStatus, with its scored/correct counters), the promoted configuration
+        and a shadow still under test."""
         last = read_compacted(self.settings.bootstrap, self.catalog.name(MODEL_STATUS)).get(self.host_id)
         if last:
             self.ledger.restore(last["epsilon_spent"])
+            # the controller differences these counters between reports: keep them monotonic
+            self.n_learned, self.n_correct = last["n_seen"], last["n_correct"]
             log.info("host %s restored ε spent %.2f", self.host_id, last["epsilon_spent"])
-        deployment = read_compacted(self.settings.bootstrap, self.catalog.name(DEPLOYMENTS)).get(self.model)
-        if deployment and deployment["action"] == "PROMOTE":
-            self._deploy(deployment)
+        for d in deployments_in_force(read_compacted(self.settings.bootstrap, self.catalog.name(DEPLOYMENTS)).values()):
+            if d["model"] == self.model and d["action"] in ("PROMOTE", "SHADOW_START"):
+                self._deploy(d)
 
     # -- data path -----------------------------------------------------------------------------
     def _process_batch(self, msgs) -> None:
@@ -253,6 +258,7 @@ class ModelHost:
         self.position += 1
         correct = p.prediction == label
         self.accuracy.update(float(correct))
+        self.n_correct += correct
         if self.errors.update(int(not correct)):
             self.error_drift = True
         if p.shadow_prediction is not None and self.shadow is not None:
@@ -296,6 +302,7 @@ class ModelHost:
                 "error_drift": self.error_drift,
                 "input_sketch": self.sketch.to_list(),
                 "epsilon_spent": self.ledger.max_loss,
+                "n_correct": self.n_correct,
             },
             self.host_id,
         )

@@ -59,6 +59,10 @@ class Settings:
     shadow_max_samples: int = field(
         default=5000, metadata=_env("FEDRIFT_SHADOW_MAX_SAMPLES", "paired requests before a shadow times out")
     )
+    label_ttl_s: float = field(
+        default=3600.0,
+        metadata=_env("FEDRIFT_LABEL_TTL_S", "seconds the router remembers who served a request (late labels)"),
+    )
     status_every: int = field(default=200, metadata=_env("FEDRIFT_STATUS_EVERY", "events between ModelStatus"))
     seed: int = field(default=0, metadata=_env("FEDRIFT_SEED", "random seed"))
     log_level: str = field(default="info", metadata=_env("FEDRIFT_LOG_LEVEL", "log level"))

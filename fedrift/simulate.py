@@ -44,7 +44,7 @@ class SimConfig:
     replicas: int = 3
     seed: int = 0
     accuracy_window: int = 500  # the patent's historical-accuracy window; sketch half-life; drift look-back
-    fedrift_window: int = 1000  # fedrift's historical-accuracy window ...
+    fedrift_window: int = 1000  # fedrift's windowed accuracy (pruning, drift compensation, HPO top-k) ...
     keep_after_drift: int = 300  # ... cut to its last N events at a drift trigger (0 = never cut)
     update_every: int = 50  # events between routing-weight updates
     oracle_window: int = 500
@@ -122,6 +122,7 @@ class Simulation:
         self._current_sketch = InputSketch(half_life=cfg.accuracy_window / 2)
         self._acc_history: list[dict[str, float]] = []
         self._before_drift: dict[str, float] | None = None
+        self._batch_hits = {m: 0 for m in cfg.models}  # correct answers since the last weight update
 
     # -- one event -----------------------------------------------------------------------------
     def step(self, x: list[float], y) -> None:
@@ -151,6 +152,7 @@ class Simulation:
             if d.model is not self.static[m]:
                 d.model.learn_one(x, y)
             d.accuracy.update(float(fed_pred[m] == y))
+            self._batch_hits[m] += fed_pred[m] == y
             d.sketch.add(x)
             self.agents[m][t % self.cfg.replicas].observe(t, x, y)
         self._current_sketch.add(x)
@@ -165,6 +167,9 @@ class Simulation:
 
     # -- control loop --------------------------------------------------------------------------
     def _update_weights(self) -> None:
+        n = self.cfg.update_every
+        self.controller.observe({m: hits / n for m, hits in self._batch_hits.items()}, n)
+        self._batch_hits = dict.fromkeys(self._batch_hits, 0)
         acc = {m: d.accuracy.mean for m, d in self.pool.items()}
         self._acc_history.append(acc)
         alignment = {m: d.sketch.similarity(self._current_sketch) for m, d in self.pool.items()}
@@ -183,10 +188,13 @@ class Simulation:
         if self.cfg.keep_after_drift:
             for d in self.pool.values():
                 d.accuracy.keep_last(self.cfg.keep_after_drift)
-        round_id = f"round-{len(self.hpo_rounds) + 1}"
         self.triggers.append({"position": self.t, "source": report.source, "score": report.score})
+        self._hpo_round(report.source)
+
+    def _hpo_round(self, reason: str) -> None:
+        round_id = f"round-{len(self.hpo_rounds) + 1}"
         pruned = self.pruned
-        summary = {"round_id": round_id, "position": self.t, "models": {}}
+        summary = {"round_id": round_id, "position": self.t, "reason": reason, "models": {}}
         live = sorted((m for m in self.pool if m not in pruned), key=lambda m: -self.pool[m].accuracy.mean)
         for m in live[: self.cfg.hpo_top_k]:
             d = self.pool[m]

@@ -51,8 +51,38 @@ BASE_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ROUTING_WEIGHTS, "RoutingWeights", "weights", cleanup="compact", partitions=1),
     TopicSpec(MODEL_STATUS, "ModelStatus", "host", cleanup="compact", partitions=1),
     TopicSpec(SHADOW_RESULTS, "ShadowResult", "request id"),
-    TopicSpec(DEPLOYMENTS, "Deployment", "model", cleanup="compact", partitions=1),
+    TopicSpec(DEPLOYMENTS, "Deployment", "model | model/shadow | model/pruning", cleanup="compact", partitions=1),
 )
+
+
+def deployment_key(d: dict) -> str:
+    """The compaction key of a Deployment: one per lifecycle, so a later record of one (a PRUNE)
+    never hides the state of another (a running shadow, the promoted configuration).
+
+    >>> deployment_key({"model": "hat", "action": "REJECT"})
+    'hat/shadow'
+    """
+    if d["action"] == "PROMOTE":
+        return d["model"]
+    if d["action"] in ("SHADOW_START", "REJECT"):
+        return f"{d['model']}/shadow"
+    return f"{d['model']}/pruning"
+
+
+def deployments_in_force(latest: Iterable[dict]) -> list[dict]:
+    """From the compacted topic's latest records, those still in force, in the order to re-apply
+    them at start: promotions, then shadows not yet promoted (a PROMOTE lives under another key
+    than its SHADOW_START, matched by round), then prunes.
+
+    >>> start = {"model": "a", "action": "SHADOW_START", "round_id": "r1"}
+    >>> [d["action"] for d in deployments_in_force([start, {**start, "action": "PROMOTE"}])]
+    ['PROMOTE']
+    """
+    records = list(latest)
+    promotes = [d for d in records if d["action"] == "PROMOTE"]
+    promoted = {(d["model"], d["round_id"]) for d in promotes}
+    shadows = [d for d in records if d["action"] == "SHADOW_START" and (d["model"], d["round_id"]) not in promoted]
+    return promotes + shadows + [d for d in records if d["action"] == "PRUNE"]
 
 
 @dataclass(frozen=True)

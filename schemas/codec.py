@@ -105,7 +105,8 @@ class Codec:
         return buf.getvalue()
 
     def decode(self, data: bytes | None, expect: str | None = None) -> tuple[str, dict]:
-        """Return ``(record name, value)``; with ``expect``, resolve into that record's newest schema."""
+        """Return ``(record name, value)`` resolved into the record's newest schema; with ``expect``,
+        any other record is a ``SchemaMismatch``."""
         if data is None or len(data) < _HEADER.size:
             raise TruncatedRecord(f"value has {0 if data is None else len(data)} bytes, header needs 5")
         magic, sid = _HEADER.unpack_from(data)
@@ -114,11 +115,9 @@ class Codec:
         if sid not in self._by_id:
             raise UnknownSchemaId(f"schema id {sid} is not in the schema-id table")
         name, writer = self._by_id[sid]
-        reader = writer
-        if expect is not None:
-            if name != expect:
-                raise SchemaMismatch(f"expected a {expect} record, got {name} (schema id {sid})")
-            reader = self._latest_of(expect)[1]
+        if expect is not None and name != expect:
+            raise SchemaMismatch(f"expected a {expect} record, got {name} (schema id {sid})")
+        reader = self._latest_of(name)[1]  # old data comes back in the current shape
         body = io.BytesIO(memoryview(data)[_HEADER.size :])
         try:
             value = fastavro.schemaless_reader(body, writer, reader if reader is not writer else None)

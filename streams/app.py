@@ -13,7 +13,7 @@ import faust
 
 from fedrift.config import Settings
 from fedrift.kafka_io import dead_letter, now_ms  # noqa: F401 (re-exported for the processors)
-from fedrift.topics import TopicCatalog
+from fedrift.topics import DEPLOYMENTS, TopicCatalog, deployment_key
 from schemas import RecordError, codec
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,11 @@ async def decoded(stream, topics: RawTopics, record: str, consumer: str, validat
 async def send(topics: RawTopics, topic: str, record: str, value: dict, key: str) -> None:
     """Encode with the shared codec and send through Faust's producer."""
     await topics.get(topic).send(key=key.encode(), value=codec().encode(record, value))
+
+
+async def send_deployment(topics: RawTopics, value: dict) -> None:
+    """Send a Deployment under its lifecycle's compaction key (``topics.deployment_key``)."""
+    await send(topics, topics.catalog.name(DEPLOYMENTS), "Deployment", value, deployment_key(value))
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Routing-controller processor: the RoutingController over the hosts' ``model.status`` (windowed
-quality and input sketches), the current inputs, and ``drift.signals``; publishes
+quality, scored/correct counters for the Fixed Share evidence, input sketches), the current inputs,
+and ``drift.signals``; publishes
 ``routing.weights`` and, from ``hpo.aggregates``, SHADOW_START deployments (PRUNE / RESTORE too)."""
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from fedrift.topics import (
     REQUESTS,
     ROUTING_WEIGHTS,
     TopicCatalog,
+    deployments_in_force,
 )
-from streams.app import RawTopics, decoded, now_ms, send
+from streams.app import RawTopics, decoded, now_ms, send, send_deployment
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ class ControllerState:
         self.settings = settings
         self.controller = RoutingController()
         self.status: dict[str, dict] = {}  # host -> latest ModelStatus
+        self.batch: dict[str, list[int]] = {}  # model -> [correct, scored] since the last observe
         self.current = InputSketch(half_life=250)
         self.production = {m: config_id(FAMILIES[m].defaults) for m in settings.models if m in FAMILIES}
         self.shadows: set[str] = set()
@@ -44,9 +47,31 @@ class ControllerState:
         if state:
             self.controller.version = state["version"]
             self.last_published = dict(state["weights"])
-        for d in read_compacted(settings.bootstrap, catalog.name(DEPLOYMENTS)).values():
+            self.controller.evidence.restore({m: state["historical"].get(m, 0.0) for m in settings.models})
+        for d in deployments_in_force(read_compacted(settings.bootstrap, catalog.name(DEPLOYMENTS)).values()):
             self.apply_deployment(d)
         self.status.update(read_compacted(settings.bootstrap, catalog.name(MODEL_STATUS)))
+
+    def apply_status(self, s: dict) -> None:
+        """Keep the host's latest report; add what it scored since its previous one to the batch."""
+        prev = self.status.get(s["host"])
+        self.status[s["host"]] = s
+        if prev is None or s["n_seen"] < prev["n_seen"] or s["n_correct"] < prev["n_correct"]:
+            return  # first report, or counters restarted: a new baseline
+        batch = self.batch.setdefault(s["model"], [0, 0])
+        batch[0] += s["n_correct"] - prev["n_correct"]
+        batch[1] += s["n_seen"] - prev["n_seen"]
+
+    def observe_batch(self) -> None:
+        """Feed the controller once every model has been scored on new events. Replicas report on
+        their own schedules, so each model's batch covers about the same events; the smallest
+        batch size counts as the number of events (the conservative step)."""
+        models = [m for m in self.settings.models if m in FAMILIES]
+        if not models or any(self.batch.get(m, [0, 0])[1] == 0 for m in models):
+            return
+        n = min(self.batch[m][1] for m in models)
+        self.controller.observe({m: self.batch[m][0] / self.batch[m][1] for m in models}, n)
+        self.batch.clear()
 
     def apply_deployment(self, d: dict) -> None:
         if d["action"] == "SHADOW_START":
@@ -56,6 +81,11 @@ class ControllerState:
             self.shadows.discard(d["model"])
         elif d["action"] == "REJECT":
             self.shadows.discard(d["model"])
+        elif d["action"] == "PRUNE":
+            self.pruned[d["model"]] = self.controller.pruned[d["model"]] = d["reason"]
+        elif d["action"] == "RESTORE":
+            self.pruned.pop(d["model"], None)
+            self.controller.pruned.pop(d["model"], None)
 
     def accuracy(self) -> dict[str, float] | None:
         per_model: dict[str, list[tuple[float, int]]] = {}
@@ -84,7 +114,7 @@ def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalo
     @app.agent(topics.get(catalog.name(MODEL_STATUS)), name="controller-status")
     async def follow_status(stream):
         async for _event, s in decoded(stream, topics, "ModelStatus", "controller", owner=False):
-            state.status[s["host"]] = s
+            state.apply_status(s)
 
     @app.agent(topics.get(catalog.name(REQUESTS)), name="controller-inputs")
     async def follow_inputs(stream):
@@ -112,10 +142,8 @@ def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalo
             if a["best_config_id"] == state.production[a["model"]] or (prod and prod["score"] >= a["score"]):
                 continue
             state.shadows.add(a["model"])
-            await send(
+            await send_deployment(
                 topics,
-                catalog.name(DEPLOYMENTS),
-                "Deployment",
                 {
                     "model": a["model"],
                     "action": "SHADOW_START",
@@ -130,7 +158,6 @@ def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalo
                         "production_score": prod["score"] if prod else -1.0,
                     },
                 },
-                a["model"],
             )
 
     @app.timer(interval_s)
@@ -139,13 +166,12 @@ def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalo
         if acc is None:
             return
         state.last_accuracy = acc
+        state.observe_batch()
         decision = state.controller.update(acc, state.alignment(), state.drift_compensation(acc))
         for model in set(decision.pruned) ^ set(state.pruned):
             pruned = model in decision.pruned
-            await send(
+            await send_deployment(
                 topics,
-                catalog.name(DEPLOYMENTS),
-                "Deployment",
                 {
                     "model": model,
                     "action": "PRUNE" if pruned else "RESTORE",
@@ -155,7 +181,6 @@ def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalo
                     "reason": decision.pruned.get(model, "quality recovered"),
                     "evidence": {"accuracy": acc[model], "best": max(acc.values())},
                 },
-                model,
             )
         state.pruned = dict(decision.pruned)
         changed = any(abs(decision.weights[m] - state.last_published.get(m, -1.0)) > 1e-3 for m in decision.weights)

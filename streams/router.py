@@ -7,7 +7,10 @@ Invalid requests (undecodable, NaN/inf, wrong feature count) go to ``inference.r
 Weights come from the compacted ``routing.weights`` topic (read whole at start, then followed);
 until one arrives, traffic is uniform. A table (changelogged, so it survives restarts) remembers
 which model served each request: a redelivered request goes to the same model again (its host
-drops the duplicate) and a late label finds its host.
+drops the duplicate) and a late label finds its host. The table is windowed by event time
+(tumbling windows of ``label_ttl_s``, expired after two), so its memory and changelog stay bounded:
+a request is remembered for at least ``label_ttl_s`` and at most twice that; a label arriving later
+is dropped with a warning.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import faust
 from fedrift.config import Settings
 from fedrift.core.router import DeficitRouter
 from fedrift.kafka_io import read_compacted
-from fedrift.topics import DEPLOYMENTS, FEEDBACK, REQUESTS, ROUTING_WEIGHTS, TopicCatalog
+from fedrift.topics import DEPLOYMENTS, FEEDBACK, REQUESTS, ROUTING_WEIGHTS, TopicCatalog, deployments_in_force
 from schemas import FeatureCountMismatch, codec, validate_features
 from streams.app import RawTopics, decoded, send
 
@@ -42,6 +45,11 @@ class FeatureContract:
             self.expected = len(features)
 
 
+def _unknown() -> None:
+    """The served table's default: a request it does not remember."""
+    return None
+
+
 def mirrored(request_id: str, fraction: float) -> bool:
     """A stable pseudo-random choice of ``fraction`` of requests (same id, same answer)."""
     h = int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "big")
@@ -58,7 +66,7 @@ class RouterState:
         weights = read_compacted(settings.bootstrap, catalog.name(ROUTING_WEIGHTS)).get("weights")
         if weights:
             self.apply_weights(weights)
-        for d in read_compacted(settings.bootstrap, catalog.name(DEPLOYMENTS)).values():
+        for d in deployments_in_force(read_compacted(settings.bootstrap, catalog.name(DEPLOYMENTS)).values()):
             self.apply_deployment(d)
 
     def apply_weights(self, value: dict) -> None:
@@ -81,7 +89,18 @@ def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -
     state = RouterState(settings, catalog)
     contract = FeatureContract(settings.n_features)
     enc = codec()
-    served = app.Table("router-served", key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    ttl = settings.label_ttl_s
+    served = (
+        app.Table("router-served", key_type=str, value_type=str, partitions=settings.partitions, default=_unknown)
+        .tumbling(ttl, expires=2 * ttl)
+        .relative_to_stream()
+    )
+
+    def served_by(key: bytes) -> str | None:
+        """Who served ``key``, looked up in the current event's window and the one before.
+        (Windowed keys are JSON-serialised ``[key, [start, end]]`` in the changelog, hence str.)"""
+        window = served[key.decode()]
+        return window.current() or window.delta(ttl)
 
     @app.agent(topics.get(catalog.name(ROUTING_WEIGHTS)), name="router-weights")
     async def follow_weights(stream):
@@ -97,12 +116,12 @@ def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -
     async def route(stream):
         async for event, request in decoded(stream, topics, "InferenceRequest", "router", contract):
             key = event.message.key
-            previous = served.get(key)
+            previous = served_by(key)
             if previous is not None:  # redelivered after a restart: same model, the host de-duplicates
-                model, version = previous.decode().split("|")
+                model, version = previous.split("|")
             else:
                 model, version = state.router.choose(), str(state.router.version)
-                served[key] = f"{model}|{version}".encode()
+                served[key.decode()] = f"{model}|{version}"
             shadow = mirrored(request["id"], settings.shadow_fraction)
             for target in settings.models:
                 routed = {
@@ -117,8 +136,8 @@ def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -
     @app.agent(topics.get(catalog.name(FEEDBACK)), name="router-feedback")
     async def forward_feedback(stream):
         async for event, fb in decoded(stream, topics, "Feedback", "router"):
-            if served.get(event.message.key) is None:
-                log.warning("label for unknown request %s dropped", fb["id"])
+            if served_by(event.message.key) is None:
+                log.warning("label for unknown or expired request %s dropped", fb["id"])
                 continue
             request = {"id": fb["id"], "event_time": fb["time"], "features": [], "label": fb["label"]}
             for target in settings.models:

@@ -10,8 +10,8 @@ import faust
 from fedrift.config import Settings
 from fedrift.core.shadow import ShadowEvaluator
 from fedrift.kafka_io import read_compacted
-from fedrift.topics import DEPLOYMENTS, SHADOW_RESULTS, TopicCatalog
-from streams.app import RawTopics, decoded, now_ms, send
+from fedrift.topics import DEPLOYMENTS, SHADOW_RESULTS, TopicCatalog, deployments_in_force
+from streams.app import RawTopics, decoded, now_ms, send_deployment
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class ShadowBook:
 def register_shadow(app: faust.App, settings: Settings, catalog: TopicCatalog) -> ShadowBook:
     topics = RawTopics(app, catalog)
     book = ShadowBook(settings)
-    for d in read_compacted(settings.bootstrap, catalog.name(DEPLOYMENTS)).values():
+    for d in deployments_in_force(read_compacted(settings.bootstrap, catalog.name(DEPLOYMENTS)).values()):
         book.apply(d)
 
     @app.agent(topics.get(catalog.name(DEPLOYMENTS)), name="shadow-deployments")
@@ -57,10 +57,8 @@ def register_shadow(app: faust.App, settings: Settings, catalog: TopicCatalog) -
             if decision is None:
                 continue
             book.active.pop(r["model"], None)
-            await send(
+            await send_deployment(
                 topics,
-                catalog.name(DEPLOYMENTS),
-                "Deployment",
                 {
                     "model": r["model"],
                     "action": decision.action.upper(),
@@ -71,7 +69,6 @@ def register_shadow(app: faust.App, settings: Settings, catalog: TopicCatalog) -
                     "reason": decision.reason,
                     "evidence": {k: float(v) for k, v in decision.evidence.items()},
                 },
-                r["model"],
             )
             log.info("shadow %s for %s: %s (%s)", start["config_id"], r["model"], decision.action, decision.reason)
 

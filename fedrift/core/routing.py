@@ -5,19 +5,25 @@
 with zero sums guarded, a small exploration floor, and pruning of models that stay weak.
 
 ``historical`` is not accuracy itself. Measured on our streams, weights proportional to accuracy
-spread traffic almost uniformly (models within a few points of each other get near-equal
-shares) and lose to the best single model; so historical accuracy is turned into weights by a
-softmax with temperature ``temperature`` (in accuracy units): ``historical ∝ exp((acc − max acc)/T)``.
-With T = 0.01, a model one point behind the leader gets e⁻¹ ≈ 0.37 of its weight, five points
-behind ≈ 0.007, so traffic concentrates on what works while near-ties still share. We ship
-T = 0.005 (half a point): measured on weather, SEA and Hyperplane it was 0.2 points better than
-T = 0.01 on each, and the multiplicative alignment and drift terms (at most ×3) then move weight
-by the equivalent of at most ~0.5 accuracy points.
+spread traffic almost uniformly (models within a few points of each other get near-equal shares)
+and lose to the best single model. Every model predicts every request (routing only decides which
+prediction is served), so each labelled event scores all models at once: the textbook setting of
+prediction with expert advice. ``historical`` is therefore the Fixed Share forecaster (Herbster &
+Warmuth, 1998) over the models' per-event correctness: Hedge multiplies a model's weight by
+``exp(η)`` for each event it gets right, and each event a fraction ``α`` of all weight is shared out
+evenly, so a model that fell behind can take the lead again after a drift. Its regret against the
+best *sequence* of models is bounded, which a softmax of windowed accuracy (our first transform)
+does not offer: that one lost 0.1–0.4 points to the best single model on weather, SEA and
+Hyperplane by switching on window noise. Defaults η = 0.3, α = 3·10⁻⁵: a model needs ~40 more
+correct answers than the leader to overtake it from the floor (≈ 400 events at a 10-point edge),
+while near-ties resolve by cumulative evidence, not the last window; the multiplicative alignment
+and drift terms then move weight by at most ×3 (≈ 4 answers' worth).
 
->>> ctl = RoutingController(RoutingConfig(floor=0.0, temperature=0.01))
+>>> ctl = RoutingController(RoutingConfig(floor=0.0))
+>>> ctl.observe({"a": 0.90, "b": 0.85}, n=100)
 >>> d = ctl.update({"a": 0.90, "b": 0.85}, {"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 1.0})
 >>> round(d.weights["a"], 3), round(d.weights["b"], 3)
-(0.993, 0.007)
+(0.817, 0.183)
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class RoutingConfig:
-    temperature: float = 0.005  # softmax temperature of the historical transform, in accuracy units
+    learning_rate: float = 0.3  # Fixed Share η: log-weight gained per correct answer
+    share: float = 3e-5  # Fixed Share α: fraction of all weight shared out evenly per event
     floor: float = 0.001  # exploration floor per live model
     prune_margin: float = 0.10  # a model this far below the best ...
     prune_patience: int = 10  # ... for this many consecutive updates is pruned
@@ -48,12 +55,50 @@ class RoutingDecision:
     pruned: dict[str, str] = field(default_factory=dict)
 
 
-def historical_weights(accuracy: Mapping[str, float], temperature: float) -> dict[str, float]:
-    """Softmax of accuracy at ``temperature`` (normalised to sum to 1)."""
-    best = max(accuracy.values())
-    raw = {m: math.exp((a - best) / temperature) for m, a in accuracy.items()}
-    total = sum(raw.values())
-    return {m: v / total for m, v in raw.items()}
+class FixedShare:
+    """Fixed Share weights over models scored on the same events (``historical`` in the formula).
+
+    ``observe(accuracy, n)`` takes each model's accuracy over the same ``n`` events (a batch is
+    exact for the Hedge step; the sharing step is applied once for the batch, as ``1 - (1 - α)^n``).
+
+    >>> fs = FixedShare(learning_rate=0.3, share=0.0)
+    >>> fs.observe({"a": 0.6, "b": 0.5}, n=10)  # a got one more answer right: e^0.3 ≈ 1.35 times b
+    >>> {m: round(w, 3) for m, w in fs.weights().items()}
+    {'a': 0.574, 'b': 0.426}
+    """
+
+    def __init__(self, learning_rate: float = 0.3, share: float = 3e-5) -> None:
+        self.learning_rate = learning_rate
+        self.share = share
+        self.p: dict[str, float] = {}
+
+    def observe(self, accuracy: Mapping[str, float], n: float) -> None:
+        """Models missing from ``accuracy`` were not scored: their share of the weight is held."""
+        for m in accuracy:
+            if m not in self.p:  # a newcomer starts as an equal among its peers
+                k = len(self.p) + 1
+                self.p = {old: v * (k - 1) / k for old, v in self.p.items()}
+                self.p[m] = 1.0 / k
+        best = max(accuracy.values())
+        scored = {m: self.p[m] * math.exp(self.learning_rate * n * (a - best)) for m, a in accuracy.items()}
+        scale = sum(self.p[m] for m in scored) / sum(scored.values())
+        self.p.update({m: v * scale for m, v in scored.items()})
+        mix = 1.0 - (1.0 - self.share) ** n
+        self.p = {m: (1.0 - mix) * v + mix / len(self.p) for m, v in self.p.items()}
+
+    def weights(self, models: list[str] | None = None) -> dict[str, float]:
+        """Normalised over ``models`` (default: all seen); uniform before any evidence."""
+        models = list(self.p) if models is None else models
+        raw = {m: self.p.get(m, 0.0) for m in models}
+        total = sum(raw.values())
+        return {m: v / total for m, v in raw.items()} if total > 0 else {m: 1.0 / len(models) for m in models}
+
+    def restore(self, weights: Mapping[str, float]) -> None:
+        """Resume from published ``historical`` weights (e.g. after a restart)."""
+        floor = self.share / max(len(weights), 1)
+        raw = {m: max(w, floor) for m, w in weights.items()}
+        total = sum(raw.values())
+        self.p = {m: v / total for m, v in raw.items()}
 
 
 def seed_formula(
@@ -91,6 +136,12 @@ class RoutingController:
         self.version = 0
         self.pruned: dict[str, str] = {}
         self._weak_streak: dict[str, int] = {}
+        self.evidence = FixedShare(self.config.learning_rate, self.config.share)
+
+    def observe(self, accuracy: Mapping[str, float], n: float) -> None:
+        """Each model's accuracy over the same ``n`` newly labelled events."""
+        if n > 0 and accuracy:
+            self.evidence.observe(accuracy, n)
 
     def update(
         self, accuracy: Mapping[str, float], alignment: Mapping[str, float], drift_comp: Mapping[str, float]
@@ -98,7 +149,7 @@ class RoutingController:
         cfg = self.config
         self._prune(accuracy)
         live = [m for m in accuracy if m not in self.pruned] or list(accuracy)
-        hist = historical_weights({m: accuracy[m] for m in live}, cfg.temperature)
+        hist = self.evidence.weights(live)
         combined = seed_formula(
             hist,
             {m: max(alignment.get(m, 0.0), 0.0) for m in live},

@@ -11,11 +11,11 @@ import time
 import pytest
 
 from fedrift import datasets
-from fedrift.kafka_io import RecordProducer
+from fedrift.kafka_io import RecordProducer, read_compacted
 from fedrift.monitor import PipelineMonitor
 from fedrift.pipeline import Pipeline
 from fedrift.produce import produce, request_events
-from fedrift.topics import REQUESTS
+from fedrift.topics import MODEL_STATUS, REQUESTS
 from schemas import codec
 from tests.integration.conftest import ensure_topics
 
@@ -77,12 +77,15 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
             pipeline.check()
             view = monitor.poll(2)
             decided = [d for d in view.deployments if d["action"] in ("PROMOTE", "REJECT")]
-            if decided and view.n_predicted >= N + extra:
+            if decided and tails and view.n_predicted >= N + extra:
                 break
             if view.n_predicted >= N + extra and tails < 6:
                 both = list(datasets.synthetic("shift", 4000, seed=100 + tails))
                 tail = both[:2000] if tails % 2 == 0 else both[2000:]
-                extra += produce(producer, catalog, request_events(tail, run_id=f"tail{tails}"), rate=400)
+                # tails carry late labels (inference.feedback, 50 requests behind): the router must
+                # remember who served each request to forward its label
+                late = request_events(tail, run_id=f"tail{tails}", label_delay=50)
+                extra += produce(producer, catalog, late, rate=400)
                 tails += 1
         view = monitor.poll(3)
     monitor.close()
@@ -125,6 +128,15 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
     d = decisions[0]
     assert d["model"] in {s["model"] for s in starts} and d["reason"]
     assert d["evidence"]["n"] >= settings.shadow_min_samples and {"wins", "losses"} <= set(d["evidence"])
+
+    # every model learned from every label, inline or late (hosts report every status_every labels)
+    status = read_compacted(settings.bootstrap, catalog.name(MODEL_STATUS))
+    for model in settings.models:
+        hosts = [s for s in status.values() if s["model"] == model]
+        assert len(hosts) == 3
+        learned = sum(s["n_seen"] for s in hosts)
+        assert valid - 3 * settings.status_every - 100 <= learned <= valid, (model, learned, valid)
+        assert 0 < sum(s["n_correct"] for s in hosts) <= learned
 
     # every valid request got exactly one production prediction
     assert view.duplicates == 0

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from fedrift.config import ENV, Settings
-from fedrift.topics import BASE_TOPICS, TopicCatalog
+from fedrift.topics import BASE_TOPICS, TopicCatalog, deployment_key, deployments_in_force
 
 
 def test_settings_from_env_parse_types():
@@ -41,3 +41,33 @@ def test_catalog_covers_the_architecture_with_prefix_and_dlqs():
     assert cat.record_of("p.inference.routed.m1") == "RoutedRequest"
     with pytest.raises(KeyError):
         cat.record_of("other.topic")
+
+
+def _compacted(records: list[dict]) -> dict[str, dict]:
+    """What a compacted topic keeps: the latest record per key."""
+    latest: dict[str, dict] = {}
+    for d in records:
+        latest[deployment_key(d)] = d
+    return latest
+
+
+def test_deployments_in_force_survive_compaction_per_lifecycle():
+    def dep(action: str, round_id: str = "", model: str = "hat") -> dict:
+        return {"model": model, "action": action, "round_id": round_id, "config_id": f"c-{round_id}"}
+
+    history = [
+        dep("SHADOW_START", "r1"),
+        dep("PROMOTE", "r1"),
+        dep("SHADOW_START", "r2"),  # a second round's shadow is running ...
+        dep("PRUNE"),  # ... when the controller prunes the model
+        dep("SHADOW_START", "r1", model="arf"),
+        dep("REJECT", "r1", model="arf"),
+    ]
+    in_force = deployments_in_force(_compacted(history).values())
+    assert [(d["model"], d["action"], d["round_id"]) for d in in_force] == [
+        ("hat", "PROMOTE", "r1"),
+        ("hat", "SHADOW_START", "r2"),
+        ("hat", "PRUNE", ""),
+    ]
+    restored = deployments_in_force(_compacted([*history, dep("RESTORE")]).values())
+    assert [d["action"] for d in restored] == ["PROMOTE", "SHADOW_START"]

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedrift.core.routing import RoutingConfig, RoutingController, historical_weights, seed_formula
+from fedrift.core.routing import FixedShare, RoutingConfig, RoutingController, seed_formula
 
 models = ["a", "b", "c", "d"]
 values = st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4)
@@ -28,10 +28,11 @@ def pseudocode(historical, alignment, drift_comp):
 def test_weights_follow_the_seed_formula_and_are_a_distribution(acc, align, dc):
     acc_d, align_d, dc_d = (dict(zip(models, v, strict=True)) for v in (acc, align, dc))
     ctl = RoutingController(RoutingConfig(floor=0.0, prune_patience=10**9))
+    ctl.observe(acc_d, n=20)
     d = ctl.update(acc_d, align_d, dc_d)
     assert all(w >= 0 for w in d.weights.values())
     assert math.isclose(sum(d.weights.values()), 1.0, rel_tol=1e-9)
-    expected = pseudocode(historical_weights(acc_d, ctl.config.temperature), align_d, dc_d)
+    expected = pseudocode(ctl.evidence.weights(models), align_d, dc_d)
     for m in models:
         assert math.isclose(d.weights[m], expected[m], rel_tol=1e-9, abs_tol=1e-12)
 
@@ -52,10 +53,50 @@ def test_zero_sums_are_guarded():
 
 
 def test_historical_transform_concentrates_on_the_leader():
-    w = historical_weights({"a": 0.90, "b": 0.88, "c": 0.80}, 0.01)
-    assert w["a"] > 0.85 and w["c"] < 1e-4
+    fs = FixedShare()
+    for _ in range(10):  # 500 events at 90 / 88 / 80 %
+        fs.observe({"a": 0.90, "b": 0.88, "c": 0.80}, n=50)
+    w = fs.weights()
+    assert w["a"] > 0.9 and w["c"] < 1e-3  # c keeps only its share of α
     # the patent's proportional weights would give a/c = 0.90/0.80: almost uniform
     assert 0.90 / 0.80 < 1.2
+
+
+def test_fixed_share_lets_a_new_leader_take_over_after_a_drift():
+    fs = FixedShare()
+    for _ in range(200):  # 10,000 events where a leads by 5 points
+        fs.observe({"a": 0.90, "b": 0.85}, n=50)
+    assert fs.weights()["b"] < 0.01
+    events = 0
+    while fs.weights()["b"] < 0.5:  # then b leads by 10 points
+        fs.observe({"a": 0.70, "b": 0.80}, n=50)
+        events += 50
+    assert events <= 1000  # tracks the switch, bounded by log(N/α) / (η · edge)
+    plain = FixedShare(share=0.0)
+    for _ in range(200):
+        plain.observe({"a": 0.90, "b": 0.85}, n=50)
+    for _ in range(events // 50):
+        plain.observe({"a": 0.70, "b": 0.80}, n=50)
+    assert plain.weights()["b"] < 0.5  # without sharing (plain Hedge) it would still trail
+
+
+def test_fixed_share_batches_equal_single_events_for_the_hedge_step():
+    one, batch = FixedShare(share=0.0), FixedShare(share=0.0)
+    for a, b in [(1, 0), (1, 1), (0, 1), (1, 0)]:
+        one.observe({"x": a, "y": b}, n=1)
+    batch.observe({"x": 0.75, "y": 0.5}, n=4)
+    assert one.weights() == pytest.approx(batch.weights())
+
+
+def test_fixed_share_holds_unscored_models_and_restores():
+    fs = FixedShare()
+    fs.observe({"a": 0.9, "b": 0.5, "c": 0.7}, n=10)
+    before = fs.weights()
+    fs.observe({"a": 0.9, "b": 0.8}, n=10)  # c not scored this batch
+    assert fs.weights()["c"] == pytest.approx(before["c"], rel=1e-3)
+    other = FixedShare()
+    other.restore(fs.weights())
+    assert other.weights() == pytest.approx(fs.weights())
 
 
 def test_consistently_weak_model_is_pruned_with_a_reason_and_restored():
