@@ -331,8 +331,30 @@ class ModelHost:
                 self.accuracy.keep_last(SimConfig.keep_after_drift)
             elif name == "Deployment" and value["model"] == self.model:
                 self._deploy(value)
+            elif name == "UnmaskRequest" and value["model"] == self.model:
+                self._unmask(value)
         self.producer.commit_transaction(30)
         self._start_hpo()
+
+    def _unmask(self, request: dict) -> None:
+        """Secure-aggregation dropout recovery: reveal only the masks shared with the dropped."""
+        for cid, dropped in request["dropped"].items():
+            if self.host_id in dropped:
+                continue
+            share = self.masker.recovery_share(self.host_id, dropped, request["round_id"], cid)
+            self._send(
+                HPO_METRICS,
+                "UnmaskShare",
+                {
+                    "round_id": request["round_id"],
+                    "model": self.model,
+                    "agent": self.host_id,
+                    "config_id": cid,
+                    "dropped": list(dropped),
+                    "share": share,
+                },
+                self.model,
+            )
 
     def _start_hpo(self) -> None:
         """Run the next waiting round in a background thread, on a snapshot of the local window,

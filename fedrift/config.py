@@ -59,6 +59,10 @@ class Settings:
     shadow_max_samples: int = field(
         default=5000, metadata=_env("FEDRIFT_SHADOW_MAX_SAMPLES", "paired requests before a shadow times out")
     )
+    hpo_round_timeout_s: float = field(
+        default=120.0,
+        metadata=_env("FEDRIFT_HPO_ROUND_TIMEOUT_S", "seconds the aggregator waits for every replica of a round"),
+    )
     label_ttl_s: float = field(
         default=3600.0,
         metadata=_env("FEDRIFT_LABEL_TTL_S", "seconds the router remembers who served a request (late labels)"),

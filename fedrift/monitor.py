@@ -94,6 +94,7 @@ class PipelineMonitor:
             HPO_METRICS,
             DEPLOYMENTS,
         )
+        self.catalog = catalog
         self.topics = {catalog.name(b): b for b in bases}
         self.dlq = catalog.dlq(catalog.name(REQUESTS))
         self.consumer.subscribe([*self.topics, self.dlq])
@@ -114,9 +115,11 @@ class PipelineMonitor:
             return
         base = self.topics[msg.topic()]
         try:
-            _, value = codec().decode(msg.value())
+            name, value = codec().decode(msg.value())
         except RecordError:
             return  # poison records are the DLQ's business
+        if name != self.catalog.record_of(msg.topic()):
+            return  # protocol records beside the topic's own (UnmaskShare on hpo.metrics)
         if base == REQUESTS:
             order, label = v.requests.get(value["id"], (len(v.requests), None))
             v.requests[value["id"]] = (order, value["label"] if value["label"] is not None else label)

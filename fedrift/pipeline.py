@@ -69,6 +69,16 @@ class Pipeline:
                 tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2500:]
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
 
+    def stop_process(self, name: str, timeout: float = 20.0) -> None:
+        """Stop one process (a fault test's crashed host); ``check`` no longer watches it."""
+        proc = self.processes.pop(name)
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
     def stop(self, timeout: float = 20.0) -> None:
         for proc in self.processes.values():
             if proc.poll() is None:

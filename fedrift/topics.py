@@ -45,8 +45,8 @@ BASE_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(FEEDBACK, "Feedback", "request id"),
     TopicSpec(PREDICTIONS, "Prediction", "request id"),
     TopicSpec(DRIFT_SIGNALS, "DriftSignal", "analyzer", partitions=1),
-    TopicSpec(HPO_TRIGGERS, "HpoTrigger", "model or *", partitions=1),
-    TopicSpec(HPO_METRICS, "TrialMetric", "model"),
+    TopicSpec(HPO_TRIGGERS, "HpoTrigger", "model or *", partitions=1),  # and UnmaskRequest
+    TopicSpec(HPO_METRICS, "TrialMetric", "model"),  # and UnmaskShare
     TopicSpec(HPO_AGGREGATES, "AggregateResult", "model", cleanup="compact", partitions=1),
     TopicSpec(ROUTING_WEIGHTS, "RoutingWeights", "weights", cleanup="compact", partitions=1),
     TopicSpec(MODEL_STATUS, "ModelStatus", "host", cleanup="compact", partitions=1),

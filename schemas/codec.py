@@ -104,9 +104,9 @@ class Codec:
             raise SchemaMismatch(f"{record}: {_why_invalid(schema, value) or exc}") from exc
         return buf.getvalue()
 
-    def decode(self, data: bytes | None, expect: str | None = None) -> tuple[str, dict]:
-        """Return ``(record name, value)`` resolved into the record's newest schema; with ``expect``,
-        any other record is a ``SchemaMismatch``."""
+    def decode(self, data: bytes | None, expect: str | tuple[str, ...] | None = None) -> tuple[str, dict]:
+        """Return ``(record name, value)`` resolved into the record's newest schema; with ``expect``
+        (a name or a tuple of names), any other record is a ``SchemaMismatch``."""
         if data is None or len(data) < _HEADER.size:
             raise TruncatedRecord(f"value has {0 if data is None else len(data)} bytes, header needs 5")
         magic, sid = _HEADER.unpack_from(data)
@@ -115,8 +115,9 @@ class Codec:
         if sid not in self._by_id:
             raise UnknownSchemaId(f"schema id {sid} is not in the schema-id table")
         name, writer = self._by_id[sid]
-        if expect is not None and name != expect:
-            raise SchemaMismatch(f"expected a {expect} record, got {name} (schema id {sid})")
+        allowed = (expect,) if isinstance(expect, str) else expect
+        if allowed is not None and name not in allowed:
+            raise SchemaMismatch(f"expected a {' or '.join(allowed)} record, got {name} (schema id {sid})")
         reader = self._latest_of(name)[1]  # old data comes back in the current shape
         body = io.BytesIO(memoryview(data)[_HEADER.size :])
         try:

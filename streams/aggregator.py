@@ -1,11 +1,14 @@
 """Aggregator processor: collects ``hpo.metrics`` per (model, round) and publishes the best
-configuration to ``hpo.aggregates``, when every replica has reported or after a timeout."""
+configuration to ``hpo.aggregates``, when every replica has reported or after a timeout; a
+replica that never reports a masked configuration is recovered from the survivors' unmasking
+shares (``UnmaskRequest`` on ``hpo.triggers``, ``UnmaskShare`` back on ``hpo.metrics``)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 
 import faust
 
@@ -13,20 +16,32 @@ from fedrift import json_config
 from fedrift.config import Settings
 from fedrift.core.aggregation import Aggregator, Contribution
 from fedrift.core.fhpo import FhpoConfig
-from fedrift.topics import HPO_AGGREGATES, HPO_METRICS, TopicCatalog
-from streams.app import RawTopics, decoded, send
+from fedrift.topics import HPO_AGGREGATES, HPO_METRICS, HPO_TRIGGERS, TopicCatalog
+from streams.app import RawTopics, decoded_records, now_ms, send
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class OpenRound:
+    aggregator: Aggregator
+    started: float
+    counts: dict[str, int] = field(default_factory=dict)  # agent -> metrics received
+    unmask_asked: float | None = None  # when the survivors were asked for recovery shares
+
+
 class RoundBook:
-    """Open rounds, their contributions, and which rounds are already published."""
+    """Open rounds, their contributions, and which rounds are already published.
+
+    A round closes when every replica has sent every metric. At ``timeout_s`` a round whose masked
+    configurations miss agents first asks the survivors to unmask (``UnmaskRequest``), and closes
+    as soon as every survivor has answered or ``timeout_s`` later with what it has."""
 
     def __init__(self, settings: Settings, expected_per_agent: int, timeout_s: float) -> None:
         self.settings = settings
         self.expected = expected_per_agent
         self.timeout_s = timeout_s
-        self.open: dict[tuple[str, str], tuple[Aggregator, float, dict[str, int]]] = {}
+        self.open: dict[tuple[str, str], OpenRound] = {}
         self.closed: set[tuple[str, str]] = set()
 
     def add(self, metric: dict) -> tuple[str, str] | None:
@@ -35,14 +50,14 @@ class RoundBook:
             return None
         if key not in self.open:
             group = [f"{metric['model']}-{r}" for r in range(self.settings.replicas)]
-            self.open[key] = (Aggregator(metric["model"], metric["round_id"], group), time.monotonic(), {})
-        agg, _, counts = self.open[key]
+            self.open[key] = OpenRound(Aggregator(metric["model"], metric["round_id"], group), time.monotonic())
+        rnd = self.open[key]
         shares = metric["masked_shares"]
         weighted = shares[0] if shares else metric["noised_quality"] * metric["slice_size"]
         if not math.isfinite(weighted):
             return None
         noise_std = math.sqrt(2.0) / (metric["slice_size"] * FhpoConfig().epsilon_quality)
-        agg.add(
+        taken = rnd.aggregator.add(
             Contribution(
                 metric["agent"],
                 metric["config_id"],
@@ -53,24 +68,53 @@ class RoundBook:
                 masked=bool(shares),
             )
         )
-        counts[metric["agent"]] = counts.get(metric["agent"], 0) + 1
-        complete = len(counts) >= self.settings.replicas and all(c >= self.expected for c in counts.values())
+        if not taken:
+            return None
+        rnd.counts[metric["agent"]] = rnd.counts.get(metric["agent"], 0) + 1
+        complete = len(rnd.counts) >= self.settings.replicas and all(c >= self.expected for c in rnd.counts.values())
         return key if complete else None
 
-    def due(self) -> list[tuple[str, str]]:
-        now = time.monotonic()
-        return [k for k, (_, t0, _) in self.open.items() if now - t0 > self.timeout_s]
+    def add_share(self, share: dict) -> tuple[str, str] | None:
+        """A survivor's recovery share; returns the round's key once every survivor answered."""
+        key = (share["model"], share["round_id"])
+        rnd = self.open.get(key)
+        if rnd is None or rnd.unmask_asked is None:
+            return None
+        agg = rnd.aggregator
+        agg.add_recovery(share["agent"], share["config_id"], share["dropped"], share["share"])
+        answered = all(
+            {c.agent for c in agg.contributions[cid]} <= set(agg.recovery.get(cid, {})) for cid in agg.declared_dropped
+        )
+        return key if answered else None
+
+    def due(self) -> list[tuple[tuple[str, str], dict | None]]:
+        """Rounds past their deadline: ``(key, UnmaskRequest)`` to ask for recovery shares first,
+        ``(key, None)`` to close."""
+        now, out = time.monotonic(), []
+        for key, rnd in self.open.items():
+            if rnd.unmask_asked is None and now - rnd.started > self.timeout_s:
+                dropped = rnd.aggregator.declare_dropped()
+                rnd.unmask_asked = now
+                if dropped:
+                    request = {"round_id": key[1], "model": key[0], "time": now_ms(), "dropped": dropped}
+                    out.append((key, request))
+                    continue
+            if rnd.unmask_asked is not None and (
+                now - rnd.unmask_asked > self.timeout_s or not rnd.aggregator.declared_dropped
+            ):
+                out.append((key, None))
+        return out
 
     def close(self, key: tuple[str, str]):
-        agg, _, _ = self.open.pop(key)
+        rnd = self.open.pop(key)
         self.closed.add(key)
-        return agg.result()
+        return rnd.aggregator.result()
 
 
-def register_aggregator(app: faust.App, settings: Settings, catalog: TopicCatalog, timeout_s: float = 120.0):
+def register_aggregator(app: faust.App, settings: Settings, catalog: TopicCatalog):
     topics = RawTopics(app, catalog)
     fh = FhpoConfig()
-    book = RoundBook(settings, expected_per_agent=1 + fh.n_shared + fh.n_local, timeout_s=timeout_s)
+    book = RoundBook(settings, expected_per_agent=1 + fh.n_shared + fh.n_local, timeout_s=settings.hpo_round_timeout_s)
 
     async def publish(key) -> None:
         result = book.close(key)
@@ -103,14 +147,18 @@ def register_aggregator(app: faust.App, settings: Settings, catalog: TopicCatalo
 
     @app.agent(topics.get(catalog.name(HPO_METRICS)), name="aggregator")
     async def aggregate(stream):
-        async for _event, metric in decoded(stream, topics, "TrialMetric", "aggregator"):
-            complete = book.add(metric)
+        async for _event, name, value in decoded_records(stream, topics, ("TrialMetric", "UnmaskShare"), "aggregator"):
+            complete = book.add_share(value) if name == "UnmaskShare" else book.add(value)
             if complete:
                 await publish(complete)
 
     @app.timer(1.0)
     async def close_late_rounds():
-        for key in book.due():
-            await publish(key)
+        for key, unmask in book.due():
+            if unmask is None:
+                await publish(key)
+                continue
+            log.info("round %s/%s: asking the survivors to unmask without %s", *key, unmask["dropped"])
+            await send(topics, catalog.name(HPO_TRIGGERS), "UnmaskRequest", unmask, key[0])
 
     return book

@@ -45,9 +45,17 @@ async def decoded(stream, topics: RawTopics, record: str, consumer: str, validat
     """``(event, value)`` for every event of ``stream`` that decodes (and validates) as ``record``;
     the rest are dead-lettered by the topic's owner (see ``decode_or_dead_letter``) and skipped."""
     async for event in stream.events():
-        value = await decode_or_dead_letter(topics, event, record, consumer, validate, owner)
-        if value is not None:
-            yield event, value
+        decoded_ = await decode_or_dead_letter(topics, event, (record,), consumer, validate, owner)
+        if decoded_ is not None:
+            yield event, decoded_[1]
+
+
+async def decoded_records(stream, topics: RawTopics, records: tuple[str, ...], consumer: str, owner: bool = True):
+    """``(event, record name, value)`` for a topic that carries several records."""
+    async for event in stream.events():
+        decoded_ = await decode_or_dead_letter(topics, event, records, consumer, None, owner)
+        if decoded_ is not None:
+            yield event, *decoded_
 
 
 async def send(topics: RawTopics, topic: str, record: str, value: dict, key: str) -> None:
@@ -79,8 +87,8 @@ class RawTopics:
 
 
 async def decode_or_dead_letter(
-    topics: RawTopics, event: faust.EventT, record: str, consumer: str, validate=None, owner: bool = True
-) -> dict | None:
+    topics: RawTopics, event: faust.EventT, records: tuple[str, ...], consumer: str, validate=None, owner: bool = True
+) -> tuple[str, dict] | None:
     """Decode one Faust event; on any ``RecordError`` send it to ``<topic>.dlq`` and return None.
 
     Returning normally lets Faust acknowledge (and later commit) the offset, so the pipeline goes on.
@@ -89,10 +97,10 @@ async def decode_or_dead_letter(
     """
     msg = event.message
     try:
-        _, value = codec().decode(msg.value, expect=record)
+        name, value = codec().decode(msg.value, expect=records)
         if validate is not None:
             validate(value)
-        return value
+        return name, value
     except RecordError as exc:
         if not owner:
             return None

@@ -110,4 +110,13 @@ SAMPLES: dict[str, dict] = {
         "key": b"r-9",
         "raw": b"\x00\x00\x00\x00\x01garbage",
     },
+    "UnmaskRequest": {"round_id": "round-1", "model": "hat", "time": 9, "dropped": {"c1": ["hat-2"]}},
+    "UnmaskShare": {
+        "round_id": "round-1",
+        "model": "hat",
+        "agent": "hat-0",
+        "config_id": "c1",
+        "dropped": ["hat-2"],
+        "share": -12345.5,
+    },
 }

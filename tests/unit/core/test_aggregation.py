@@ -46,3 +46,40 @@ def test_best_is_chosen_by_lower_bound_and_incomplete_masked_groups_are_dropped(
     out = agg.result()
     assert out.best.config_id == "solid"
     assert out.dropped == ["partial"]
+
+
+def test_a_dropped_agent_is_recovered_from_the_survivors_shares():
+    group = ["a", "b", "c", "d"]
+    masker = PairwiseMasker(group, b"x")
+    agg = Aggregator("m", "r", group)
+    for agent, q, n in [("a", 0.9, 100), ("b", 0.6, 300), ("c", 0.8, 100)]:  # d never reports
+        agg.add(_c(agent, "shared", q, n, masked=True, masker=masker))
+    assert agg.incomplete_masked() == {"shared": ["d"]}
+    assert agg.result().dropped == ["shared"]  # without recovery the masks do not cancel
+    assert agg.declare_dropped() == {"shared": ["d"]}
+    for agent in ("a", "b"):
+        agg.add_recovery(agent, "shared", ["d"], masker.recovery_share(agent, ["d"], "r", "shared"))
+    assert agg.result().dropped == ["shared"]  # c has not answered yet
+    agg.add_recovery("c", "shared", ["d"], masker.recovery_share("c", ["d"], "r", "shared"))
+    agg.add(_c("d", "shared", 0.1, 100, masked=True, masker=masker))  # too late: refused
+    out = agg.result()
+    assert out.dropped == []
+    shared = out.leaderboard[0]
+    assert shared.agents == ["a", "b", "c"]
+    assert shared.score == pytest.approx((0.9 * 100 + 0.6 * 300 + 0.8 * 100) / 500)
+
+
+def test_recovery_needs_two_survivors_and_the_declared_set():
+    group = ["a", "b", "c"]
+    masker = PairwiseMasker(group, b"x")
+    agg = Aggregator("m", "r", group)
+    agg.add(_c("a", "shared", 0.9, 100, masked=True, masker=masker))
+    agg.declare_dropped()
+    agg.add_recovery("a", "shared", ["b", "c"], masker.recovery_share("a", ["b", "c"], "r", "shared"))
+    assert agg.result().dropped == ["shared"]  # one survivor's value would be exposed alone
+    agg2 = Aggregator("m", "r", group)
+    for agent in ("a", "b"):
+        agg2.add(_c(agent, "shared", 0.5, 100, masked=True, masker=masker))
+    agg2.declare_dropped()
+    agg2.add_recovery("a", "shared", ["b"], 0.0)  # a share for another dropped set is ignored
+    assert agg2.recovery == {}

@@ -60,3 +60,38 @@ def test_round_book_closes_a_round_when_every_replica_reported_and_unmasks_the_s
     shared = next(s for s in result.leaderboard if s.config_id == "shared")
     assert shared.score == pytest.approx(0.8)
     assert book.add(_metric("m-0", "late", 0.99)) is None  # a closed round ignores late metrics
+
+
+def test_round_book_recovers_a_replica_that_never_reported():
+    settings = Settings(replicas=3)
+    group = ["m-0", "m-1", "m-2"]
+    masker = PairwiseMasker(group, b"g")
+    book = RoundBook(settings, expected_per_agent=1, timeout_s=0.0)
+    for agent, q in (("m-0", 0.8), ("m-1", 0.6)):  # m-2 died mid-round
+        assert book.add(_metric(agent, "shared", q, masker)) is None
+    [(key, request)] = book.due()
+    assert key == ("m", "r1") and request["dropped"] == {"shared": ["m-2"]}
+    shares = [
+        {
+            "round_id": "r1",
+            "model": "m",
+            "agent": agent,
+            "config_id": "shared",
+            "dropped": ["m-2"],
+            "share": masker.recovery_share(agent, ["m-2"], "r1", "shared"),
+        }
+        for agent in ("m-0", "m-1")
+    ]
+    assert book.add_share(shares[0]) is None
+    assert book.add(_metric("m-2", "shared", 0.1, masker)) is None  # its late metric is refused
+    assert book.add_share(shares[1]) == key
+    result = book.close(key)
+    assert result.dropped == []
+    assert result.best.config_id == "shared" and result.best.score == pytest.approx(0.7)
+    assert result.best.agents == ["m-0", "m-1"]
+
+
+def test_round_book_closes_without_recovery_when_nothing_is_masked():
+    book = RoundBook(Settings(replicas=3), expected_per_agent=2, timeout_s=0.0)
+    book.add(_metric("m-0", "solo", 0.5))
+    assert book.due() == [(("m", "r1"), None)]
