@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from agents import checkpoint
 from fedrift import json_config
 from fedrift.config import Settings
 from fedrift.core.aggregation import PairwiseMasker
@@ -98,6 +99,8 @@ class ModelHost:
         self.n_correct = 0
         self.position = 0
         self.running = True
+        self.checkpoint_path = settings.home / "hosts" / f"{settings.topic_prefix}{self.host_id}.pkl"
+        self.checkpointed_at = time.monotonic()
         bootstrap = settings.bootstrap
         self.consumer = Consumer(
             {
@@ -147,6 +150,7 @@ class ModelHost:
             self.consumer.close()
             self.control.close()
             self.producer.flush(10)
+            self._checkpoint()
 
     def stop(self) -> None:
         self.running = False
@@ -154,7 +158,7 @@ class ModelHost:
     def _restore(self) -> None:
         """Rebuild what must survive a restart from compacted topics: the ε already spent (from
         this host's last ModelStatus, with its scored/correct counters), the promoted configuration
-        and a shadow still under test."""
+        and a shadow still under test; then the learned state from the local checkpoint."""
         last = read_compacted(self.settings.bootstrap, self.catalog.name(MODEL_STATUS)).get(self.host_id)
         if last:
             self.ledger.restore(last["epsilon_spent"])
@@ -164,6 +168,35 @@ class ModelHost:
         for d in deployments_in_force(read_compacted(self.settings.bootstrap, self.catalog.name(DEPLOYMENTS)).values()):
             if d["model"] == self.model and d["action"] in ("PROMOTE", "SHADOW_START"):
                 self._deploy(d)
+        snapshot = checkpoint.load(self.checkpoint_path, config_id(self.config))
+        if snapshot is not None:
+            self.production, self.sketch, self.errors = snapshot.production, snapshot.sketch, snapshot.errors
+            if self.shadow_config is not None and snapshot.shadow_config == self.shadow_config:
+                self.shadow = snapshot.shadow
+            for position, x, y in snapshot.window:
+                self.agent.window.add(position, x, y)
+            for v in snapshot.accuracy:
+                self.accuracy.update(v)
+            self.position = snapshot.position
+            log.info("host %s restored its checkpoint (%d events in its window)", self.host_id, len(snapshot.window))
+
+    def _checkpoint(self) -> None:
+        checkpoint.save(
+            self.checkpoint_path,
+            checkpoint.HostSnapshot(
+                config_id(self.config),
+                self.config,
+                self.production,
+                self.shadow,
+                self.shadow_config,
+                list(self.agent.window.events),
+                list(self.accuracy.values),
+                self.sketch,
+                self.errors,
+                self.position,
+            ),
+        )
+        self.checkpointed_at = time.monotonic()
 
     # -- data path -----------------------------------------------------------------------------
     def _process_batch(self, msgs) -> None:
@@ -307,6 +340,8 @@ class ModelHost:
             self.host_id,
         )
         self.error_drift = False
+        if time.monotonic() - self.checkpointed_at > self.settings.checkpoint_every_s:
+            self._checkpoint()
 
     # -- control path: HPO triggers and deployments -------------------------------------------
     def _poll_control(self) -> None:

@@ -63,6 +63,10 @@ class Settings:
         default=120.0,
         metadata=_env("FEDRIFT_HPO_ROUND_TIMEOUT_S", "seconds the aggregator waits for every replica of a round"),
     )
+    checkpoint_every_s: float = field(
+        default=30.0,
+        metadata=_env("FEDRIFT_CHECKPOINT_EVERY_S", "seconds between a host's local checkpoints of its models"),
+    )
     label_ttl_s: float = field(
         default=3600.0,
         metadata=_env("FEDRIFT_LABEL_TTL_S", "seconds the router remembers who served a request (late labels)"),

@@ -59,8 +59,12 @@ class Pipeline:
         self._spawn("streams", "streams", "--processors", "all")
         for model in self.settings.models:
             for r in range(self.settings.replicas):
-                self._spawn(f"host-{model}-{r}", "host", "--model", model, "--replica", str(r))
+                self.start_host(model, r)
         return self
+
+    def start_host(self, model: str, replica: int) -> None:
+        """Start (or, in a fault test, restart) one model host as ``host-<model>-<replica>``."""
+        self._spawn(f"host-{model}-{replica}", "host", "--model", model, "--replica", str(replica))
 
     def check(self) -> None:
         """Raise if a process died, with the tail of its log."""

@@ -109,11 +109,7 @@ class MiniBatchSGD:
     """
 
     def __init__(self, alpha: float = 1e-4, eta0: float = 0.05, batch_size: int = 32, seed: int = 0) -> None:
-        from sklearn.linear_model import SGDClassifier
-
-        self._make = lambda: SGDClassifier(
-            loss="log_loss", alpha=alpha, learning_rate="constant", eta0=eta0, random_state=seed
-        )
+        self._params = {"alpha": alpha, "eta0": eta0, "random_state": seed}  # picklable (host checkpoints)
         self.batch_size = batch_size
         self._clf = None
         self._classes: list[int] = []
@@ -122,6 +118,11 @@ class MiniBatchSGD:
         self._n = 0
         self._mean: np.ndarray | None = None
         self._m2: np.ndarray | None = None
+
+    def _make(self):
+        from sklearn.linear_model import SGDClassifier
+
+        return SGDClassifier(loss="log_loss", learning_rate="constant", **self._params)
 
     def _scale(self, X: np.ndarray) -> np.ndarray:
         if self._mean is None or self._n < 2:

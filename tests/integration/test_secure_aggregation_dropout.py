@@ -1,5 +1,6 @@
 """Secure aggregation survives a replica that dies mid-round, on the real broker: the aggregator
-asks the survivors to unmask without it, and the round's aggregate is the survivors' true sum."""
+asks the survivors to unmask without it, and the round's aggregate is the survivors' true sum.
+The replica, restarted, resumes from its checkpoint."""
 
 from __future__ import annotations
 
@@ -56,6 +57,15 @@ def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
             time.sleep(3)
             found = [v for _, v in _records(settings, catalog.name(HPO_AGGREGATES)) if v["round_id"] == "fault-1"]
             aggregate = found[-1] if found else None
+
+        # the stopped host checkpointed at its clean stop; restarted, it resumes with its model
+        pipeline.start_host("linear", 2)
+        log = tmp_path / "logs" / "host-linear-2.log"
+        deadline = time.monotonic() + 60
+        while "restored its checkpoint" not in log.read_text() and time.monotonic() < deadline:
+            pipeline.check()
+            time.sleep(1)
+        assert "restored its checkpoint" in log.read_text(), log.read_text()[-2000:]
 
     assert aggregate is not None, "no aggregate for the round"
     triggers = _records(settings, catalog.name(HPO_TRIGGERS))
