@@ -181,12 +181,19 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             if produced["error"]:
                 raise produced["error"]
             last = next((d for d in reversed(view.drift) if d["source"] != "error"), None)
+            drift = (
+                "  none yet"
+                if last is None
+                else f"{last['score']:6.2f}/{last['threshold']:.2f}"
+                if last["threshold"] >= 0
+                else "  re-referencing"
+            )
             weights = view.weights[-1][1]["weights"] if view.weights else {}
             acc = view.accuracy()
             print(
                 f"[{time.monotonic() - t0:6.1f}s] requests {len(view.requests):>6} predicted {view.n_predicted:>6}"
                 f" acc {acc * 100 if acc is not None else 0:5.1f}%"
-                f" | drift {last['score'] if last else 0:6.2f}/{last['threshold'] if last else 0:.2f}"
+                f" | drift {drift}"
                 f" | weights {' '.join(f'{m}={w:.2f}' for m, w in sorted(weights.items()))}"
                 f" | shadow {view.shadow_state()}",
                 file=sys.stderr,

@@ -30,7 +30,7 @@ class PipelineView:
     predictions: Counter = field(default_factory=Counter)  # request id -> predictions seen
     served: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # id -> (model, prediction)
     drift: list[dict] = field(default_factory=list)
-    weights: list[tuple[int, dict]] = field(default_factory=list)  # (requests seen, weights)
+    weights: list[tuple[int, dict]] = field(default_factory=list)  # (predictions seen, weights)
     aggregates: list[dict] = field(default_factory=list)
     metrics: list[dict] = field(default_factory=list)
     deployments: list[dict] = field(default_factory=list)
@@ -132,7 +132,7 @@ class PipelineMonitor:
         elif base == DRIFT_SIGNALS:
             v.drift.append(value)
         elif base == ROUTING_WEIGHTS:
-            v.weights.append((len(v.requests), value))
+            v.weights.append((v.n_predicted, value))  # takes effect about where serving has got to
         elif base == HPO_AGGREGATES:
             v.aggregates.append(value)
         elif base == HPO_METRICS:
@@ -153,7 +153,8 @@ def plot(view: PipelineView, path, window: int = 250) -> None:
     import numpy as np
 
     fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
-    inputs = [d for d in view.drift if d["source"] != "error"]
+    # a negative threshold marks windows scored while a new reference is being learnt: no score
+    inputs = [d for d in view.drift if d["source"] != "error" and d["threshold"] >= 0]
     if inputs:
         axes[0].plot([d["position"] for d in inputs], [d["score"] for d in inputs], label="drift score")
         axes[0].plot([d["position"] for d in inputs], [d["threshold"] for d in inputs], "--", label="threshold")
