@@ -10,7 +10,8 @@ which model served each request: a redelivered request goes to the same model ag
 drops the duplicate) and a late label finds its host. The table is windowed by event time
 (tumbling windows of ``label_ttl_s``, expired after two), so its memory and changelog stay bounded:
 a request is remembered for at least ``label_ttl_s`` and at most twice that; a label arriving later
-is dropped with a warning.
+is dropped with a warning. After a restart the deficit counts of the current weights are rebuilt
+from the same table, so traffic keeps matching the weights across restarts.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class RouterState:
         self.settings = settings
         self.router = DeficitRouter({m: 1.0 for m in settings.models})
         self.shadows: set[str] = set()
+        self.resumed = False
         weights = read_compacted(settings.bootstrap, catalog.name(ROUTING_WEIGHTS)).get("weights")
         if weights:
             self.apply_weights(weights)
@@ -76,6 +78,19 @@ class RouterState:
         if live:
             self.router.set_weights(live, value["version"])
             log.info("routing weights v%d: %s", value["version"], live)
+
+    def resume_counts(self, served_values) -> None:
+        """Rebuild the deficit counts of the current weights version from the served table's
+        ``model|version`` entries (the table is restored from its changelog before agents run)."""
+        self.resumed = True
+        counts: dict[str, int] = {}
+        for value in served_values:
+            model, version = value.split("|")
+            if int(version) == self.router.version:
+                counts[model] = counts.get(model, 0) + 1
+        if counts:
+            self.router.resume(counts)
+            log.info("router resumed v%d deficit counts %s", self.router.version, counts)
 
     def apply_deployment(self, d: dict) -> None:
         if d["action"] == "SHADOW_START":
@@ -115,6 +130,8 @@ def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -
     @app.agent(topics.get(catalog.name(REQUESTS)), name="router")
     async def route(stream):
         async for event, request in decoded(stream, topics, "InferenceRequest", "router", contract):
+            if not state.resumed:
+                state.resume_counts(served.table.values())
             key = event.message.key
             previous = served_by(key)
             if previous is not None:  # redelivered after a restart: same model, the host de-duplicates
