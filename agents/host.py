@@ -89,7 +89,12 @@ class ModelHost:
         self.ledger = PrivacyLedger(settings.epsilon_budget)
         self.agent = FhpoAgent(self.family, self.host_id, self.ledger, fhpo, seed=settings.seed * 1000 + replica)
         agents = [f"{model}-{r}" for r in range(settings.replicas)]
-        self.masker = PairwiseMasker(agents, group_secret=f"{settings.topic_prefix}{model}/{settings.seed}".encode())
+        if not settings.mask_secret:
+            raise ValueError(
+                "FEDRIFT_MASK_SECRET is not set: the hosts of a model need a shared secret for their "
+                "secure-aggregation masks (keep it from the streams worker); `fedrift run` makes one per run"
+            )
+        self.masker = PairwiseMasker(agents, group_secret=f"{settings.mask_secret}/{model}".encode())
         self.served: OrderedDict[str, None] = OrderedDict()
         self.pending: OrderedDict[str, Pending] = OrderedDict()
         self.hpo_results: queue.Queue = queue.Queue()

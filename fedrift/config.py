@@ -71,6 +71,14 @@ class Settings:
         default=3600.0,
         metadata=_env("FEDRIFT_LABEL_TTL_S", "seconds the router remembers who served a request (late labels)"),
     )
+    mask_secret: str = field(
+        default="",
+        repr=False,
+        metadata=_env(
+            "FEDRIFT_MASK_SECRET",
+            "secret the model hosts derive their secure-aggregation masks from; never give it to the streams worker",
+        ),
+    )
     status_every: int = field(default=200, metadata=_env("FEDRIFT_STATUS_EVERY", "events between ModelStatus"))
     seed: int = field(default=0, metadata=_env("FEDRIFT_SEED", "random seed"))
     log_level: str = field(default="info", metadata=_env("FEDRIFT_LOG_LEVEL", "log level"))
@@ -98,6 +106,20 @@ class Settings:
     @property
     def bootstrap(self) -> str:
         return self.bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """Every setting as its environment variable (the inverse of ``Settings.from_env``).
+
+    >>> env = to_env(Settings(models=("a", "b"), partitions=5))
+    >>> env["FEDRIFT_MODELS"], env["FEDRIFT_PARTITIONS"], Settings.from_env(env).models
+    ('a,b', '5', ('a', 'b'))
+    """
+    out = {}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        out[f.metadata["env"]] = ",".join(value) if isinstance(value, tuple) else str(value)
+    return out
 
 
 def _parse(type_name: str, raw: str, env: str):

@@ -4,38 +4,26 @@ throughput benchmark."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import secrets
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fedrift.config import ENV, Settings
+from fedrift.config import ENV, Settings, to_env
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process exactly these settings."""
+def settings_env(settings: Settings, with_mask_secret: bool = False) -> dict[str, str]:
+    """The environment that gives a child process exactly these settings. The mask secret is
+    left out unless asked for: only model hosts get it, never the aggregator's worker."""
     env = {k: v for k, v in os.environ.items() if k not in ENV}
-    for name, env_name in (
-        ("bootstrap_servers", "FEDRIFT_BOOTSTRAP_SERVERS"),
-        ("topic_prefix", "FEDRIFT_TOPIC_PREFIX"),
-        ("partitions", "FEDRIFT_PARTITIONS"),
-        ("replication_factor", "FEDRIFT_REPLICATION_FACTOR"),
-        ("home", "FEDRIFT_HOME"),
-        ("replicas", "FEDRIFT_REPLICAS"),
-        ("n_features", "FEDRIFT_N_FEATURES"),
-        ("shadow_fraction", "FEDRIFT_SHADOW_FRACTION"),
-        ("epsilon_budget", "FEDRIFT_EPSILON_BUDGET"),
-        ("shadow_min_samples", "FEDRIFT_SHADOW_MIN_SAMPLES"),
-        ("shadow_max_samples", "FEDRIFT_SHADOW_MAX_SAMPLES"),
-        ("status_every", "FEDRIFT_STATUS_EVERY"),
-        ("seed", "FEDRIFT_SEED"),
-        ("log_level", "FEDRIFT_LOG_LEVEL"),
-    ):
-        env[env_name] = str(getattr(settings, name))
+    env.update(to_env(settings))
     env["FEDRIFT_BOOTSTRAP_SERVERS"] = settings.bootstrap
-    env["FEDRIFT_MODELS"] = ",".join(settings.models)
+    if not with_mask_secret:
+        del env["FEDRIFT_MASK_SECRET"]
     return env
 
 
@@ -45,12 +33,16 @@ class Pipeline:
     log_dir: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
-    def _spawn(self, name: str, *args: str) -> None:
+    def __post_init__(self) -> None:
+        if not self.settings.mask_secret:  # a fresh secret for this run's hosts only
+            self.settings = dataclasses.replace(self.settings, mask_secret=secrets.token_hex(16))
+
+    def _spawn(self, name: str, *args: str, host: bool = False) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{name}.log", "wb") as out:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "fedrift.cli", *args],
-                env=settings_env(self.settings),
+                env=settings_env(self.settings, with_mask_secret=host),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -64,7 +56,7 @@ class Pipeline:
 
     def start_host(self, model: str, replica: int) -> None:
         """Start (or, in a fault test, restart) one model host as ``host-<model>-<replica>``."""
-        self._spawn(f"host-{model}-{replica}", "host", "--model", model, "--replica", str(replica))
+        self._spawn(f"host-{model}-{replica}", "host", "--model", model, "--replica", str(replica), host=True)
 
     def check(self) -> None:
         """Raise if a process died, with the tail of its log."""
