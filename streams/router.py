@@ -9,8 +9,10 @@ until one arrives, traffic is uniform. A table (changelogged, so it survives res
 which model served each request: a redelivered request goes to the same model again (its host
 drops the duplicate) and a late label finds its host. The table is windowed by event time
 (tumbling windows of ``label_ttl_s``, expired after two), so its memory and changelog stay bounded:
-a request is remembered for at least ``label_ttl_s`` and at most twice that; a label arriving later
-is dropped with a warning. After a restart the deficit counts of the current weights are rebuilt
+a request is remembered for at least ``label_ttl_s`` and at most twice that. A label whose
+request has not been routed yet (the two topics are consumed independently) is held in a second
+windowed table and forwarded right after its request; a label for a request the router no longer
+remembers is held the same way and expires unused. After a restart the deficit counts of the current weights are rebuilt
 from the same table, so traffic keeps matching the weights across restarts.
 """
 
@@ -105,17 +107,29 @@ def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -
     contract = FeatureContract(settings.n_features)
     enc = codec()
     ttl = settings.label_ttl_s
-    served = (
-        app.Table("router-served", key_type=str, value_type=str, partitions=settings.partitions, default=_unknown)
-        .tumbling(ttl, expires=2 * ttl)
-        .relative_to_stream()
-    )
 
-    def served_by(key: bytes) -> str | None:
-        """Who served ``key``, looked up in the current event's window and the one before.
-        (Windowed keys are JSON-serialised ``[key, [start, end]]`` in the changelog, hence str.)"""
-        window = served[key.decode()]
-        return window.current() or window.delta(ttl)
+    def windowed_table(name: str):
+        return (
+            app.Table(name, key_type=str, value_type=str, partitions=settings.partitions, default=_unknown)
+            .tumbling(ttl, expires=2 * ttl)
+            .relative_to_stream()
+        )
+
+    served = windowed_table("router-served")  # request id -> "model|routing version"
+    early = windowed_table("router-early-labels")  # request id -> "label|time", label before request
+
+    def lookup(table, key: bytes) -> str | None:
+        """``key`` in the current event's window or either neighbour (the other event of the pair
+        may be stamped a little earlier or later). Windowed keys are JSON-serialised
+        ``[key, [start, end]]`` in the changelog, hence str keys."""
+        window = table[key.decode()]
+        return window.current() or window.delta(ttl) or window.delta(-ttl)
+
+    async def forward_label(request_id: str, label: int, time_ms: int) -> None:
+        request = {"id": request_id, "event_time": time_ms, "features": [], "label": label}
+        for target in settings.models:
+            routed = {"request": request, "model": target, "routing_version": 0, "feedback": True}
+            await send(topics, catalog.routed(target), "RoutedRequest", routed, request_id)
 
     @app.agent(topics.get(catalog.name(ROUTING_WEIGHTS)), name="router-weights")
     async def follow_weights(stream):
@@ -133,7 +147,7 @@ def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -
             if not state.resumed:
                 state.resume_counts(served.table.values())
             key = event.message.key
-            previous = served_by(key)
+            previous = lookup(served, key)
             if previous is not None:  # redelivered after a restart: same model, the host de-duplicates
                 model, version = previous.split("|")
             else:
@@ -149,16 +163,18 @@ def register_router(app: faust.App, settings: Settings, catalog: TopicCatalog) -
                     "serve": target == model,
                 }
                 await topics.get(catalog.routed(target)).send(key=key, value=enc.encode("RoutedRequest", routed))
+            held = lookup(early, key) if previous is None else None
+            if held is not None:  # its label came first (the feedback agent ran ahead of this one)
+                label, time_ms = held.split("|")
+                await forward_label(request["id"], int(label), int(time_ms))
 
     @app.agent(topics.get(catalog.name(FEEDBACK)), name="router-feedback")
     async def forward_feedback(stream):
         async for event, fb in decoded(stream, topics, "Feedback", "router"):
-            if served_by(event.message.key) is None:
-                log.warning("label for unknown or expired request %s dropped", fb["id"])
+            if lookup(served, event.message.key) is None:
+                # not routed yet (or expired): hold the label for its request
+                early[event.message.key.decode()] = f"{fb['label']}|{fb['time']}"
                 continue
-            request = {"id": fb["id"], "event_time": fb["time"], "features": [], "label": fb["label"]}
-            for target in settings.models:
-                routed = {"request": request, "model": target, "routing_version": 0, "feedback": True}
-                await send(topics, catalog.routed(target), "RoutedRequest", routed, fb["id"])
+            await forward_label(fb["id"], fb["label"], fb["time"])
 
     return state
