@@ -114,3 +114,18 @@ def test_the_last_live_model_is_never_pruned():
     ctl = RoutingController(RoutingConfig(prune_patience=1))
     d = ctl.update({"a": 0.9}, {"a": 1.0}, {"a": 1.0})
     assert d.weights == {"a": 1.0}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batches=st.lists(st.tuples(values, st.integers(1, 500)), min_size=1, max_size=30),
+)
+def test_fixed_share_weights_stay_a_distribution_with_every_model_recoverable(batches):
+    fs = FixedShare()
+    for acc, n in batches:
+        fs.observe(dict(zip(models, acc, strict=True)), n)
+    w = fs.weights()
+    assert math.isclose(sum(w.values()), 1.0, rel_tol=1e-9)
+    # the sharing step keeps every model at least α/N of the last batch's mix away from zero
+    acc, n = batches[-1]
+    assert min(w.values()) >= (1 - (1 - fs.share) ** n) / len(models) * (1 - 1e-9)
