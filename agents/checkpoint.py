@@ -14,7 +14,7 @@ the committed offsets: the model is approximately, not exactly, restored.
 >>> model = fam.build(fam.defaults, seed=0)
 >>> model.learn_one([1.0, 2.0], 1)
 >>> path = Path(tempfile.mkdtemp()) / "linear-0.pkl"
->>> save(path, HostSnapshot("cfg", fam.defaults, model, window=[(1, [1.0, 2.0], 1)]))
+>>> save(path, HostSnapshot("cfg", model, window=[(1, [1.0, 2.0], 1)]))
 >>> load(path, "cfg").window, load(path, "other") is None
 ([(1, [1.0, 2.0], 1)], True)
 """
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class HostSnapshot:
     config_id: str  # production configuration the snapshot belongs to
-    config: dict
     production: Any
     shadow: Any = None
     shadow_config: dict | None = None

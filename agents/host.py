@@ -190,15 +190,14 @@ class ModelHost:
             self.checkpoint_path,
             checkpoint.HostSnapshot(
                 config_id(self.config),
-                self.config,
                 self.production,
-                self.shadow,
-                self.shadow_config,
-                list(self.agent.window.events),
-                list(self.accuracy.values),
-                self.sketch,
-                self.errors,
-                self.position,
+                shadow=self.shadow,
+                shadow_config=self.shadow_config,
+                window=list(self.agent.window.events),
+                accuracy=list(self.accuracy.values),
+                sketch=self.sketch,
+                errors=self.errors,
+                position=self.position,
             ),
         )
         self.checkpointed_at = time.monotonic()

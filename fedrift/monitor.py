@@ -94,8 +94,8 @@ class PipelineMonitor:
             HPO_METRICS,
             DEPLOYMENTS,
         )
-        self.catalog = catalog
         self.topics = {catalog.name(b): b for b in bases}
+        self.records = {t: catalog.record_of(t) for t in self.topics}  # each topic's own record
         self.dlq = catalog.dlq(catalog.name(REQUESTS))
         self.consumer.subscribe([*self.topics, self.dlq])
 
@@ -118,7 +118,7 @@ class PipelineMonitor:
             name, value = codec().decode(msg.value())
         except RecordError:
             return  # poison records are the DLQ's business
-        if name != self.catalog.record_of(msg.topic()):
+        if name != self.records[msg.topic()]:
             return  # protocol records beside the topic's own (UnmaskShare on hpo.metrics)
         if base == REQUESTS:
             order, label = v.requests.get(value["id"], (len(v.requests), None))

@@ -80,12 +80,8 @@ class RoundBook:
         rnd = self.open.get(key)
         if rnd is None or rnd.unmask_asked is None:
             return None
-        agg = rnd.aggregator
-        agg.add_recovery(share["agent"], share["config_id"], share["dropped"], share["share"])
-        answered = all(
-            {c.agent for c in agg.contributions[cid]} <= set(agg.recovery.get(cid, {})) for cid in agg.declared_dropped
-        )
-        return key if answered else None
+        rnd.aggregator.add_recovery(share["agent"], share["config_id"], share["dropped"], share["share"])
+        return key if rnd.aggregator.recovery_complete() else None
 
     def due(self) -> list[tuple[tuple[str, str], dict | None]]:
         """Rounds past their deadline: ``(key, UnmaskRequest)`` to ask for recovery shares first,

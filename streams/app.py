@@ -44,16 +44,16 @@ def create_app(settings: Settings, app_id: str = "fedrift-streams") -> faust.App
 async def decoded(stream, topics: RawTopics, record: str, consumer: str, validate=None, owner: bool = True):
     """``(event, value)`` for every event of ``stream`` that decodes (and validates) as ``record``;
     the rest are dead-lettered by the topic's owner (see ``decode_or_dead_letter``) and skipped."""
-    async for event in stream.events():
-        decoded_ = await decode_or_dead_letter(topics, event, (record,), consumer, validate, owner)
-        if decoded_ is not None:
-            yield event, decoded_[1]
+    async for event, _name, value in decoded_records(stream, topics, (record,), consumer, validate, owner):
+        yield event, value
 
 
-async def decoded_records(stream, topics: RawTopics, records: tuple[str, ...], consumer: str, owner: bool = True):
+async def decoded_records(
+    stream, topics: RawTopics, records: tuple[str, ...], consumer: str, validate=None, owner: bool = True
+):
     """``(event, record name, value)`` for a topic that carries several records."""
     async for event in stream.events():
-        decoded_ = await decode_or_dead_letter(topics, event, records, consumer, None, owner)
+        decoded_ = await decode_or_dead_letter(topics, event, records, consumer, validate, owner)
         if decoded_ is not None:
             yield event, *decoded_
 

@@ -12,8 +12,8 @@ drops the duplicate) and a late label finds its host. The table is windowed by e
 a request is remembered for at least ``label_ttl_s`` and at most twice that. A label whose
 request has not been routed yet (the two topics are consumed independently) is held in a second
 windowed table and forwarded right after its request; a label for a request the router no longer
-remembers is held the same way and expires unused. After a restart the deficit counts of the current weights are rebuilt
-from the same table, so traffic keeps matching the weights across restarts.
+remembers is held the same way and expires unused. After a restart the deficit counts of the
+current weights are rebuilt from the served table, so traffic keeps matching the weights.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class FeatureContract:
 
 
 def _unknown() -> None:
-    """The served table's default: a request it does not remember."""
+    """The router tables' default: a request they do not remember."""
     return None
 
 

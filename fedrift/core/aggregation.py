@@ -139,6 +139,13 @@ class Aggregator:
         if sorted(dropped) == self.declared_dropped.get(config_id) and math.isfinite(share):
             self.recovery[config_id].setdefault(agent, share)
 
+    def recovery_complete(self) -> bool:
+        """Every survivor of every configuration declared incomplete has sent its share."""
+        return all(
+            {c.agent for c in self.contributions[cid]} <= set(self.recovery.get(cid, {}))
+            for cid in self.declared_dropped
+        )
+
     def _unmasked_sum(self, cid: str, items: list[Contribution]) -> float | None:
         """The sum of the true values, or None when the masks cannot be cancelled."""
         total = sum(c.weighted for c in items)

@@ -10,7 +10,7 @@ def test_a_trained_model_comes_back_predicting_the_same(tmp_path):
     for x, y in rows[:1000]:
         model.learn_one(x, y)
     path = tmp_path / "hosts" / "arf-0.pkl"
-    save(path, HostSnapshot("cfg-1", fam.defaults, model, window=[(i, x, y) for i, (x, y) in enumerate(rows[:10])]))
+    save(path, HostSnapshot("cfg-1", model, window=[(i, x, y) for i, (x, y) in enumerate(rows[:10])]))
     back = load(path, "cfg-1")
     assert back is not None and len(back.window) == 10
     assert [back.production.predict_one(x) for x, _ in rows[1000:]] == [model.predict_one(x) for x, _ in rows[1000:]]
