@@ -156,7 +156,9 @@ class LocalKafka:
         if path.exists():
             return path.read_text().strip()
         self.root.mkdir(parents=True, exist_ok=True)
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cid = "-"
+        while cid.startswith("-"):  # like Kafka's Uuid.randomUuid: a leading "-" reads as an option
+            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         path.write_text(cid)
         return cid
 
@@ -206,7 +208,9 @@ class LocalKafka:
 
     def _format(self, java: str, node: Node, props: Path, cluster_id: str) -> None:
         node.log_dir.mkdir(parents=True, exist_ok=True)
-        cmd = self._java_cmd(java, node, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props))
+        cmd = self._java_cmd(
+            java, node, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise KafkaError(f"formatting node {node.node_id} failed: {(proc.stdout + proc.stderr).strip()}")
