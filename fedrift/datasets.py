@@ -44,7 +44,7 @@ def read_csv(path: str | Path, label_column: str | None = None) -> tuple[list[st
                 if not row:
                     continue
                 try:
-                    x = [float(v) for i, v in enumerate(row) if i != label_idx]
+                    x = [_feature(v) for i, v in enumerate(row) if i != label_idx]
                 except ValueError as exc:
                     raise DataError(f"{path}:{lineno}: {exc}") from None
                 raw = row[label_idx]
@@ -55,6 +55,20 @@ def read_csv(path: str | Path, label_column: str | None = None) -> tuple[list[st
                 yield x, y
 
     return names, rows()
+
+
+_BOOLEANS = {"true": 1.0, "false": 0.0}
+
+
+def _feature(cell: str) -> float:
+    """A numeric cell, or a boolean as written by pandas/Spark (``True``/``false`` → 1/0)."""
+    flag = _BOOLEANS.get(cell.strip().lower())
+    if flag is not None:
+        return flag
+    try:
+        return float(cell)
+    except ValueError:
+        raise ValueError(f"feature {cell!r} is neither a number nor true/false") from None
 
 
 def _index(header: list[str], column: str, path: Path) -> int:
