@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from agents import checkpoint
+from agents import keys as host_keys
 from fedrift import json_config
 from fedrift.config import Settings
 from fedrift.core.aggregation import PairwiseMasker
@@ -38,6 +39,7 @@ from fedrift.kafka_io import dead_letter, now_ms, producer_config, read_compacte
 from fedrift.simulate import SimConfig
 from fedrift.topics import (
     DEPLOYMENTS,
+    HPO_KEYS,
     HPO_METRICS,
     HPO_TRIGGERS,
     MODEL_STATUS,
@@ -88,13 +90,9 @@ class ModelHost:
         self.sketch = InputSketch(self.family.memory(self.config))
         self.ledger = PrivacyLedger(settings.epsilon_budget)
         self.agent = FhpoAgent(self.family, self.host_id, self.ledger, fhpo, seed=settings.seed * 1000 + replica)
-        agents = [f"{model}-{r}" for r in range(settings.replicas)]
-        if not settings.mask_secret:
-            raise ValueError(
-                "FEDRIFT_MASK_SECRET is not set: the hosts of a model need a shared secret for their "
-                "secure-aggregation masks (keep it from the streams worker); `fedrift run` makes one per run"
-            )
-        self.masker = PairwiseMasker(agents, group_secret=f"{settings.mask_secret}/{model}".encode())
+        self.keys = host_keys.load_or_create(settings.home / "hosts" / f"{settings.topic_prefix}{self.host_id}.key")
+        self.peer_keys: dict[str, bytes] = {}  # the other replicas' public keys, from hpo.keys
+        self.round_peers: OrderedDict[str, list[str]] = OrderedDict()  # round -> peers its masks used
         self.served: OrderedDict[str, None] = OrderedDict()
         self.pending: OrderedDict[str, Pending] = OrderedDict()
         self.hpo_results: queue.Queue = queue.Queue()
@@ -136,8 +134,11 @@ class ModelHost:
     def run(self, max_idle_s: float | None = None) -> None:
         self._restore()
         self.producer.init_transactions(30)
+        self._publish_key()
         self.consumer.subscribe([self.catalog.routed(self.model)])
-        self.control.subscribe([self.catalog.name(HPO_TRIGGERS), self.catalog.name(DEPLOYMENTS)])
+        self.control.subscribe(
+            [self.catalog.name(HPO_TRIGGERS), self.catalog.name(DEPLOYMENTS), self.catalog.name(HPO_KEYS)]
+        )
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         idle_since = time.monotonic()
         log.info("host %s serving %s", self.host_id, self.catalog.routed(self.model))
@@ -159,6 +160,26 @@ class ModelHost:
 
     def stop(self) -> None:
         self.running = False
+
+    def _publish_key(self) -> None:
+        """Publish this host's public key and read its peers' (later ones arrive on the control path)."""
+        self.producer.begin_transaction()
+        record = {"host": self.host_id, "model": self.model, "public_key": self.keys.public_bytes}
+        self._send(HPO_KEYS, "AgentKey", {**record, "created_ms": now_ms()}, self.host_id)
+        self.producer.commit_transaction(30)
+        for value in read_compacted(self.settings.bootstrap, self.catalog.name(HPO_KEYS)).values():
+            self._learn_key(value)
+
+    def _learn_key(self, value: dict) -> None:
+        peers = {f"{self.model}-{r}" for r in range(self.settings.replicas)} - {self.host_id}
+        if value.get("model") == self.model and value.get("host") in peers:
+            self.peer_keys[value["host"]] = value["public_key"]
+
+    def _masker(self, peers: list[str] | None = None) -> PairwiseMasker:
+        """Pairwise mask secrets with the peers whose keys are known (or with ``peers`` only)."""
+        public = {h: k for h, k in self.peer_keys.items() if peers is None or h in peers}
+        context = f"{self.settings.topic_prefix}{self.model}".encode()
+        return PairwiseMasker(self.host_id, self.keys.pair_secrets(self.host_id, public, context))
 
     def _restore(self) -> None:
         """Rebuild what must survive a restart from compacted topics: the ε already spent (from
@@ -372,15 +393,28 @@ class ModelHost:
                 self._deploy(value)
             elif name == "UnmaskRequest" and value["model"] == self.model:
                 self._unmask(value)
+            elif name == "AgentKey":
+                self._learn_key(value)
         self.producer.commit_transaction(30)
         self._start_hpo()
 
     def _unmask(self, request: dict) -> None:
-        """Secure-aggregation dropout recovery: reveal only the masks shared with the dropped."""
+        """Secure-aggregation dropout recovery: reveal only the masks shared with the dropped, and
+        never so many that this host's own value would be exposed."""
+        masker = self._masker(self.round_peers.get(request["round_id"]))
         for cid, dropped in request["dropped"].items():
             if self.host_id in dropped:
                 continue
-            share = self.masker.recovery_share(self.host_id, dropped, request["round_id"], cid)
+            answer = masker.recovery_share(dropped, request["round_id"], cid)
+            if answer is None:
+                log.warning(
+                    "host %s refuses to unmask %s/%s: every peer is named dropped",
+                    self.host_id,
+                    request["round_id"],
+                    cid,
+                )
+                continue
+            share, covered = answer
             self._send(
                 HPO_METRICS,
                 "UnmaskShare",
@@ -389,7 +423,7 @@ class ModelHost:
                     "model": self.model,
                     "agent": self.host_id,
                     "config_id": cid,
-                    "dropped": list(dropped),
+                    "dropped": covered,
                     "share": share,
                 },
                 self.model,
@@ -412,9 +446,16 @@ class ModelHost:
     def _publish_round(self, trigger: dict, outcome) -> None:
         round_id = trigger["round_id"]
         log.info("host %s round %s: %s, %d metric(s)", self.host_id, round_id, outcome.status, len(outcome.trials))
+        masker = self._masker()
+        self.round_peers[round_id] = masker.peers
+        while len(self.round_peers) > 100:
+            self.round_peers.popitem(last=False)
+        if not masker.peers:
+            log.warning("host %s round %s: no peer keys yet, metrics go in the clear (ε-DP)", self.host_id, round_id)
         for tr in outcome.trials:
             weighted = tr.noised_quality * tr.slice_size
-            shares = [self.masker.mask(self.host_id, round_id, tr.config_id, weighted)] if tr.shared else []
+            masked = tr.shared and bool(masker.peers)
+            shares = [masker.mask(round_id, tr.config_id, weighted)] if masked else []
             self._send(
                 HPO_METRICS,
                 "TrialMetric",
@@ -424,11 +465,12 @@ class ModelHost:
                     "agent": self.host_id,
                     "config_id": tr.config_id,
                     "config_json": json_config.dumps(tr.config),
-                    "noised_quality": math.nan if tr.shared else tr.noised_quality,  # shared: only the masked share
+                    "noised_quality": math.nan if masked else tr.noised_quality,  # masked: only the masked share
                     "noised_latency_ms": tr.noised_latency_ms,
                     "slice_size": tr.slice_size,
                     "epsilon_spent": tr.epsilon_spent,
                     "masked_shares": shares,
+                    "masked_with": masker.peers if masked else [],
                 },
                 self.model,
             )

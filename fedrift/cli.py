@@ -301,6 +301,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("give --data FILE.csv or --stream NAME")
     if args.replicas < 1:
         raise UsageError("--replicas must be at least 1")
+    rows = datasets.finite_rows(rows, args.data or args.stream)
     config = SimConfig(replicas=args.replicas, seed=args.seed, epsilon_budget=settings.epsilon_budget)
     with tqdm(total=total, unit="ev", desc="simulate", disable=args.json, file=sys.stderr) as bar:
         sim, elapsed = timed_run(rows, config, names, progress=bar)

@@ -71,14 +71,6 @@ class Settings:
         default=3600.0,
         metadata=_env("FEDRIFT_LABEL_TTL_S", "seconds the router remembers who served a request (late labels)"),
     )
-    mask_secret: str = field(
-        default="",
-        repr=False,
-        metadata=_env(
-            "FEDRIFT_MASK_SECRET",
-            "secret the model hosts derive their secure-aggregation masks from; never give it to the streams worker",
-        ),
-    )
     status_every: int = field(default=200, metadata=_env("FEDRIFT_STATUS_EVERY", "events between ModelStatus"))
     seed: int = field(default=0, metadata=_env("FEDRIFT_SEED", "random seed"))
     log_level: str = field(default="info", metadata=_env("FEDRIFT_LOG_LEVEL", "log level"))

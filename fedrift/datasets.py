@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from river.datasets import synth
 
-SYNTHETIC = ("sea", "agrawal", "hyperplane", "rbf", "led", "stagger", "shift")
+from schemas import RecordError, validate_features
+
+SYNTHETIC = ("sea", "agrawal", "hyperplane", "rbf", "led", "stagger", "shift", "sine", "mixed", "rtree", "waveform")
 
 
 class DataError(ValueError):
@@ -43,6 +45,8 @@ def read_csv(path: str | Path, label_column: str | None = None) -> tuple[list[st
             for lineno, row in enumerate(reader, start=2):
                 if not row:
                     continue
+                if len(row) != len(header):
+                    raise DataError(f"{path}:{lineno}: {len(row)} columns, the header has {len(header)}")
                 try:
                     x = [_feature(v) for i, v in enumerate(row) if i != label_idx]
                 except ValueError as exc:
@@ -55,6 +59,17 @@ def read_csv(path: str | Path, label_column: str | None = None) -> tuple[list[st
                 yield x, y
 
     return names, rows()
+
+
+def finite_rows(rows: Iterable[tuple[list[float], int]], source: str) -> Iterator[tuple[list[float], int]]:
+    """``rows`` unchanged, or a ``DataError`` naming the first event whose features are not all
+    finite (the simulator cannot learn from it; the pipeline would dead-letter it)."""
+    for i, (x, y) in enumerate(rows, start=1):
+        try:
+            validate_features(x)
+        except RecordError as exc:
+            raise DataError(f"{source}: event {i}: {exc.reason}") from None
+        yield x, y
 
 
 _BOOLEANS = {"true": 1.0, "false": 0.0}
@@ -79,8 +94,10 @@ def _index(header: list[str], column: str, path: Path) -> int:
 
 def synthetic(name: str, n: int, seed: int = 0) -> Iterator[tuple[list[float], int]]:
     """``n`` events of a River generator with drift built in (abrupt concept switches for SEA,
-    Agrawal and STAGGER every ``n/4`` events; continuous drift for Hyperplane, RBF and LED), or
-    ``shift``: one abrupt change at ``n/2`` of both the inputs and the concept."""
+    Agrawal, STAGGER, Sine and Mixed every ``n/4`` events; continuous drift for Hyperplane, RBF
+    and LED; a random tree replaced by another around ``n/2`` for ``rtree``; none for the noisy
+    40-feature ``waveform``), or ``shift``: one abrupt change at ``n/2`` of both the inputs and
+    the concept."""
     if name == "shift":
         yield from _shift(n, seed)
         return
@@ -134,6 +151,20 @@ def _generator(name: str, n: int, seed: int):
             change_speed=0.0005,
             n_drift_centroids=15,
         )
+    if name == "sine":
+        return _switching([synth.Sine(classification_function=f, seed=seed + f) for f in (0, 2, 1, 3)], quarter)
+    if name == "mixed":
+        return _switching(
+            [synth.Mixed(classification_function=f, seed=seed + 2 * k + f) for k, f in enumerate((0, 1, 0, 1))], quarter
+        )
+    if name == "rtree":
+
+        def tree(k: int):
+            return synth.RandomTree(seed_tree=seed + k, seed_sample=seed + 10 + k, n_num_features=6, n_cat_features=0)
+
+        return synth.ConceptDriftStream(tree(0), tree(1), position=max(n // 2, 1), width=max(n // 40, 1), seed=seed)
+    if name == "waveform":
+        return synth.Waveform(seed=seed, has_noise=True)
     if name == "led":
         return synth.LEDDrift(seed=seed, noise_percentage=0.1, irrelevant_features=True, n_drift_features=7)
     raise DataError(f"unknown stream {name!r}; choose from {', '.join(SYNTHETIC)}")

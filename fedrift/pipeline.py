@@ -4,9 +4,7 @@ throughput benchmark."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -16,14 +14,11 @@ from pathlib import Path
 from fedrift.config import ENV, Settings, to_env
 
 
-def settings_env(settings: Settings, with_mask_secret: bool = False) -> dict[str, str]:
-    """The environment that gives a child process exactly these settings. The mask secret is
-    left out unless asked for: only model hosts get it, never the aggregator's worker."""
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process exactly these settings."""
     env = {k: v for k, v in os.environ.items() if k not in ENV}
     env.update(to_env(settings))
     env["FEDRIFT_BOOTSTRAP_SERVERS"] = settings.bootstrap
-    if not with_mask_secret:
-        del env["FEDRIFT_MASK_SECRET"]
     return env
 
 
@@ -33,16 +28,12 @@ class Pipeline:
     log_dir: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if not self.settings.mask_secret:  # a fresh secret for this run's hosts only
-            self.settings = dataclasses.replace(self.settings, mask_secret=secrets.token_hex(16))
-
-    def _spawn(self, name: str, *args: str, host: bool = False) -> None:
+    def _spawn(self, name: str, *args: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{name}.log", "wb") as out:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "fedrift.cli", *args],
-                env=settings_env(self.settings, with_mask_secret=host),
+                env=settings_env(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -56,7 +47,7 @@ class Pipeline:
 
     def start_host(self, model: str, replica: int) -> None:
         """Start (or, in a fault test, restart) one model host as ``host-<model>-<replica>``."""
-        self._spawn(f"host-{model}-{replica}", "host", "--model", model, "--replica", str(replica), host=True)
+        self._spawn(f"host-{model}-{replica}", "host", "--model", model, "--replica", str(replica))
 
     def check(self) -> None:
         """Raise if a process died, with the tail of its log."""

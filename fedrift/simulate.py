@@ -17,6 +17,7 @@ warm-starts on its model's replicas' local windows, then runs beside production 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedrift.core.aggregation import Aggregator, Contribution, PairwiseMasker
+from fedrift.core.aggregation import AgentKeys, Aggregator, Contribution, PairwiseMasker
 from fedrift.core.drift import DriftAnalyzer, DriftConfig
 from fedrift.core.fhpo import FhpoAgent, FhpoConfig
 from fedrift.core.metrics import WindowedMean
@@ -97,10 +98,7 @@ class Simulation:
             ]
             for m in cfg.models
         }
-        self.masker = {
-            m: PairwiseMasker([a.agent_id for a in agents], group_secret=f"{seed}/{m}".encode())
-            for m, agents in self.agents.items()
-        }
+        self.masker = {m: self._maskers(m, [a.agent_id for a in agents], seed) for m, agents in self.agents.items()}
         uniform = {m: 1.0 for m in cfg.models}
         self.routers = {
             "fedrift": DeficitRouter(uniform),
@@ -123,6 +121,13 @@ class Simulation:
         self._acc_history: list[dict[str, float]] = []
         self._before_drift: dict[str, float] | None = None
         self._batch_hits = {m: 0 for m in cfg.models}  # correct answers since the last weight update
+
+    @staticmethod
+    def _maskers(model: str, agents: list[str], seed: int) -> dict[str, PairwiseMasker]:
+        """Each replica's key pair (from the seed, so a run is reproducible) and pairwise masks."""
+        keys = {a: AgentKeys.from_private_bytes(hashlib.sha256(f"{seed}/{a}".encode()).digest()) for a in agents}
+        public = {a: k.public_bytes for a, k in keys.items()}
+        return {a: PairwiseMasker(a, keys[a].pair_secrets(a, public, model.encode())) for a in agents}
 
     # -- one event -----------------------------------------------------------------------------
     def step(self, x: list[float], y) -> None:
@@ -211,11 +216,14 @@ class Simulation:
             outcome = agent.run_round(round_id, d.config)
             statuses[agent.agent_id] = outcome.status
             for tr in outcome.trials:
-                weighted = tr.noised_quality * tr.slice_size
+                weighted, peers = tr.noised_quality * tr.slice_size, ()
                 if tr.shared:
-                    weighted = self.masker[m].mask(agent.agent_id, round_id, tr.config_id, weighted)
+                    masker = self.masker[m][agent.agent_id]
+                    weighted, peers = masker.mask(round_id, tr.config_id, weighted), tuple(masker.peers)
                 agg.add(
-                    Contribution(tr.agent, tr.config_id, tr.config, weighted, tr.slice_size, tr.noise_std, tr.shared)
+                    Contribution(
+                        tr.agent, tr.config_id, tr.config, weighted, tr.slice_size, tr.noise_std, tr.shared, peers
+                    )
                 )
         result = agg.result()
         info = {"status": statuses, "best": None}

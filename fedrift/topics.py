@@ -20,6 +20,7 @@ DRIFT_SIGNALS = "drift.signals"
 HPO_TRIGGERS = "hpo.triggers"
 HPO_METRICS = "hpo.metrics"
 HPO_AGGREGATES = "hpo.aggregates"
+HPO_KEYS = "hpo.keys"
 ROUTING_WEIGHTS = "routing.weights"
 MODEL_STATUS = "model.status"
 SHADOW_RESULTS = "shadow.results"
@@ -48,6 +49,7 @@ BASE_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(HPO_TRIGGERS, "HpoTrigger", "model or *", partitions=1),  # and UnmaskRequest
     TopicSpec(HPO_METRICS, "TrialMetric", "model"),  # and UnmaskShare
     TopicSpec(HPO_AGGREGATES, "AggregateResult", "model", cleanup="compact", partitions=1),
+    TopicSpec(HPO_KEYS, "AgentKey", "host", cleanup="compact", partitions=1),
     TopicSpec(ROUTING_WEIGHTS, "RoutingWeights", "weights", cleanup="compact", partitions=1),
     TopicSpec(MODEL_STATUS, "ModelStatus", "host", cleanup="compact", partitions=1),
     TopicSpec(SHADOW_RESULTS, "ShadowResult", "request id"),

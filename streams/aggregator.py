@@ -66,6 +66,7 @@ class RoundBook:
                 metric["slice_size"],
                 noise_std,
                 masked=bool(shares),
+                masked_with=tuple(metric["masked_with"]),
             )
         )
         if not taken:
@@ -75,7 +76,8 @@ class RoundBook:
         return key if complete else None
 
     def add_share(self, share: dict) -> tuple[str, str] | None:
-        """A survivor's recovery share; returns the round's key once every survivor answered."""
+        """A survivor's recovery share (``dropped`` names the dropped agents it covers: those it
+        masked with); returns the round's key once every survivor answered."""
         key = (share["model"], share["round_id"])
         rnd = self.open.get(key)
         if rnd is None or rnd.unmask_asked is None:

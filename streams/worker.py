@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import faust
 
 from fedrift.config import Settings
@@ -39,10 +37,6 @@ def build(settings: Settings, processors: list[str]) -> faust.App:
 
 
 def run_worker(settings: Settings, processors: list[str]) -> None:
-    if settings.mask_secret:
-        logging.getLogger(__name__).warning(
-            "FEDRIFT_MASK_SECRET is set for the streams worker: whoever runs the aggregator can unmask"
-        )
     app = build(settings, processors)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()

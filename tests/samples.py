@@ -44,7 +44,8 @@ SAMPLES: dict[str, dict] = {
         "noised_latency_ms": 0.2,
         "slice_size": 300,
         "epsilon_spent": 0.5,
-        "masked_shares": [12.5, -3.0],
+        "masked_shares": [12.5],
+        "masked_with": ["hat-1", "hat-2"],
     },
     "AggregateResult": {
         "round_id": "round-1",
@@ -119,4 +120,5 @@ SAMPLES: dict[str, dict] = {
         "dropped": ["hat-2"],
         "share": -12345.5,
     },
+    "AgentKey": {"host": "hat-0", "model": "hat", "public_key": bytes(range(32)), "created_ms": 1_700_000_000_000},
 }

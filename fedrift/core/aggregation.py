@@ -2,9 +2,13 @@
 with secure aggregation for the configurations every replica scored.
 
 Agents send ``quality * slice_size`` for shared configurations *masked*: each pair of agents
-derives a mask from a pairwise secret; one adds it, the other subtracts it, so the masks cancel in
-the sum and the aggregator only ever learns the sum (needs three or more agents). Other
-configurations are sent in the clear (they are already ε-DP).
+agrees a secret by X25519 Diffie-Hellman over their published public keys (``AgentKeys``); from
+it both derive the same mask per (round, configuration); one adds it, the other subtracts it, so
+the masks cancel in the sum and the aggregator, which holds no private key, only learns the sum
+(needs three or more agents). No agent can unmask another either: it only knows the masks of its
+own pairs. Other configurations are sent in the clear (they are already ε-DP). Each masked
+metric names the peers it was masked with, and the aggregator sums a configuration only when
+those lists agree pairwise (a peer whose key arrived late is caught, never summed wrongly).
 
 Dropout recovery (the unmasking step of Bonawitz et al., 2017, without its double masking): when
 an agent never reports, its pairwise masks stay in the survivors' shares. The aggregator names
@@ -13,8 +17,10 @@ the dropped only, so no survivor's value is exposed as long as two or more survi
 aggregator subtracts those. A dropped agent's late metric is then refused. This trusts the
 aggregator to name only agents that really dropped (double masking would remove that trust).
 
->>> m = PairwiseMasker(["a", "b", "c"], group_secret=b"k")
->>> shares = [m.mask(agent, "r1", "cfg", v) for agent, v in [("a", 10.0), ("b", 20.0), ("c", 30.0)]]
+>>> keys = {a: AgentKeys.generate() for a in ("a", "b", "c")}
+>>> public = {a: k.public_bytes for a, k in keys.items()}
+>>> maskers = {a: PairwiseMasker(a, keys[a].pair_secrets(a, public, context=b"model-x")) for a in keys}
+>>> shares = [maskers[a].mask("r1", "cfg", v) for a, v in [("a", 10.0), ("b", 20.0), ("c", 30.0)]]
 >>> round(sum(shares), 6), shares[0] != 10.0
 (60.0, True)
 """
@@ -24,40 +30,86 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+
+class AgentKeys:
+    """One agent's X25519 key pair. The public half is published; the private half never leaves
+    the agent (a host keeps it on its own disk, so a restart keeps its pairs' secrets)."""
+
+    def __init__(self, private: X25519PrivateKey) -> None:
+        self._private = private
+        self.public_bytes = private.public_key().public_bytes_raw()
+
+    @classmethod
+    def generate(cls) -> AgentKeys:
+        return cls(X25519PrivateKey.generate())
+
+    @classmethod
+    def from_private_bytes(cls, raw: bytes) -> AgentKeys:
+        return cls(X25519PrivateKey.from_private_bytes(raw))
+
+    def private_bytes(self) -> bytes:
+        return self._private.private_bytes_raw()
+
+    def pair_secrets(self, me: str, public: Mapping[str, bytes], context: bytes) -> dict[str, bytes]:
+        """A 32-byte secret shared with each peer in ``public`` (peer -> raw public key), bound to
+        ``context`` and to the pair's names, so a key reused elsewhere yields other masks."""
+        out = {}
+        for peer, raw in public.items():
+            if peer == me:
+                continue
+            shared = self._private.exchange(X25519PublicKey.from_public_bytes(raw))
+            a, b = sorted((me, peer))
+            info = b"fedrift-mask|" + context + f"|{a}|{b}".encode()
+            out[peer] = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
+        return out
 
 
 class PairwiseMasker:
-    """Masks that cancel in the sum over the agent group. The pairwise secret stands in for a
-    Diffie-Hellman key agreement between each pair (the aggregator never holds it)."""
+    """One agent's masks: for each peer it shares a secret with, a pseudo-random mask per
+    (round, configuration) that the peer derives too and applies with the opposite sign."""
 
-    def __init__(self, agents: list[str], group_secret: bytes, scale: float = 1e6) -> None:
-        self.agents = sorted(agents)
-        self.secret = group_secret
+    def __init__(self, agent: str, pair_secrets: Mapping[str, bytes], scale: float = 1e6) -> None:
+        self.agent = agent
+        self.secrets = dict(pair_secrets)
         self.scale = scale
 
-    def _pair_mask(self, a: str, b: str, round_id: str, cfg: str) -> float:
-        digest = hashlib.sha256(self.secret + f"|{a}|{b}|{round_id}|{cfg}".encode()).digest()
-        return (int.from_bytes(digest[:8], "big") / 2**64 - 0.5) * 2 * self.scale
+    @property
+    def peers(self) -> list[str]:
+        """The peers this agent masks with (goes on the wire beside each masked metric)."""
+        return sorted(self.secrets)
 
-    def _signed(self, agent: str, other: str, round_id: str, cfg: str) -> float:
-        a, b = sorted((agent, other))
-        m = self._pair_mask(a, b, round_id, cfg)
-        return m if agent == a else -m
+    def _signed(self, peer: str, round_id: str, cfg: str) -> float:
+        digest = hashlib.sha256(self.secrets[peer] + f"|{round_id}|{cfg}".encode()).digest()
+        m = (int.from_bytes(digest[:8], "big") / 2**64 - 0.5) * 2 * self.scale
+        return m if self.agent < peer else -m
 
-    def mask(self, agent: str, round_id: str, cfg: str, value: float) -> float:
-        return value + sum(self._signed(agent, o, round_id, cfg) for o in self.agents if o != agent)
+    def mask(self, round_id: str, cfg: str, value: float) -> float:
+        return value + sum(self._signed(p, round_id, cfg) for p in self.secrets)
 
-    def recovery_share(self, agent: str, dropped: list[str], round_id: str, cfg: str) -> float:
-        """What ``agent`` added to its share for its pairs with the ``dropped`` agents.
+    def recovery_share(self, dropped: list[str], round_id: str, cfg: str) -> tuple[float, list[str]] | None:
+        """What this agent added to its share for its pairs with the ``dropped`` agents, and which
+        of them that covers (a dropped agent it had no key for was never masked with). None when
+        every peer it masked with is named: the answer would expose its own value.
 
-        >>> m = PairwiseMasker(["a", "b", "c"], group_secret=b"k")
-        >>> survivors = {x: m.mask(x, "r1", "cfg", v) for x, v in [("a", 10.0), ("b", 20.0)]}  # c dropped
-        >>> shares = [m.recovery_share(x, ["c"], "r1", "cfg") for x in survivors]
-        >>> round(sum(survivors.values()) - sum(shares), 6)
-        30.0
+        >>> keys = {a: AgentKeys.generate() for a in ("a", "b", "c")}
+        >>> public = {a: k.public_bytes for a, k in keys.items()}
+        >>> m = {a: PairwiseMasker(a, keys[a].pair_secrets(a, public, b"x")) for a in keys}
+        >>> survivors = {a: m[a].mask("r1", "cfg", v) for a, v in [("a", 10.0), ("b", 20.0)]}  # c dropped
+        >>> shares = [m[a].recovery_share(["c"], "r1", "cfg") for a in survivors]
+        >>> round(sum(survivors.values()) - sum(s for s, _ in shares), 6), shares[0][1]
+        (30.0, ['c'])
         """
-        return sum(self._signed(agent, d, round_id, cfg) for d in dropped if d != agent)
+        covered = sorted(d for d in dropped if d in self.secrets)
+        if self.secrets and len(covered) == len(self.secrets):
+            return None
+        return sum(self._signed(d, round_id, cfg) for d in covered), covered
 
 
 @dataclass
@@ -71,6 +123,7 @@ class Contribution:
     slice_size: int
     noise_std: float
     masked: bool = False
+    masked_with: tuple[str, ...] = ()  # the peers whose pairwise masks are in ``weighted``
 
 
 @dataclass
@@ -135,8 +188,14 @@ class Aggregator:
             self.declared_dropped.setdefault(cid, missing)
         return dict(self.declared_dropped)
 
-    def add_recovery(self, agent: str, config_id: str, dropped: list[str], share: float) -> None:
-        if sorted(dropped) == self.declared_dropped.get(config_id) and math.isfinite(share):
+    def add_recovery(self, agent: str, config_id: str, covered: list[str], share: float) -> None:
+        """A survivor's recovery share; ``covered`` must be exactly the declared-dropped agents it
+        masked with, or the share would not cancel what it added."""
+        mine = next((c for c in self.contributions.get(config_id, ()) if c.agent == agent), None)
+        dropped = self.declared_dropped.get(config_id)
+        if mine is None or dropped is None or not math.isfinite(share):
+            return
+        if sorted(covered) == sorted(set(dropped) & set(mine.masked_with)):
             self.recovery[config_id].setdefault(agent, share)
 
     def recovery_complete(self) -> bool:
@@ -149,14 +208,21 @@ class Aggregator:
     def _unmasked_sum(self, cid: str, items: list[Contribution]) -> float | None:
         """The sum of the true values, or None when the masks cannot be cancelled."""
         total = sum(c.weighted for c in items)
-        if not any(c.masked for c in items) or sorted(c.agent for c in items) == self.group:
+        masked = {c.agent: set(c.masked_with) for c in items if c.masked}
+        if not masked:
             return total
-        survivors = {c.agent for c in items}
-        dropped = self.declared_dropped.get(cid)
+        present = {c.agent for c in items}
+        for a, peers in masked.items():  # a pair's masks cancel only if both sides applied them
+            if any(a not in masked.get(b, ()) for b in peers & present):
+                return None
+        outside = set().union(*masked.values()) - present
+        if not outside:
+            return total  # every mask is shared with a present agent: they all cancel
+        owing = [a for a, peers in masked.items() if peers & outside]
         shares = self.recovery.get(cid, {})
-        if len(survivors) < 2 or dropped != sorted(set(self.group) - survivors) or not survivors <= set(shares):
+        if len(present) < 2 or not outside <= set(self.declared_dropped.get(cid, ())) or not set(owing) <= set(shares):
             return None
-        return total - sum(shares[a] for a in survivors)
+        return total - sum(shares[a] for a in owing)
 
     def result(self) -> AggregateOutcome:
         board, dropped = [], []

@@ -158,3 +158,8 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
     assert sorted(k.decode() for k, _, _ in view.dead_letters) == sorted(poison)
     for key, letter, headers in view.dead_letters:
         assert letter["raw"] == poison[key.decode()] and letter["error"] and headers["fedrift.error"]
+
+    # poison is skipped by every other consumer of the topic: no processor or host ever crashed
+    for log in (tmp_path / "logs").glob("*.log"):
+        text = log.read_text()
+        assert "Crashed" not in text and "Traceback" not in text, (log.name, text[-3000:])

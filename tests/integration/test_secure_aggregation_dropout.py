@@ -13,7 +13,7 @@ from fedrift import datasets
 from fedrift.kafka_io import RecordProducer, now_ms, read_to_end
 from fedrift.pipeline import Pipeline
 from fedrift.produce import produce, request_events
-from fedrift.topics import HPO_AGGREGATES, HPO_METRICS, HPO_TRIGGERS, MODEL_STATUS
+from fedrift.topics import HPO_AGGREGATES, HPO_KEYS, HPO_METRICS, HPO_TRIGGERS, MODEL_STATUS
 from schemas import codec
 from tests.integration.conftest import ensure_topics
 
@@ -72,6 +72,11 @@ def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
     [request] = [v for name, v in triggers if name == "UnmaskRequest" and v["round_id"] == "fault-1"]
     assert request["dropped"] and all(d == ["linear-2"] for d in request["dropped"].values())
     metrics = _records(settings, catalog.name(HPO_METRICS))
+    # pairwise keys: every host published one; each masked metric names the peers it masked with
+    published = {v["host"]: v["public_key"] for _, v in _records(settings, catalog.name(HPO_KEYS))}
+    assert set(published) == {"linear-0", "linear-1", "linear-2"} and len(set(published.values())) == 3
+    trials = [v for name, v in metrics if name == "TrialMetric" and v["round_id"] == "fault-1" and v["masked_shares"]]
+    assert trials and all(v["masked_with"] == sorted(set(published) - {v["agent"]}) for v in trials)
     shares = {(v["agent"], v["config_id"]) for name, v in metrics if name == "UnmaskShare"}
     assert shares == {(a, cid) for a in ("linear-0", "linear-1") for cid in request["dropped"]}
     assert aggregate["agents"] == ["linear-0", "linear-1"]

@@ -34,7 +34,7 @@ def test_dockerfile_copies_every_package():
         assert f"COPY {pkg} " in text and Path(REPO_ROOT / pkg).is_dir()
 
 
-def test_every_replica_has_a_host_with_the_mask_secret_and_the_worker_has_none():
+def test_every_replica_has_a_host_with_its_own_state_and_the_worker_all_processors():
     services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
     hosts = {n: s for n, s in services.items() if s.get("command", [None])[0] == "host"}
     env = services["topics"]["environment"]
@@ -42,6 +42,5 @@ def test_every_replica_has_a_host_with_the_mask_secret_and_the_worker_has_none()
     assert {(s["command"][2], s["command"][4]) for s in hosts.values()} == {
         (m, str(r)) for m in models for r in range(replicas)
     }
-    assert all("FEDRIFT_MASK_SECRET" in s["environment"] for s in hosts.values())
+    assert all(s["environment"]["FEDRIFT_HOME"] in s["volumes"][0] for s in hosts.values())
     assert services["streams"]["command"] == ["streams", "--processors", "all"]
-    assert "FEDRIFT_MASK_SECRET" not in services["streams"]["environment"]

@@ -31,7 +31,7 @@ def test_catalog_covers_the_architecture_with_prefix_and_dlqs():
     cat = TopicCatalog(prefix="p.", models=("m1", "m2"), partitions=4, replication_factor=3)
     specs = {t.name: t for t in cat.specs()}
     compacted = {n for n, t in specs.items() if t.cleanup == "compact"}
-    assert compacted == {"p.routing.weights", "p.hpo.aggregates", "p.model.status", "p.deployments"}
+    assert compacted == {"p.routing.weights", "p.hpo.aggregates", "p.model.status", "p.deployments", "p.hpo.keys"}
     assert specs["p.inference.routed.m2"].record == "RoutedRequest"
     assert specs["p.inference.requests.dlq"].record == "DeadLetter"
     assert all(t.replication_factor == 3 for t in specs.values())

@@ -1,6 +1,6 @@
 import pytest
 
-from fedrift.datasets import DataError, read_csv
+from fedrift.datasets import DataError, finite_rows, read_csv
 
 
 def test_csv_reads_numbers_booleans_and_categorical_labels(tmp_path):
@@ -25,3 +25,19 @@ def test_csv_non_numeric_feature_names_line_and_cell(tmp_path, cell):
     _, rows = read_csv(f)
     with pytest.raises(DataError, match=rf"d\.csv:3: feature '{cell}' is neither a number nor true/false"):
         list(rows)
+
+
+def test_csv_row_with_a_missing_column_names_its_line(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("a,b,label\n1,2,0\n1,1\n")
+    _, rows = read_csv(f)
+    with pytest.raises(DataError, match=r"d\.csv:3: 2 columns, the header has 3"):
+        list(rows)
+
+
+def test_finite_rows_names_the_first_event_the_simulator_cannot_use():
+    rows = [([1.0, 2.0], 0), ([1.0, float("inf")], 1), ([float("nan"), 0.0], 0)]
+    checked = finite_rows(iter(rows), "s.csv")
+    assert next(checked) == rows[0]
+    with pytest.raises(DataError, match=r"s\.csv: event 2: feature 1 is inf"):
+        next(checked)

@@ -5,10 +5,11 @@ import math
 import pytest
 
 from fedrift.config import Settings
-from fedrift.core.aggregation import PairwiseMasker
+from fedrift.core.aggregation import AgentKeys, PairwiseMasker
 from schemas import FeatureCountMismatch, NonFiniteFeature
 from streams.aggregator import RoundBook
-from streams.router import FeatureContract, mirrored
+from streams.app import FeatureContract
+from streams.router import mirrored
 
 
 def test_mirrored_is_stable_and_close_to_the_fraction():
@@ -30,17 +31,24 @@ def test_feature_contract_learns_the_count_then_enforces_it():
         FeatureContract(3)({"features": []})
 
 
-def _metric(agent, cid, q, masker=None, n=200):
-    shares = [masker.mask(agent, "r1", cid, q * n)] if masker else []
+def _maskers(group):
+    keys = {a: AgentKeys.generate() for a in group}
+    public = {a: k.public_bytes for a, k in keys.items()}
+    return {a: PairwiseMasker(a, keys[a].pair_secrets(a, public, b"m")) for a in group}
+
+
+def _metric(agent, cid, q, maskers=None, n=200):
+    shares = [maskers[agent].mask("r1", cid, q * n)] if maskers else []
     return {
         "model": "m",
         "round_id": "r1",
         "agent": agent,
         "config_id": cid,
         "config_json": "{}",
-        "noised_quality": math.nan if masker else q,
+        "noised_quality": math.nan if maskers else q,
         "slice_size": n,
         "masked_shares": shares,
+        "masked_with": maskers[agent].peers if maskers else [],
         "noised_latency_ms": 0.1,
         "epsilon_spent": 0.5,
     }
@@ -48,7 +56,7 @@ def _metric(agent, cid, q, masker=None, n=200):
 
 def test_round_book_closes_a_round_when_every_replica_reported_and_unmasks_the_sum():
     settings = Settings(replicas=3)
-    masker = PairwiseMasker(["m-0", "m-1", "m-2"], b"g")
+    masker = _maskers(["m-0", "m-1", "m-2"])
     book = RoundBook(settings, expected_per_agent=2, timeout_s=60)
     done = None
     for agent, q in (("m-0", 0.8), ("m-1", 0.7), ("m-2", 0.9)):
@@ -65,7 +73,7 @@ def test_round_book_closes_a_round_when_every_replica_reported_and_unmasks_the_s
 def test_round_book_recovers_a_replica_that_never_reported():
     settings = Settings(replicas=3)
     group = ["m-0", "m-1", "m-2"]
-    masker = PairwiseMasker(group, b"g")
+    masker = _maskers(group)
     book = RoundBook(settings, expected_per_agent=1, timeout_s=0.0)
     for agent, q in (("m-0", 0.8), ("m-1", 0.6)):  # m-2 died mid-round
         assert book.add(_metric(agent, "shared", q, masker)) is None
@@ -78,7 +86,7 @@ def test_round_book_recovers_a_replica_that_never_reported():
             "agent": agent,
             "config_id": "shared",
             "dropped": ["m-2"],
-            "share": masker.recovery_share(agent, ["m-2"], "r1", "shared"),
+            "share": masker[agent].recovery_share(["m-2"], "r1", "shared")[0],
         }
         for agent in ("m-0", "m-1")
     ]
