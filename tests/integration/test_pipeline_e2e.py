@@ -105,9 +105,12 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
     # drift: above threshold after the change, never before
     inputs = [d for d in view.drift if d["source"] == "input" or (d["source"] == "none" and d["threshold"] > 0)]
     over = [d["position"] for d in inputs if d["score"] > d["threshold"]]
-    assert over and min(over) > CHANGE, over
+    assert all(p > CHANGE for p in over), over
     triggers = [d for d in view.drift if d["drifted"]]
     assert triggers and all(d["position"] > CHANGE for d in triggers)
+    # the change is caught by the input detector, or first by the hosts' error detectors: an outcome
+    # trigger re-learns the input reference, so the input score need not cross after it
+    assert over or triggers[0]["source"] == "error", (over, triggers)
 
     # HPO: a round with DP metrics from every replica of every model, and its aggregates
     complete = None
