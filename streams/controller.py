@@ -23,7 +23,7 @@ from fedrift.topics import (
     TopicCatalog,
     deployments_in_force,
 )
-from streams.app import FeatureContract, RawTopics, decoded, now_ms, send, send_deployment
+from streams.app import RawTopics, decoded, now_ms, send, send_deployment
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +116,9 @@ def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalo
         async for _event, s in decoded(stream, topics, "ModelStatus", "controller", owner=False):
             state.apply_status(s)
 
-    contract = FeatureContract(settings.n_features)
-
     @app.agent(topics.get(catalog.name(REQUESTS)), name="controller-inputs")
     async def follow_inputs(stream):
-        async for _event, r in decoded(stream, topics, "InferenceRequest", "controller", contract, owner=False):
+        async for _event, r in decoded(stream, topics, "InferenceRequest", "controller", owner=False):
             state.current.add(r["features"])
 
     @app.agent(topics.get(catalog.name(DRIFT_SIGNALS)), name="controller-drift")

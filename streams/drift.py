@@ -12,7 +12,7 @@ import faust
 from fedrift.config import Settings
 from fedrift.core.drift import DriftAnalyzer, DriftConfig, DriftReport
 from fedrift.topics import DRIFT_SIGNALS, HPO_TRIGGERS, MODEL_STATUS, REQUESTS, TopicCatalog
-from streams.app import FeatureContract, RawTopics, decoded, now_ms, send
+from streams.app import RawTopics, decoded, now_ms, send
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,9 @@ def register_drift(app: faust.App, settings: Settings, catalog: TopicCatalog, co
             )
             log.info("drift at %d (%s, score %.2f): HPO %s", report.position, report.source, report.score, round_id)
 
-    contract = FeatureContract(settings.n_features)
-
     @app.agent(topics.get(catalog.name(REQUESTS)), name="drift-inputs")
     async def inputs(stream):
-        async for _event, request in decoded(stream, topics, "InferenceRequest", "drift", contract, owner=False):
+        async for _event, request in decoded(stream, topics, "InferenceRequest", "drift", owner=False):
             report = analyzer.update(request["features"])
             if report is not None:
                 await publish(report)

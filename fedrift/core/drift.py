@@ -199,13 +199,19 @@ class DriftAnalyzer:
         self.errors = ErrorDriftDetector(self.config.error_delta)
         self.policy = TriggerPolicy(self.config.confirm_windows, self.config.release, self.config.cooldown)
         self.last_score = 0.0
+        self._n_features: int | None = None
 
     @property
     def threshold(self) -> float:
         return self.scorer.threshold if self.scorer else math.inf
 
     def update(self, x: list[float], error: int | None = None) -> DriftReport | None:
-        """Feed one event (and its 0/1 error if labelled); returns a report at window ends and on error drift."""
+        """Feed one event (and its 0/1 error if labelled); returns a report at window ends and on error drift.
+        An input that cannot be used (non-finite, or another feature count than the first) is
+        ignored: the router dead-letters it, and one NaN in the reference would break the PCA."""
+        if not x or not all(map(math.isfinite, x)) or (self._n_features is not None and len(x) != self._n_features):
+            return None
+        self._n_features = len(x)
         self.position += 1
         report = None
         if error is not None and self.errors.update(int(error)):

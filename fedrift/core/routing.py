@@ -200,7 +200,11 @@ class InputSketch:
         self.var: np.ndarray | None = None
 
     def add(self, x: list[float]) -> None:
+        """Fold in one input; one that cannot be used (non-finite, or another feature count than
+        the first) is ignored — the router dead-letters such requests."""
         v = np.asarray(x, dtype=float)
+        if not v.size or not np.isfinite(v).all() or (self.mean is not None and v.shape != self.mean.shape):
+            return
         if self.mean is None:
             self.mean, self.var = v.copy(), np.zeros_like(v)
         self.weight = self.weight * self.decay + 1.0

@@ -75,3 +75,16 @@ def test_after_an_error_trigger_the_input_reference_is_relearned():
     assert triggers[0][1] == "error" and 3000 < triggers[0][0] < 3300
     # not stuck above the threshold on the stale reference: the second shift triggers on inputs
     assert any(src == "input" and 8000 < pos <= 8000 + 750 for pos, src in triggers), triggers
+
+
+def test_unusable_inputs_are_ignored_not_fatal():
+    cfg = DriftConfig()
+    analyzer = DriftAnalyzer(cfg, seed=0)
+    rng = np.random.default_rng(0)
+    for i in range(cfg.reference_size + 3 * cfg.window):
+        analyzer.update(rng.normal(size=3).tolist())
+        if i % 97 == 0:  # NaN, inf, wrong count, empty: skipped, the reference stays usable
+            for bad in ([float("nan"), 0.0, 0.0], [0.0, float("inf"), 0.0], [0.0, 1.0], []):
+                assert analyzer.update(bad) is None
+    assert analyzer.scorer is not None and np.isfinite(analyzer.threshold)
+    assert analyzer.position == cfg.reference_size + 3 * cfg.window

@@ -129,3 +129,16 @@ def test_fixed_share_weights_stay_a_distribution_with_every_model_recoverable(ba
     # the sharing step keeps every model at least α/N of the last batch's mix away from zero
     acc, n = batches[-1]
     assert min(w.values()) >= (1 - (1 - fs.share) ** n) / len(models) * (1 - 1e-9)
+
+
+def test_input_sketch_ignores_unusable_inputs():
+    from fedrift.core.routing import InputSketch
+
+    sketch = InputSketch(half_life=10)
+    for bad in ([], [float("nan"), 1.0]):
+        sketch.add(bad)
+    assert sketch.mean is None
+    sketch.add([1.0, 2.0])
+    sketch.add([1.0, float("inf")])
+    sketch.add([5.0, 5.0, 5.0])
+    assert sketch.mean.tolist() == [1.0, 2.0] and sketch.weight == 1.0
