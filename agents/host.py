@@ -91,6 +91,7 @@ class ModelHost:
         self.ledger = PrivacyLedger(settings.epsilon_budget)
         self.agent = FhpoAgent(self.family, self.host_id, self.ledger, fhpo, seed=settings.seed * 1000 + replica)
         self.keys = host_keys.load_or_create(settings.home / "hosts" / f"{settings.topic_prefix}{self.host_id}.key")
+        self.peers = {f"{model}-{r}" for r in range(settings.replicas)} - {self.host_id}
         self.peer_keys: dict[str, bytes] = {}  # the other replicas' public keys, from hpo.keys
         self.round_peers: OrderedDict[str, list[str]] = OrderedDict()  # round -> peers its masks used
         self.served: OrderedDict[str, None] = OrderedDict()
@@ -171,8 +172,7 @@ class ModelHost:
             self._learn_key(value)
 
     def _learn_key(self, value: dict) -> None:
-        peers = {f"{self.model}-{r}" for r in range(self.settings.replicas)} - {self.host_id}
-        if value.get("model") == self.model and value.get("host") in peers:
+        if value.get("model") == self.model and value.get("host") in self.peers:
             self.peer_keys[value["host"]] = value["public_key"]
 
     def _masker(self, peers: list[str] | None = None) -> PairwiseMasker:

@@ -14,7 +14,7 @@ import faust
 from fedrift.config import Settings
 from fedrift.kafka_io import dead_letter, now_ms  # noqa: F401 (re-exported for the processors)
 from fedrift.topics import DEPLOYMENTS, TopicCatalog, deployment_key
-from schemas import FeatureCountMismatch, RecordError, codec, validate_features
+from schemas import RecordError, codec
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +39,6 @@ def create_app(settings: Settings, app_id: str = "fedrift-streams") -> faust.App
         stream_wait_empty=False,
         producer_linger_ms=5,
     )
-
-
-class FeatureContract:
-    """Validates requests for every consumer of ``inference.requests``: finite features, and the
-    stream's feature count, fixed by settings or taken from the first valid request. The router
-    dead-letters what fails; the drift analyzer and the controller skip it."""
-
-    def __init__(self, expected: int = 0) -> None:
-        self.expected = expected or None
-
-    def __call__(self, request: dict) -> None:
-        features = request["features"]
-        if not features:
-            raise FeatureCountMismatch("request has no features")
-        validate_features(features, self.expected)
-        if self.expected is None:
-            self.expected = len(features)
 
 
 async def decoded(stream, topics: RawTopics, record: str, consumer: str, validate=None, owner: bool = True):

@@ -27,10 +27,25 @@ from fedrift.config import Settings
 from fedrift.core.router import DeficitRouter
 from fedrift.kafka_io import read_compacted
 from fedrift.topics import DEPLOYMENTS, FEEDBACK, REQUESTS, ROUTING_WEIGHTS, TopicCatalog, deployments_in_force
-from schemas import codec
-from streams.app import FeatureContract, RawTopics, decoded, send
+from schemas import FeatureCountMismatch, codec, validate_features
+from streams.app import RawTopics, decoded, send
 
 log = logging.getLogger(__name__)
+
+
+class FeatureContract:
+    """The stream's feature count: fixed by settings, or taken from the first valid request."""
+
+    def __init__(self, expected: int = 0) -> None:
+        self.expected = expected or None
+
+    def __call__(self, request: dict) -> None:
+        features = request["features"]
+        if not features:
+            raise FeatureCountMismatch("request has no features")
+        validate_features(features, self.expected)
+        if self.expected is None:
+            self.expected = len(features)
 
 
 def _unknown() -> None:

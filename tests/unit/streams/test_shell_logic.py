@@ -8,8 +8,7 @@ from fedrift.config import Settings
 from fedrift.core.aggregation import AgentKeys, PairwiseMasker
 from schemas import FeatureCountMismatch, NonFiniteFeature
 from streams.aggregator import RoundBook
-from streams.app import FeatureContract
-from streams.router import mirrored
+from streams.router import FeatureContract, mirrored
 
 
 def test_mirrored_is_stable_and_close_to_the_fraction():
