@@ -6,6 +6,7 @@ serializers), so Faust and confluent-kafka processes read and write exactly the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, app_id: str = "fedrift-streams") -> faust.App:
     """A Faust app on the configured broker; at-least-once, commits only processed offsets."""
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         f"{settings.topic_prefix}{app_id}",
         broker=f"kafka://{settings.bootstrap}",
         value_serializer="raw",
@@ -39,6 +40,46 @@ def create_app(settings: Settings, app_id: str = "fedrift-streams") -> faust.App
         stream_wait_empty=False,
         producer_linger_ms=5,
     )
+    make_recovery_seek_safe(app)
+    return app
+
+
+def make_recovery_seek_safe(app: faust.App) -> None:
+    """Close two holes in Faust's seek back to committed offsets after a table recovery, through
+    which a restarted router lost requests (``tests/integration/test_router_restart.py``).
+
+    While a worker restores its tables, aiokafka already fetches the (Faust-paused) stream
+    partitions and Faust drops those records, counting on the seek that follows. (1) aiokafka skips
+    that seek for a partition whose committed offset is missing or 0, so what it fetched there was
+    lost; such partitions are sought to their earliest offset (``consumer_auto_offset_reset``).
+    (2) Faust runs the seek with the consumer flow already resumed: records fetched before it can be
+    delivered after it and move Faust's read offset past the records the seek re-fetches (dropped
+    then as duplicates), and a record delivered before the app's flow control is back on is
+    skipped and acknowledged. The consumer flow is held from the seek until Faust resumes it with
+    the app's. Anything replayed twice is a duplicate, which every processor tolerates.
+    """
+    consumer = app.consumer
+    seek_to_committed, perform_seek = consumer.seek_to_committed, consumer.perform_seek
+    seeking = asyncio.Lock()
+
+    async def seek_to_committed_or_earliest():
+        committed = await seek_to_committed()
+        changelogs = app.tables.changelog_topics
+        rewind = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+        if rewind:
+            await consumer.seek_wait(await consumer.earliest_offsets(*rewind))
+        return committed
+
+    async def perform_seek_with_flow_held():
+        if seeking.locked():  # Faust's fetch loop found the flow held: the running seek covers it
+            async with seeking:
+                return
+        async with seeking:
+            consumer.stop_flow()  # Faust resumes it once its app flow control is back on
+            await perform_seek()
+
+    consumer.seek_to_committed = seek_to_committed_or_earliest
+    consumer.perform_seek = perform_seek_with_flow_held
 
 
 async def decoded(stream, topics: RawTopics, record: str, consumer: str, validate=None, owner: bool = True):

@@ -5,12 +5,18 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import Consumer
 
-from fedrift.kafka_io import RecordProducer, create_topics
+from fedrift.kafka_io import RecordProducer, create_topics, now_ms
 from fedrift.replay import export, play
 from fedrift.topics import REQUESTS, ResolvedTopic
 from tests.integration.conftest import ensure_topics
 
 pytestmark = pytest.mark.integration
+
+
+def _recent() -> int:
+    """A base timestamp a minute ago: records stamped years back would be deleted by the broker's
+    retention check (every 60 s) while the test reads them."""
+    return now_ms() - 60_000
 
 
 def _all(bootstrap, topic, n):
@@ -31,7 +37,7 @@ def _all(bootstrap, topic, n):
 def test_export_then_play_keeps_values_keys_timestamps_and_headers(settings, tmp_path):
     catalog = ensure_topics(settings)
     source = catalog.name(REQUESTS)
-    producer = RecordProducer(settings.bootstrap)
+    producer, recent = RecordProducer(settings.bootstrap), _recent()
     for i in range(500):
         producer.send(
             source,
@@ -39,7 +45,7 @@ def test_export_then_play_keeps_values_keys_timestamps_and_headers(settings, tmp
             {"id": f"r{i}", "event_time": i, "features": [i / 3, -i], "label": i % 2},
             key=f"r{i}",
             headers=[("trace", f"t{i}".encode())] if i % 5 == 0 else None,
-            timestamp_ms=1_700_000_000_000 + i * 10,
+            timestamp_ms=recent + i * 10,
         )
     producer.flush()
     path = tmp_path / "requests.avro"
@@ -66,14 +72,14 @@ def test_recorded_pace_waits_the_recorded_gaps(settings, tmp_path):
 
     topic = f"{settings.topic_prefix}paced"
     create_topics(settings.bootstrap, [ResolvedTopic(topic, "Feedback", 1, 1, "delete", None)])
-    producer = RecordProducer(settings.bootstrap)
+    producer, recent = RecordProducer(settings.bootstrap), _recent()
     for i in range(5):
         producer.send(
             topic,
             "Feedback",
             {"id": str(i), "label": 1, "time": i},
             key=str(i),
-            timestamp_ms=1_700_000_000_000 + i * 300,
+            timestamp_ms=recent + i * 300,
         )
     producer.flush()
     path = tmp_path / "paced.avro"

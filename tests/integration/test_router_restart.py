@@ -36,7 +36,11 @@ def _served(settings, catalog, n: int, worker: Worker) -> dict[str, str]:
         return out
 
     routed = [catalog.routed(m) for m in settings.models]
-    return serving(consume(settings.bootstrap, routed, lambda m: len(serving(m)) >= n, worker=worker, settle=2))
+    try:
+        msgs = consume(settings.bootstrap, routed, lambda m: len(serving(m)) >= n, worker=worker, settle=2)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{worker.log_path.read_text()[-6000:]}") from None
+    return serving(msgs)
 
 
 def _send(producer: RecordProducer, catalog, ids: range) -> None:
