@@ -5,9 +5,11 @@ shard of that traffic: its local data. Every model receives every request; a hos
 production prediction only for those its model serves (exactly one per request: outputs and input
 offsets are committed in one Kafka transaction, and a request id is never handled twice by the
 same host) and evaluates itself on all of them (test-then-train), learns from labels (inline or
-forwarded late), keeps its
-local window, runs its FHPO agent on ``hpo.triggers``, runs a shadow candidate when told, and
-applies ``deployments``. It publishes ``inference.predictions``, ``shadow.results``,
+forwarded late), keeps its local window, runs its FHPO agent on ``hpo.triggers``, runs a shadow
+candidate when told, and applies ``deployments``. Learning is at-least-once: a model's update
+cannot be rolled back with an aborted transaction (a rebalance while a batch is open), so the
+events of such a batch are learned again by whichever replica reprocesses them (at most ``BATCH``
+per abort, logged as "transaction failed"). It publishes ``inference.predictions``, ``shadow.results``,
 ``model.status`` and ``hpo.metrics``.
 """
 
@@ -51,6 +53,7 @@ from fedrift.topics import (
 from schemas import RecordError, codec, validate_features
 
 log = logging.getLogger(__name__)
+BATCH = 500  # messages handled per transaction
 SERVED_MEMORY = 200_000  # request ids remembered for de-duplication
 PENDING_MEMORY = 50_000  # requests waiting for a late label
 
@@ -146,7 +149,7 @@ class ModelHost:
         try:
             while self.running:
                 self._poll_control()
-                msgs = self.consumer.consume(num_messages=500, timeout=0.2)
+                msgs = self.consumer.consume(num_messages=BATCH, timeout=0.2)
                 if not msgs:
                     if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                         break
