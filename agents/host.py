@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 BATCH = 500  # messages handled per transaction
 SERVED_MEMORY = 200_000  # request ids remembered for de-duplication
 PENDING_MEMORY = 50_000  # requests waiting for a late label
+ROUND_MEMORY = 100  # HPO rounds whose mask peers are kept for a later unmask request
 
 
 def exc_text() -> str:
@@ -450,9 +451,7 @@ class ModelHost:
         round_id = trigger["round_id"]
         log.info("host %s round %s: %s, %d metric(s)", self.host_id, round_id, outcome.status, len(outcome.trials))
         masker = self._masker()
-        self.round_peers[round_id] = masker.peers
-        while len(self.round_peers) > 100:
-            self.round_peers.popitem(last=False)
+        self._remember(self.round_peers, round_id, masker.peers, ROUND_MEMORY)
         if not masker.peers:
             log.warning("host %s round %s: no peer keys yet, metrics go in the clear (ε-DP)", self.host_id, round_id)
         for tr in outcome.trials:

@@ -72,8 +72,7 @@ def make_recovery_seek_safe(app: faust.App) -> None:
 
     async def perform_seek_with_flow_held():
         if seeking.locked():  # Faust's fetch loop found the flow held: the running seek covers it
-            async with seeking:
-                return
+            return
         async with seeking:
             consumer.stop_flow()  # Faust resumes it once its app flow control is back on
             await perform_seek()
