@@ -25,11 +25,16 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
+lint: setup
+	$(BIN)/ruff check .
+
 unit: setup
 	$(BIN)/pytest tests/unit fedrift schemas streams agents
 
 bench: setup
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.quality --jobs 2
+	$(BIN)/python -m benchmarks.drift_detection
+	$(BIN)/python -m benchmarks.pipeline_throughput
 
 kafka-stop:
 	-$(BIN)/fedrift kafka stop
