@@ -55,10 +55,14 @@ def one(stream: str, n: int, seed: int) -> dict:
     return res
 
 
+def _gap(g: dict) -> str:
+    return f"{g['gap'] * 100:+.2f} ({g['low'] * 100:+.2f}, {g['high'] * 100:+.2f})"
+
+
 def table(results: list[dict]) -> str:
     head = (
         "| stream | n | fedrift | patent | uniform | best single | oracle_window | fedrift κt | patent κt "
-        "| triggers | HPO rounds | promoted/rejected | max ε | s |"
+        "| fedrift − best single, points (95% CI) | triggers | HPO rounds | promoted/rejected | max ε | s |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
@@ -72,7 +76,8 @@ def table(results: list[dict]) -> str:
         lines.append(
             f"| {r['stream']} | {r['n']} | **{pct('fedrift')}** | {pct('patent')} | {pct('uniform')} | "
             f"{pct(best)} ({best[6:]}) | {pct('oracle_window')} | {s['fedrift']['kappa_temporal']:.3f} | "
-            f"{s['patent']['kappa_temporal']:.3f} | {len(r['drift']['triggers'])} | {r['hpo']['rounds']} | "
+            f"{s['patent']['kappa_temporal']:.3f} | {_gap(r['comparison']['vs_best_single'])} | "
+            f"{len(r['drift']['triggers'])} | {r['hpo']['rounds']} | "
             f"{r['shadow']['promotions']}/{r['shadow']['rejections']} | {r['privacy']['epsilon_spent_max']:.1f} | "
             f"{r['seconds']} |"
         )

@@ -10,7 +10,12 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
+from scipy import stats
 
 
 class Metric(Protocol):
@@ -81,3 +86,38 @@ class WindowedMean:
 
     def __len__(self) -> int:
         return len(self.values)
+
+
+@dataclass(frozen=True)
+class PairedGap:
+    """``mean`` = accuracy of system a minus system b on the same events, with a confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+    batches: int
+
+
+def paired_gap(a: Sequence[bool], b: Sequence[bool], batch: int = 500, confidence: float = 0.95) -> PairedGap:
+    """Difference in accuracy between two systems scored on the same events, by batch means.
+
+    Errors on a drifting stream come in runs, so the per-event differences are not independent and
+    their naive standard error is too small. The differences are averaged over consecutive batches
+    of ``batch`` events (the last partial batch is dropped from the interval, not from ``mean``) and
+    the interval is Student's t over those batch means.
+
+    >>> a = [True] * 900 + [False] * 100
+    >>> g = paired_gap(a, a[::-1], batch=100)
+    >>> round(g.mean, 3), g.low < 0 < g.high, g.batches
+    (0.0, True, 10)
+    """
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.shape != (len(a),) or len(a) != len(b):
+        raise ValueError("paired_gap needs two per-event sequences of the same length")
+    k = len(d) // batch
+    mean = float(d.mean()) if len(d) else 0.0
+    if k < 2:
+        return PairedGap(mean, -np.inf, np.inf, k)
+    means = d[: k * batch].reshape(k, batch).mean(axis=1)
+    half = float(stats.t.ppf(0.5 + confidence / 2, k - 1) * means.std(ddof=1) / np.sqrt(k))
+    return PairedGap(mean, mean - half, mean + half, k)

@@ -22,6 +22,10 @@ def test_simulation_is_deterministic_for_a_seed_and_runs_the_whole_loop():
     best_single = max(systems[f"model:{m}"]["accuracy"] for m in FAST_POOL)
     assert systems["oracle_window"]["accuracy"] >= best_single
     assert all(0 <= s["accuracy"] <= 1 for s in systems.values())
+    vs_best = a["comparison"]["vs_best_single"]
+    assert systems[vs_best["against"]]["accuracy"] == best_single
+    assert abs(vs_best["gap"] - (systems["fedrift"]["accuracy"] - best_single)) < 1e-5
+    assert vs_best["low"] <= vs_best["gap"] <= vs_best["high"]
 
 
 def test_cli_json_has_the_documented_shape():
