@@ -36,7 +36,7 @@ from fedrift.core.fhpo import FhpoAgent, FhpoConfig
 from fedrift.core.metrics import WindowedMean
 from fedrift.core.models import FAMILIES, Classifier, clean_config, config_id
 from fedrift.core.privacy import PrivacyLedger
-from fedrift.core.routing import InputSketch
+from fedrift.core.routing import InputSketch, evidence_due
 from fedrift.kafka_io import dead_letter, now_ms, producer_config, read_compacted
 from fedrift.simulate import SimConfig
 from fedrift.topics import (
@@ -105,6 +105,7 @@ class ModelHost:
         self.hpo_waiting: list[dict] = []
         self.n_learned = 0
         self.n_correct = 0
+        self.n_reported = 0  # n_learned at the last ModelStatus
         self.position = 0
         self.running = True
         self.checkpoint_path = settings.home / "hosts" / f"{settings.topic_prefix}{self.host_id}.pkl"
@@ -194,6 +195,7 @@ class ModelHost:
             self.ledger.restore(last["epsilon_spent"])
             # the controller differences these counters between reports: keep them monotonic
             self.n_learned, self.n_correct = last["n_seen"], last["n_correct"]
+            self.n_reported = self.n_learned
             log.info("host %s restored ε spent %.2f", self.host_id, last["epsilon_spent"])
         for d in deployments_in_force(read_compacted(self.settings.bootstrap, self.catalog.name(DEPLOYMENTS)).values()):
             if d["model"] == self.model and d["action"] in ("PROMOTE", "SHADOW_START"):
@@ -347,7 +349,7 @@ class ModelHost:
         self.sketch.add(p.x)
         self.agent.observe(self.position, p.x, label)
         self.n_learned += 1
-        if self.n_learned % self.settings.status_every == 0:
+        if evidence_due(self.n_learned, self.n_reported, self.settings.status_every):
             self._status()
 
     def _status(self) -> None:
@@ -369,6 +371,7 @@ class ModelHost:
             self.host_id,
         )
         self.error_drift = False
+        self.n_reported = self.n_learned
         if time.monotonic() - self.checkpointed_at > self.settings.checkpoint_every_s:
             self._checkpoint()
 

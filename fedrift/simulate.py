@@ -33,7 +33,13 @@ from fedrift.core.metrics import WindowedMean, paired_gap
 from fedrift.core.models import FAMILIES, Classifier, ModelFamily, clean_config, config_id
 from fedrift.core.privacy import PrivacyLedger
 from fedrift.core.router import DeficitRouter
-from fedrift.core.routing import InputSketch, RoutingConfig, RoutingController, drift_compensation
+from fedrift.core.routing import (
+    InputSketch,
+    RoutingConfig,
+    RoutingController,
+    drift_compensation,
+    evidence_due,
+)
 from fedrift.core.shadow import ShadowEvaluator
 
 DEFAULT_POOL = ("linear", "hat", "gnb", "knn", "arf", "sgd")
@@ -47,7 +53,7 @@ class SimConfig:
     accuracy_window: int = 500  # the patent's historical-accuracy window; sketch half-life; drift look-back
     fedrift_window: int = 1000  # fedrift's windowed accuracy (pruning, drift compensation, HPO top-k) ...
     keep_after_drift: int = 300  # ... cut to its last N events at a drift trigger (0 = never cut)
-    update_every: int = 50  # events between routing-weight updates
+    update_every: int = 50  # events between routing-weight updates (more often at a cold start)
     oracle_window: int = 500
     epsilon_budget: float = 10.0
     drift: DriftConfig = field(default_factory=DriftConfig)
@@ -118,7 +124,8 @@ class Simulation:
         self.weights_log: list[tuple[int, dict[str, float]]] = []
         self.drift_log: list[tuple[int, float, float]] = []
         self._current_sketch = InputSketch(half_life=cfg.accuracy_window / 2)
-        self._acc_history: list[dict[str, float]] = []
+        self._acc_history: list[tuple[int, dict[str, float]]] = []  # (position, windowed accuracy)
+        self._updated_at = 0
         self._before_drift: dict[str, float] | None = None
         self._batch_hits = {m: 0 for m in cfg.models}  # correct answers since the last weight update
 
@@ -167,16 +174,16 @@ class Simulation:
             self.drift_log.append((t, report.score, report.threshold))
             if report.triggered:
                 self._on_trigger(report)
-        if t % self.cfg.update_every == 0:
+        if evidence_due(t, self._updated_at, self.cfg.update_every):
             self._update_weights()
 
     # -- control loop --------------------------------------------------------------------------
     def _update_weights(self) -> None:
-        n = self.cfg.update_every
+        n, self._updated_at = self.t - self._updated_at, self.t
         self.controller.observe({m: hits / n for m, hits in self._batch_hits.items()}, n)
         self._batch_hits = dict.fromkeys(self._batch_hits, 0)
         acc = {m: d.accuracy.mean for m, d in self.pool.items()}
-        self._acc_history.append(acc)
+        self._acc_history.append((self.t, acc))
         alignment = {m: d.sketch.similarity(self._current_sketch) for m, d in self.pool.items()}
         drift_comp = drift_compensation(acc, self._before_drift)
         decision = self.controller.update(acc, alignment, drift_comp)
@@ -187,9 +194,9 @@ class Simulation:
         self.pruned = decision.pruned
 
     def _on_trigger(self, report) -> None:
-        lag = max(1, self.cfg.accuracy_window // self.cfg.update_every)
-        if len(self._acc_history) > lag:
-            self._before_drift = self._acc_history[-lag - 1]
+        before = [acc for t, acc in self._acc_history if t <= self.t - self.cfg.accuracy_window]
+        if before:
+            self._before_drift = before[-1]
         if self.cfg.keep_after_drift:
             for d in self.pool.values():
                 d.accuracy.keep_last(self.cfg.keep_after_drift)
