@@ -67,8 +67,7 @@ def table(results: list[dict]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         s = r["systems"]
-        singles = {k: v for k, v in s.items() if k.startswith("model:")}
-        best = max(singles, key=lambda k: singles[k]["accuracy"])
+        best = r["comparison"]["vs_best_single"]["against"]
 
         def pct(k: str, s=s) -> str:
             return f"{s[k]['accuracy'] * 100:.2f}"

@@ -17,6 +17,7 @@ warm-starts on its model's replicas' local windows, then runs beside production 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -194,9 +195,9 @@ class Simulation:
         self.pruned = decision.pruned
 
     def _on_trigger(self, report) -> None:
-        before = [acc for t, acc in self._acc_history if t <= self.t - self.cfg.accuracy_window]
-        if before:
-            self._before_drift = before[-1]
+        i = bisect.bisect_right(self._acc_history, self.t - self.cfg.accuracy_window, key=lambda e: e[0])
+        if i:
+            self._before_drift = self._acc_history[i - 1][1]
         if self.cfg.keep_after_drift:
             for d in self.pool.values():
                 d.accuracy.keep_last(self.cfg.keep_after_drift)

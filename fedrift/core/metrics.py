@@ -111,9 +111,9 @@ def paired_gap(a: Sequence[bool], b: Sequence[bool], batch: int = 500, confidenc
     >>> round(g.mean, 3), g.low < 0 < g.high, g.batches
     (0.0, True, 10)
     """
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    if d.shape != (len(a),) or len(a) != len(b):
+    if len(a) != len(b):
         raise ValueError("paired_gap needs two per-event sequences of the same length")
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     k = len(d) // batch
     mean = float(d.mean()) if len(d) else 0.0
     if k < 2:
