@@ -1,26 +1,28 @@
-"""A model host's learned state on its local disk, so a restarted host resumes serving with the
-model it had instead of an untrained one.
+"""A model host's state on its local disk, together with the input offsets it belongs to.
 
-Written atomically (temporary file + rename) every ``FEDRIFT_CHECKPOINT_EVERY_S`` and at a clean
-stop, under ``FEDRIFT_HOME/hosts/``. The file never leaves the host (it holds the local window,
-i.e. raw data) and is read back only by the same host id; a checkpoint whose production
-configuration is no longer the one in force (a promotion happened meanwhile) is ignored.
-Events between the last checkpoint and a crash are learned again or not at all, depending on
-the committed offsets: the model is approximately, not exactly, restored.
+The state (the ``ModelReplica``: models, routing of its partitions, pending labels, counters, the
+local window; and the ε ledger) is written right after a Kafka transaction commits, with the
+positions that transaction committed. A restarted host loads it, seeks back to those positions
+and replays up to the offsets committed in Kafka with its outputs switched off: the models learn
+every label exactly once and the outputs already committed are not sent again (the checkpoint is
+never ahead of Kafka, because it is written only after the commit).
+
+The file holds raw local data (the window) and is only ever read by the host that wrote it:
+written 0600, fsynced, atomically renamed, and authenticated with HMAC-SHA256 under a key kept
+beside it (0600) that never leaves the host; the pickle is only loaded once its tag verifies, so
+write access to the file alone is not code execution.
 
 >>> import tempfile
->>> from fedrift.core.models import FAMILIES
->>> fam = FAMILIES["linear"]
->>> model = fam.build(fam.defaults, seed=0)
->>> model.learn_one([1.0, 2.0], 1)
->>> path = Path(tempfile.mkdtemp()) / "linear-0.pkl"
->>> save(path, HostSnapshot("cfg", model, window=[(1, [1.0, 2.0], 1)]))
->>> load(path, "cfg").window, load(path, "other") is None
-([(1, [1.0, 2.0], 1)], True)
+>>> path = Path(tempfile.mkdtemp()) / "linear-0.state"
+>>> save(path, HostState(replica="r", ledger=None, offsets={("t", 0): 5}))
+>>> load(path).offsets, oct(path.stat().st_mode & 0o777)
+({('t', 0): 5}, '0o600')
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import pickle
@@ -29,40 +31,57 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+TAG = hashlib.sha256().digest_size
 
 
 @dataclass
-class HostSnapshot:
-    config_id: str  # production configuration the snapshot belongs to
-    production: Any
-    shadow: Any = None
-    shadow_config: dict | None = None
-    window: list[tuple[int, list[float], int]] = field(default_factory=list)  # the FHPO local window
-    accuracy: list[float] = field(default_factory=list)
-    sketch: Any = None
-    errors: Any = None
-    position: int = 0
+class HostState:
+    replica: Any
+    ledger: Any
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset to read per partition
 
 
-def save(path: Path, snapshot: HostSnapshot) -> None:
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` owner-only, durably and atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(snapshot, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
-def load(path: Path, config_id: str) -> HostSnapshot | None:
-    """The host's snapshot if there is one for production configuration ``config_id``."""
-    if not path.exists():
+def _key(path: Path) -> bytes:
+    key_path = path.with_name(path.name + ".hmac-key")
+    if not key_path.is_file():
+        _write_private(key_path, os.urandom(32))
+    return key_path.read_bytes()
+
+
+def save(path: Path, state: HostState) -> None:
+    body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    _write_private(path, hmac.new(_key(path), body, hashlib.sha256).digest() + body)
+
+
+def load(path: Path) -> HostState | None:
+    """The host's last state, or None (no file, or one that fails authentication or loading)."""
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    tag, body = data[:TAG], data[TAG:]
+    if not hmac.compare_digest(tag, hmac.new(_key(path), body, hashlib.sha256).digest()):
+        log.warning("checkpoint %s fails authentication; not loaded", path)
         return None
     try:
-        with open(path, "rb") as f:
-            snapshot = pickle.load(f)
-    except Exception as exc:  # a torn or incompatible file: start fresh rather than not at all
-        log.warning("checkpoint %s unreadable (%s); starting from an untrained model", path, exc)
+        state = pickle.loads(body)
+    except Exception as exc:  # written by an incompatible version
+        log.warning("checkpoint %s unreadable (%s); not loaded", path, exc)
         return None
-    if not isinstance(snapshot, HostSnapshot) or snapshot.config_id != config_id:
-        log.info("checkpoint %s is for another configuration; not restored", path)
-        return None
-    return snapshot
+    return state if isinstance(state, HostState) else None

@@ -20,7 +20,6 @@ import numpy as np
 from confluent_kafka import Consumer
 
 from fedrift import datasets
-from fedrift.cli import wait_ready
 from fedrift.config import Settings
 from fedrift.kafka_io import RecordProducer, create_topics
 from fedrift.pipeline import Pipeline
@@ -116,7 +115,7 @@ def pipeline_run(settings: Settings, burst: int, paced: int, rate: float, log_di
     catalog = TopicCatalog.from_settings(settings)
     create_topics(settings.bootstrap, catalog.specs())
     with Pipeline(settings, log_dir) as pipeline:
-        wait_ready(pipeline)
+        pipeline.wait_ready()
         producer = RecordProducer(settings.bootstrap, {"linger.ms": 0})
         produce(producer, catalog, request_events(datasets.synthetic("shift", paced, 5), run_id="paced"), rate=rate)
         t0 = time.time()

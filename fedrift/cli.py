@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from collections import Counter
@@ -66,7 +67,7 @@ def cmd_host(args: argparse.Namespace, settings: Settings) -> int:
     from agents.host import ModelHost
 
     logging.getLogger().setLevel(settings.log_level.upper())
-    ModelHost(settings, args.model, args.replica).run()
+    ModelHost(settings, args.model, args.replica).run(ready_file=args.ready_file)
     return 0
 
 
@@ -75,7 +76,7 @@ def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.local:
         ensure_broker(settings)
-    run_worker(settings, args.processors.split(","))
+    run_worker(settings, args.processors.split(","), ready_file=args.ready_file)
     return 0
 
 
@@ -117,17 +118,9 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def wait_ready(pipeline, timeout: float = 90.0) -> None:
-    """Wait until the Faust worker and every host have said they are serving."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pipeline.check()
-        logs = {name: (pipeline.log_dir / f"{name}.log").read_text(errors="replace") for name in pipeline.processes}
-        waiting = [n for n, text in logs.items() if ("Ready" not in text if n == "streams" else "serving" not in text)]
-        if not waiting:
-            return
-        time.sleep(0.5)
-    raise UsageError(f"pipeline not ready after {timeout:.0f}s: {waiting}; logs in {pipeline.log_dir}")
+def _interrupt(signum, _frame) -> None:
+    """SIGTERM to ``fedrift run`` unwinds like Ctrl-C, so its ``finally`` stops every child."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -160,8 +153,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     pipeline = Pipeline(settings, out_dir / "logs").start()
     monitor = PipelineMonitor(bootstrap, catalog)
     produced = {"n": 0, "done": False, "error": None}
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        wait_ready(pipeline)
+        pipeline.wait_ready()
 
         def producer() -> None:
             try:
@@ -177,7 +171,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         deadline = None
         while True:
             view = monitor.poll(2.0)
-            pipeline.check()
+            restarts = pipeline.supervise()
             if produced["error"]:
                 raise produced["error"]
             last = next((d for d in reversed(view.drift) if d["source"] != "error"), None)
@@ -195,7 +189,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 f" acc {acc * 100 if acc is not None else 0:5.1f}%"
                 f" | drift {drift}"
                 f" | weights {' '.join(f'{m}={w:.2f}' for m, w in sorted(weights.items()))}"
-                f" | shadow {view.shadow_state()}",
+                f" | shadow {view.shadow_state()}"
+                + (f" | restarts {' '.join(f'{n}={c}' for n, c in sorted(restarts.items()))}" if restarts else ""),
                 file=sys.stderr,
             )
             if produced["done"] and view.n_predicted >= produced["n"] - len(view.dead_letters):
@@ -326,13 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("streams", help="run Faust stream processors in one worker")
     s.add_argument(
-        "--processors", default="all", help="all, or a comma list of router,drift,aggregator,controller,shadow"
+        "--processors", default="all", help="all, or a comma list of drift,aggregator,controller,shadow"
     )
+    s.add_argument("--ready-file", help="touch this file once the worker has started")
     s.set_defaults(func=cmd_streams)
 
     h = sub.add_parser("host", help="run one model host (a replica of a model with its FHPO agent)")
     h.add_argument("--model", required=True)
     h.add_argument("--replica", type=int, default=0)
+    h.add_argument("--ready-file", help="touch this file once serving (a readiness signal for supervisors)")
     h.set_defaults(func=cmd_host)
 
     pr = sub.add_parser("produce", help="produce a CSV or a River drifting stream into inference.requests")

@@ -212,7 +212,8 @@ def read_to_end(bootstrap: str, topic: str, from_ms: int | None = None, timeout:
             raise KeyError(f"topic {topic!r} does not exist")
         starts, ends = [], {}
         for p in md.partitions:
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            tp = TopicPartition(topic, p)
+            lo, hi = retrying(lambda tp=tp: consumer.get_watermark_offsets(tp, timeout=timeout), "watermarks", 30)
             start = lo
             if from_ms is not None:
                 found = consumer.offsets_for_times([TopicPartition(topic, p, from_ms)], timeout=timeout)[0].offset
@@ -250,3 +251,20 @@ def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[st
     except KeyError:
         return {}
     return state
+
+
+def retrying(call, what: str, within_s: float = 120.0, first_backoff_s: float = 0.1):
+    """``call()`` until it returns, retrying a non-fatal Kafka error (not leader, not
+    coordinator, coordinator loading, timeouts) with exponential backoff for up to ``within_s``
+    seconds; a fatal error, or one still failing then, is raised."""
+    deadline, backoff = time.monotonic() + within_s, first_backoff_s
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if (err is not None and err.fatal()) or time.monotonic() + backoff > deadline:
+                raise
+            log.info("%s failed (%s); retrying in %.1fs", what, exc, backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)

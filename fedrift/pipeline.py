@@ -1,10 +1,19 @@
-"""Start and stop the whole pipeline as processes: one Faust worker with every stream processor,
-and one model-host process per replica. Used by ``fedrift run``, the end-to-end test and the
-throughput benchmark."""
+"""Start, supervise and stop the whole pipeline as processes: one Faust worker with the stream
+processors, and one model-host process per replica. Used by ``fedrift run``, the integration
+tests and the benchmarks.
+
+A child that dies is restarted with exponential backoff (its restarts are counted for the
+progress line); ``stop`` sends SIGTERM to every child and SIGKILL to any still alive after the
+grace period; and every child gets SIGKILL from the kernel if this process dies first
+(``PR_SET_PDEATHSIG``), so a failed or killed run leaves nothing behind.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedrift.config import ENV, Settings, to_env
+
+PR_SET_PDEATHSIG = 1
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -22,21 +33,51 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: stop() still cleans up
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class Child:
+    args: list[str]
+    proc: subprocess.Popen
+    restarts: int = 0
+    restart_at: float | None = None  # when a dead child is due to be started again
+
+
+class CrashLoop(RuntimeError):
+    """A child kept dying: restarting it again would only hide the fault."""
+
+
 @dataclass
 class Pipeline:
     settings: Settings
     log_dir: Path
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    max_restarts: int = 10
+    children: dict[str, Child] = field(default_factory=dict)
 
-    def _spawn(self, name: str, *args: str) -> None:
+    @property
+    def processes(self) -> dict[str, subprocess.Popen]:
+        return {name: c.proc for name, c in self.children.items()}
+
+    def ready_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.ready"
+
+    def _popen(self, name: str, args: list[str]) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_dir / f"{name}.log", "wb") as out:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "fedrift.cli", *args],
+        self.ready_file(name).unlink(missing_ok=True)
+        with open(self.log_dir / f"{name}.log", "ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "fedrift.cli", *args, "--ready-file", str(self.ready_file(name))],
                 env=settings_env(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
+
+    def _spawn(self, name: str, *args: str) -> None:
+        self.children[name] = Child(list(args), self._popen(name, list(args)))
 
     def start(self) -> Pipeline:
         self._spawn("streams", "streams", "--processors", "all")
@@ -46,37 +87,67 @@ class Pipeline:
         return self
 
     def start_host(self, model: str, replica: int) -> None:
-        """Start (or, in a fault test, restart) one model host as ``host-<model>-<replica>``."""
         self._spawn(f"host-{model}-{replica}", "host", "--model", model, "--replica", str(replica))
 
-    def check(self) -> None:
-        """Raise if a process died, with the tail of its log."""
-        for name, proc in self.processes.items():
-            if proc.poll() is not None:
-                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2500:]
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+    def kill(self, name: str) -> None:
+        """SIGKILL one child (a fault test); ``supervise`` restarts it."""
+        self.children[name].proc.kill()
+        self.children[name].proc.wait()
 
-    def stop_process(self, name: str, timeout: float = 20.0) -> None:
-        """Stop one process (a fault test's crashed host); ``check`` no longer watches it."""
-        proc = self.processes.pop(name)
+    def stop_process(self, name: str, grace: float = 20.0) -> None:
+        """Stop one child for good (a fault test's departed host): no longer supervised."""
+        proc = self.children.pop(name).proc
         proc.terminate()
         try:
-            proc.wait(timeout)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
 
-    def stop(self, timeout: float = 20.0) -> None:
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                proc.terminate()
+    def supervise(self) -> dict[str, int]:
+        """Restart dead children whose backoff is over; return the restarts per child so far."""
+        now = time.monotonic()
+        for name, child in self.children.items():
+            if child.proc.poll() is None:
+                continue
+            if child.restart_at is None:
+                if child.restarts >= self.max_restarts:
+                    tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2500:]
+                    raise CrashLoop(f"{name} exited {child.proc.returncode} after {child.restarts} restarts:\n{tail}")
+                child.restart_at = now + min(0.5 * 2**child.restarts, 30.0)
+            elif now >= child.restart_at:
+                child.restarts += 1
+                child.restart_at = None
+                child.proc = self._popen(name, child.args)
+        return {name: c.restarts for name, c in self.children.items() if c.restarts}
+
+    def check(self) -> None:
+        """Supervise; raises ``CrashLoop`` for a child that keeps dying."""
+        self.supervise()
+
+    def all_ready(self) -> bool:
+        return all(c.proc.poll() is None and self.ready_file(n).exists() for n, c in self.children.items())
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
-        for proc in self.processes.values():
+        while not self.all_ready():
+            self.supervise()
+            if time.monotonic() > deadline:
+                waiting = [n for n in self.children if not self.ready_file(n).exists()]
+                raise TimeoutError(f"pipeline not ready after {timeout:.0f}s: {waiting}; logs in {self.log_dir}")
+            time.sleep(0.2)
+
+    def stop(self, grace: float = 15.0) -> None:
+        for child in self.children.values():
+            if child.proc.poll() is None:
+                child.proc.terminate()
+        deadline = time.monotonic() + grace
+        for child in self.children.values():
             try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                child.proc.kill()
+                child.proc.wait()
 
     def __enter__(self) -> Pipeline:
         return self.start()

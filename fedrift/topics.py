@@ -1,8 +1,8 @@
 """The one topic catalog: every topic fedrift reads or writes, its record, partitions and cleanup.
 
 >>> cat = TopicCatalog(prefix="dev.", models=("a",))
->>> cat.name(REQUESTS), cat.routed("a"), cat.dlq(cat.name(REQUESTS))
-('dev.inference.requests', 'dev.inference.routed.a', 'dev.inference.requests.dlq')
+>>> cat.name(REQUESTS), cat.dlq(cat.name(REQUESTS))
+('dev.inference.requests', 'dev.inference.requests.dlq')
 >>> [t.cleanup for t in cat.specs() if t.name == "dev.routing.weights"]
 ['compact']
 """
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 REQUESTS = "inference.requests"
 FEEDBACK = "inference.feedback"
-ROUTED = "inference.routed"  # one per model: inference.routed.<model>
 PREDICTIONS = "inference.predictions"
 DRIFT_SIGNALS = "drift.signals"
 HPO_TRIGGERS = "hpo.triggers"
@@ -42,7 +41,7 @@ class TopicSpec:
 
 # Compacted topics hold state (latest value per key) and are read from the start on restart.
 BASE_TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(REQUESTS, "InferenceRequest", "request id"),
+    TopicSpec(REQUESTS, "InferenceRequest", "request id"),  # and the controller's RoutingWeights markers
     TopicSpec(FEEDBACK, "Feedback", "request id"),
     TopicSpec(PREDICTIONS, "Prediction", "request id"),
     TopicSpec(DRIFT_SIGNALS, "DriftSignal", "analyzer", partitions=1),
@@ -140,9 +139,6 @@ class TopicCatalog:
     def name(self, base: str) -> str:
         return f"{self.prefix}{base}"
 
-    def routed(self, model: str) -> str:
-        return f"{self.prefix}{ROUTED}.{model}"
-
     @staticmethod
     def dlq(topic: str) -> str:
         return topic if topic.endswith(DLQ_SUFFIX) else topic + DLQ_SUFFIX
@@ -152,20 +148,16 @@ class TopicCatalog:
         base = topic.removeprefix(self.prefix)
         if base.endswith(DLQ_SUFFIX):
             return "DeadLetter"
-        if base.startswith(ROUTED + "."):
-            return "RoutedRequest"
         for spec in BASE_TOPICS:
             if spec.base == base:
                 return spec.record
         raise KeyError(f"topic {topic!r} is not in the catalog (prefix {self.prefix!r})")
 
     def specs(self) -> list[ResolvedTopic]:
-        """Every topic, including one routed topic per model and a DLQ beside each consumed topic."""
+        """Every topic, and a DLQ beside each one."""
         out: list[ResolvedTopic] = []
         for spec in BASE_TOPICS:
             out.append(self._resolve(self.name(spec.base), spec.record, spec.partitions, spec.cleanup))
-        for model in self.models:
-            out.append(self._resolve(self.routed(model), "RoutedRequest", None, "delete"))
         for topic in list(out):
             out.append(self._resolve(self.dlq(topic.name), "DeadLetter", 1, "delete"))
         return out

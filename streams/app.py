@@ -6,7 +6,6 @@ serializers), so Faust and confluent-kafka processes read and write exactly the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -40,45 +39,7 @@ def create_app(settings: Settings, app_id: str = "fedrift-streams") -> faust.App
         stream_wait_empty=False,
         producer_linger_ms=5,
     )
-    make_recovery_seek_safe(app)
     return app
-
-
-def make_recovery_seek_safe(app: faust.App) -> None:
-    """Close two holes in Faust's seek back to committed offsets after a table recovery, through
-    which a restarted router lost requests (``tests/integration/test_router_restart.py``).
-
-    While a worker restores its tables, aiokafka already fetches the (Faust-paused) stream
-    partitions and Faust drops those records, counting on the seek that follows. (1) aiokafka skips
-    that seek for a partition whose committed offset is missing or 0, so what it fetched there was
-    lost; such partitions are sought to their earliest offset (``consumer_auto_offset_reset``).
-    (2) Faust runs the seek with the consumer flow already resumed: records fetched before it can be
-    delivered after it and move Faust's read offset past the records the seek re-fetches (dropped
-    then as duplicates), and a record delivered before the app's flow control is back on is
-    skipped and acknowledged. The consumer flow is held from the seek until Faust resumes it with
-    the app's. Anything replayed twice is a duplicate, which every processor tolerates.
-    """
-    consumer = app.consumer
-    seek_to_committed, perform_seek = consumer.seek_to_committed, consumer.perform_seek
-    seeking = asyncio.Lock()
-
-    async def seek_to_committed_or_earliest():
-        committed = await seek_to_committed()
-        changelogs = app.tables.changelog_topics
-        rewind = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
-        if rewind:
-            await consumer.seek_wait(await consumer.earliest_offsets(*rewind))
-        return committed
-
-    async def perform_seek_with_flow_held():
-        if seeking.locked():  # Faust's fetch loop found the flow held: the running seek covers it
-            return
-        async with seeking:
-            consumer.stop_flow()  # Faust resumes it once its app flow control is back on
-            await perform_seek()
-
-    consumer.seek_to_committed = seek_to_committed_or_earliest
-    consumer.perform_seek = perform_seek_with_flow_held
 
 
 async def decoded(stream, topics: RawTopics, record: str, consumer: str, validate=None, owner: bool = True):
@@ -98,9 +59,11 @@ async def decoded_records(
             yield event, *decoded_
 
 
-async def send(topics: RawTopics, topic: str, record: str, value: dict, key: str) -> None:
-    """Encode with the shared codec and send through Faust's producer."""
-    await topics.get(topic).send(key=key.encode(), value=codec().encode(record, value))
+async def send(topics: RawTopics, topic: str, record: str, value: dict, key: str, partition: int | None = None):
+    """Encode with the shared codec and send through Faust's producer; wait for the broker's ack
+    (Faust's own flush never raises, so an unchecked send could be lost silently)."""
+    fut = await topics.get(topic).send(key=key.encode(), value=codec().encode(record, value), partition=partition)
+    await fut
 
 
 async def send_deployment(topics: RawTopics, value: dict) -> None:

@@ -107,6 +107,15 @@ class ControllerState:
         return drift_compensation(acc, self.before_drift)
 
 
+async def publish_weights(topics: RawTopics, catalog: TopicCatalog, partitions: int, record: dict) -> None:
+    """Put new weights in force: a marker in every partition of ``inference.requests`` (where the
+    hosts route by them, each from that point of its partition on), then ``routing.weights`` for
+    clients and restarts. A marker lost in a crash is repeated by the next publication."""
+    for p in range(partitions):
+        await send(topics, catalog.name(REQUESTS), "RoutingWeights", record, "weights", partition=p)
+    await send(topics, catalog.name(ROUTING_WEIGHTS), "RoutingWeights", record, "weights")
+
+
 def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalog, interval_s: float = 2.0):
     topics = RawTopics(app, catalog)
     state = ControllerState(settings, catalog)
@@ -187,20 +196,15 @@ def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalo
             state.controller.version -= 1  # nothing published: keep versions dense
             return
         state.last_published = dict(decision.weights)
-        await send(
-            topics,
-            catalog.name(ROUTING_WEIGHTS),
-            "RoutingWeights",
-            {
-                "version": decision.version,
-                "time": now_ms(),
-                "weights": decision.weights,
-                "historical": decision.historical,
-                "alignment": decision.alignment,
-                "drift_compensation": decision.drift_compensation,
-                "pruned": [{"model": m, "reason": r} for m, r in decision.pruned.items()],
-            },
-            "weights",
-        )
+        record = {
+            "version": decision.version,
+            "time": now_ms(),
+            "weights": decision.weights,
+            "historical": decision.historical,
+            "alignment": decision.alignment,
+            "drift_compensation": decision.drift_compensation,
+            "pruned": [{"model": m, "reason": r} for m, r in decision.pruned.items()],
+        }
+        await publish_weights(topics, catalog, settings.partitions, record)
 
     return state

@@ -1,6 +1,8 @@
-"""Run fedrift's Faust processors in one worker process: ``fedrift streams --processors router``."""
+"""Run fedrift's Faust processors in one worker process: ``fedrift streams --processors drift``."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import faust
 
@@ -10,11 +12,9 @@ from streams.aggregator import register_aggregator
 from streams.app import create_app
 from streams.controller import register_controller
 from streams.drift import register_drift
-from streams.router import register_router
 from streams.shadow import register_shadow
 
 PROCESSORS = {
-    "router": register_router,
     "drift": register_drift,
     "aggregator": register_aggregator,
     "controller": register_controller,
@@ -36,7 +36,13 @@ def build(settings: Settings, processors: list[str]) -> faust.App:
     return app
 
 
-def run_worker(settings: Settings, processors: list[str]) -> None:
+def run_worker(settings: Settings, processors: list[str], ready_file: str | None = None) -> None:
     app = build(settings, processors)
+    if ready_file:
+
+        @app.task
+        async def ready() -> None:
+            Path(ready_file).touch()
+
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()

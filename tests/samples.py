@@ -76,7 +76,7 @@ SAMPLES: dict[str, dict] = {
         "error_drift": False,
         "input_sketch": [0.1, 0.2, 0.7],
         "epsilon_spent": 1.5,
-        "n_correct": 4150,
+        "n_correct": 4150, "learned_digest": "00000000000000ff",
     },
     "ShadowResult": {
         "request_id": "r-3",

@@ -25,12 +25,6 @@ pytestmark = pytest.mark.integration
 N, CHANGE = 8000, 4000  # datasets.synthetic("shift", N) changes inputs and concept at N/2
 
 
-def _wait_ready(pipeline: Pipeline, timeout: float = 120.0) -> None:
-    from fedrift.cli import wait_ready
-
-    wait_ready(pipeline, timeout)
-
-
 def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
     settings = dataclasses.replace(
         settings,
@@ -60,7 +54,7 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
     monitor = PipelineMonitor(settings.bootstrap, catalog)
     logs = tmp_path / "logs"
     with Pipeline(settings, logs) as pipeline:
-        _wait_ready(pipeline)
+        pipeline.wait_ready()
         producer = RecordProducer(settings.bootstrap)
 
         def events():

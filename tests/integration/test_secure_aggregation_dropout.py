@@ -31,9 +31,7 @@ def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
     catalog = ensure_topics(settings)
     rows = list(datasets.synthetic("sea", 3000, seed=5))  # stable: the analyzer stays quiet
     with Pipeline(settings, tmp_path / "logs") as pipeline:
-        from fedrift.cli import wait_ready
-
-        wait_ready(pipeline, 120)
+        pipeline.wait_ready(120)
         producer = RecordProducer(settings.bootstrap)
         produce(producer, catalog, request_events(rows, run_id="fill"), rate=500)
         deadline = time.monotonic() + 120

@@ -1,24 +1,42 @@
-from agents.checkpoint import HostSnapshot, load, save
+import pickle
+
+from agents.checkpoint import HostState, load, save
 from fedrift import datasets
 from fedrift.core.models import FAMILIES
+from fedrift.core.privacy import PrivacyLedger
+from fedrift.core.replica import ModelReplica, ReplicaConfig
 
 
-def test_a_trained_model_comes_back_predicting_the_same(tmp_path):
-    rows = list(datasets.synthetic("sea", 1500, seed=1))
-    fam = FAMILIES["arf"]
-    model = fam.build(fam.defaults, seed=0)
-    for x, y in rows[:1000]:
-        model.learn_one(x, y)
-    path = tmp_path / "hosts" / "arf-0.pkl"
-    save(path, HostSnapshot("cfg-1", model, window=[(i, x, y) for i, (x, y) in enumerate(rows[:10])]))
-    back = load(path, "cfg-1")
-    assert back is not None and len(back.window) == 10
-    assert [back.production.predict_one(x) for x, _ in rows[1000:]] == [model.predict_one(x) for x, _ in rows[1000:]]
+def _trained(n: int) -> ModelReplica:
+    rep = ModelReplica(FAMILIES["arf"], ReplicaConfig(pool=("arf",), model="arf"))
+    for i, (x, y) in enumerate(datasets.synthetic("sea", n, seed=1)):
+        rep.on_request(0, {"id": f"r{i}", "event_time": 0, "features": x, "label": y})
+    return rep
+
+
+def test_a_replica_comes_back_predicting_the_same_with_its_offsets(tmp_path):
+    rep = _trained(1000)
+    path = tmp_path / "hosts" / "arf-0.state"
+    save(path, HostState(rep, PrivacyLedger(10.0), {("req", 0): 1000}))
+    back = load(path)
+    assert back is not None and back.offsets == {("req", 0): 1000} and back.replica.n_learned == 1000
+    rows = list(datasets.synthetic("sea", 200, seed=9))
+    assert [back.replica.production.predict_one(x) for x, _ in rows] == [rep.production.predict_one(x) for x, _ in rows]
     assert not list(path.parent.glob("*.tmp"))  # written atomically
+    assert {oct(p.stat().st_mode & 0o777) for p in path.parent.iterdir()} == {"0o600"}
 
 
-def test_a_torn_or_foreign_checkpoint_is_ignored(tmp_path):
-    path = tmp_path / "x.pkl"
-    path.write_bytes(b"\x80\x05garbage")
-    assert load(path, "cfg") is None
-    assert load(tmp_path / "missing.pkl", "cfg") is None
+class Boom:
+    def __reduce__(self):
+        return (exec, ("raise SystemExit('code ran at load')",))
+
+
+def test_a_tampered_torn_or_missing_checkpoint_is_not_loaded(tmp_path):
+    path = tmp_path / "x.state"
+    save(path, HostState("r", None))
+    data = path.read_bytes()
+    path.write_bytes(data[:32] + pickle.dumps(Boom()))  # a forged body under the old tag
+    assert load(path) is None  # refused before unpickling: nothing ran
+    path.write_bytes(data[:-3])
+    assert load(path) is None
+    assert load(tmp_path / "missing.state") is None

@@ -6,28 +6,7 @@ import pytest
 
 from fedrift.config import Settings
 from fedrift.core.aggregation import AgentKeys, PairwiseMasker
-from schemas import FeatureCountMismatch, NonFiniteFeature
 from streams.aggregator import RoundBook
-from streams.router import FeatureContract, mirrored
-
-
-def test_mirrored_is_stable_and_close_to_the_fraction():
-    ids = [f"req-{i}" for i in range(20_000)]
-    picked = [mirrored(i, 0.2) for i in ids]
-    assert picked == [mirrored(i, 0.2) for i in ids]
-    assert abs(sum(picked) / len(ids) - 0.2) < 0.01
-    assert not any(mirrored(i, 0.0) for i in ids[:100]) and all(mirrored(i, 1.0) for i in ids[:100])
-
-
-def test_feature_contract_learns_the_count_then_enforces_it():
-    contract = FeatureContract()
-    contract({"features": [1.0, 2.0]})
-    with pytest.raises(FeatureCountMismatch):
-        contract({"features": [1.0]})
-    with pytest.raises(NonFiniteFeature):
-        contract({"features": [1.0, math.inf]})
-    with pytest.raises(FeatureCountMismatch, match="no features"):
-        FeatureContract(3)({"features": []})
 
 
 def _maskers(group):

@@ -1,0 +1,116 @@
+"""A host's side of federated HPO: run its FHPO agent's rounds beside serving, mask the metrics
+for secure aggregation, and answer the aggregator's unmask requests for dropped peers.
+
+It produces records (``Output``) and leaves sending them, inside a transaction, to the host.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from collections import OrderedDict
+
+from fedrift import json_config
+from fedrift.core.aggregation import AgentKeys, PairwiseMasker
+from fedrift.core.fhpo import FhpoAgent, RoundOutcome
+from fedrift.core.replica import Output
+from fedrift.topics import HPO_METRICS
+
+log = logging.getLogger(__name__)
+ROUND_MEMORY = 100  # HPO rounds whose mask peers are kept for a later unmask request
+
+
+class FederatedRounds:
+    def __init__(self, agent: FhpoAgent, model: str, host_id: str, keys: AgentKeys, context: bytes, peers: set[str]):
+        self.agent, self.model, self.host_id, self.keys, self.context = agent, model, host_id, keys, context
+        self.peers = peers
+        self.peer_keys: dict[str, bytes] = {}  # the other replicas' public keys, from hpo.keys
+        self.round_peers: OrderedDict[str, list[str]] = OrderedDict()  # round -> peers its masks used
+        self.waiting: list[dict] = []
+        self.results: queue.Queue = queue.Queue()
+        self.thread: threading.Thread | None = None
+
+    def learn_key(self, value: dict) -> None:
+        if value.get("model") == self.model and value.get("host") in self.peers:
+            self.peer_keys[value["host"]] = value["public_key"]
+
+    def masker(self, peers: list[str] | None = None) -> PairwiseMasker:
+        """Pairwise mask secrets with the peers whose keys are known (or with ``peers`` only)."""
+        public = {h: k for h, k in self.peer_keys.items() if peers is None or h in peers}
+        return PairwiseMasker(self.host_id, self.keys.pair_secrets(self.host_id, public, self.context))
+
+    def start_next(self, events: list, config: dict) -> None:
+        """Run the next waiting round in a background thread on a snapshot of the local window,
+        so the host keeps serving while it optimises."""
+        if not self.waiting or (self.thread is not None and self.thread.is_alive()):
+            return
+        trigger = self.waiting.pop(0)
+
+        def work() -> None:
+            self.results.put((trigger, self.agent.run_round(trigger["round_id"], config, events)))
+
+        self.thread = threading.Thread(target=work, name=f"fhpo-{trigger['round_id']}", daemon=True)
+        self.thread.start()
+
+    def finished(self) -> list[tuple[dict, RoundOutcome]]:
+        out = []
+        while not self.results.empty():
+            out.append(self.results.get())
+        return out
+
+    def metrics(self, trigger: dict, outcome: RoundOutcome) -> list[Output]:
+        """The round's TrialMetric records: masked where every replica scored the configuration."""
+        round_id = trigger["round_id"]
+        log.info("host %s round %s: %s, %d metric(s)", self.host_id, round_id, outcome.status, len(outcome.trials))
+        masker = self.masker()
+        self.round_peers[round_id] = masker.peers
+        if len(self.round_peers) > ROUND_MEMORY:
+            self.round_peers.popitem(last=False)
+        if not masker.peers:
+            log.warning("host %s round %s: no peer keys yet, metrics go in the clear (ε-DP)", self.host_id, round_id)
+        out = []
+        for tr in outcome.trials:
+            weighted = tr.noised_quality * tr.slice_size
+            masked = tr.shared and bool(masker.peers)
+            value = {
+                "round_id": round_id,
+                "model": self.model,
+                "agent": self.host_id,
+                "config_id": tr.config_id,
+                "config_json": json_config.dumps(tr.config),
+                "noised_quality": math.nan if masked else tr.noised_quality,  # masked: only the masked share
+                "noised_latency_ms": tr.noised_latency_ms,
+                "slice_size": tr.slice_size,
+                "epsilon_spent": tr.epsilon_spent,
+                "masked_shares": [masker.mask(round_id, tr.config_id, weighted)] if masked else [],
+                "masked_with": masker.peers if masked else [],
+            }
+            out.append(Output(HPO_METRICS, "TrialMetric", value, self.model))
+        return out
+
+    def unmask(self, request: dict) -> list[Output]:
+        """Secure-aggregation dropout recovery: reveal only the masks shared with the dropped, and
+        never so many that this host's own value would be exposed."""
+        masker = self.masker(self.round_peers.get(request["round_id"]))
+        out = []
+        for cid, dropped in request["dropped"].items():
+            if self.host_id in dropped:
+                continue
+            answer = masker.recovery_share(dropped, request["round_id"], cid)
+            if answer is None:
+                log.warning("host %s refuses to unmask %s/%s: every peer is named dropped", self.host_id,
+                            request["round_id"], cid)
+                continue
+            share, covered = answer
+            value = {
+                "round_id": request["round_id"],
+                "model": self.model,
+                "agent": self.host_id,
+                "config_id": cid,
+                "dropped": covered,
+                "share": share,
+            }
+            out.append(Output(HPO_METRICS, "UnmaskShare", value, self.model))
+        return out

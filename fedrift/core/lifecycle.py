@@ -1,0 +1,67 @@
+"""The deployment lifecycle: the actions on ``deployments`` and how a configuration in one is checked.
+
+A model's production configuration changes only by PROMOTE of a shadow started by SHADOW_START;
+REJECT ends a shadow; PRUNE / RESTORE take a model out of routing and back. A configuration that
+names an unknown hyperparameter or a value outside the family's search space is refused here, so
+one bad control record cannot crash-loop every host.
+
+>>> from fedrift.core.models import FAMILIES
+>>> validated_config(FAMILIES["gnb"], '{"window": 300}')
+{'window': 300}
+>>> validated_config(FAMILIES["gnb"], '{"windw": 300}')
+Traceback (most recent call last):
+...
+schemas.codec.InvalidRecord: gnb has no hyperparameter 'windw' (it has window)
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+
+from fedrift.core.models import ModelFamily, clean_config
+from schemas import InvalidRecord
+
+
+class Action(enum.Enum):
+    SHADOW_START = "SHADOW_START"
+    PROMOTE = "PROMOTE"
+    REJECT = "REJECT"
+    PRUNE = "PRUNE"
+    RESTORE = "RESTORE"
+
+    @classmethod
+    def of(cls, deployment: dict) -> Action:
+        try:
+            return cls(deployment["action"])
+        except ValueError:
+            raise InvalidRecord(f"unknown deployment action {deployment['action']!r}") from None
+
+
+def validated_config(family: ModelFamily, config_json: str) -> dict:
+    """The full configuration (defaults filled in) of a ``config_json``, or ``InvalidRecord``."""
+    try:
+        given = json.loads(config_json) if config_json else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidRecord(f"config_json is not JSON: {exc}") from None
+    if not isinstance(given, dict):
+        raise InvalidRecord(f"config_json is a {type(given).__name__}, not an object")
+    dims = {d.name: d for d in family.space}
+    for name, value in given.items():
+        if name not in family.defaults:
+            raise InvalidRecord(f"{family.name} has no hyperparameter {name!r} (it has {', '.join(family.defaults)})")
+        if value == family.defaults[name]:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRecord(f"{family.name}.{name} = {value} is not finite")
+        if name not in dims or not _inside(dims[name], value):
+            raise InvalidRecord(f"{family.name}.{name} = {value!r} is outside its search space")
+    return clean_config({**family.defaults, **given})
+
+
+def _inside(dim, value) -> bool:
+    try:
+        return value in dim
+    except TypeError:
+        return False

@@ -1,0 +1,284 @@
+"""One replica of one model: the host's whole data-path logic, records in and records out.
+
+A replica owns some partitions of ``inference.requests``. For each request it computes the routing
+decision every other host computes too (``PartitionRouting``), predicts (every model scores every
+request: test-then-train), answers only when it serves, and learns when the label arrives (inline,
+or later on ``inference.feedback``). It runs a shadow candidate beside production on a stable
+slice of requests, applies deployments, and reports its status on the evidence cadence.
+
+Nothing here touches Kafka: the host shell feeds records in and sends the ``Output`` records it
+gets back, inside one transaction with the input offsets; the simulator drives the same class in
+memory. Its whole state pickles, so the shell can checkpoint it together with those offsets.
+
+>>> from fedrift.core.models import FAMILIES
+>>> rep = ModelReplica(FAMILIES["gnb"], ReplicaConfig(pool=("gnb", "linear"), model="gnb"))
+>>> out = rep.on_request(0, {"id": "r1", "event_time": 0, "features": [1.0, 2.0], "label": 1})
+>>> [o.record for o in out], rep.n_learned
+(['Prediction', 'ModelStatus'], 1)
+>>> rep.on_request(0, {"id": "r2", "event_time": 0, "features": [1.0, 2.0], "label": None})
+[]
+>>> [o.record for o in rep.on_label("r2", 0)], rep.n_learned
+(['ModelStatus'], 2)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from fedrift.core.drift import ErrorDriftDetector
+from fedrift.core.fhpo import LocalWindow
+from fedrift.core.lifecycle import Action, validated_config
+from fedrift.core.metrics import WindowedMean
+from fedrift.core.models import FAMILIES, Classifier, ModelFamily, config_id
+from fedrift.core.partition import PartitionRouting
+from fedrift.core.routing import InputSketch, evidence_due
+
+PREDICTIONS = "inference.predictions"
+SHADOW_RESULTS = "shadow.results"
+MODEL_STATUS = "model.status"
+
+
+@dataclass(frozen=True)
+class Output:
+    """A record to publish: base topic name (the catalog adds the prefix), record, value, key."""
+
+    topic: str
+    record: str
+    value: dict
+    key: str
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    pool: tuple[str, ...]  # every model of the pool, in the order every host uses
+    model: str
+    replica: int = 0
+    n_features: int = 0  # 0: the first valid request of each partition fixes it
+    shadow_fraction: float = 0.2  # stable share of requests a shadow also answers
+    status_every: int = 200  # labelled events between ModelStatus records (more at a cold start)
+    accuracy_window: int = 1000  # windowed accuracy for pruning and drift compensation ...
+    keep_after_drift: int = 300  # ... cut to its last N events at a drift trigger
+    local_window: int = 1000  # labelled events kept for FHPO rounds
+    remember_ids: int = 100_000  # request ids remembered per partition for de-duplication
+    pending_limit: int = 100_000  # requests waiting for a late label
+    early_limit: int = 100_000  # labels waiting for their request
+    seed: int = 0
+
+    @property
+    def host_id(self) -> str:
+        return f"{self.model}-{self.replica}"
+
+
+@dataclass
+class Pending:
+    """What a request leaves behind until its label arrives."""
+
+    x: list[float]
+    prediction: object
+    shadow_prediction: object
+    production_latency_ms: float
+    shadow_latency_ms: float
+
+
+def mirrored(request_id: str, fraction: float) -> bool:
+    """A stable pseudo-random choice of ``fraction`` of requests (same id, same answer)."""
+    h = int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "big")
+    return h / 2**64 < fraction
+
+
+def id_digest(request_id: str) -> int:
+    """A 64-bit hash of a request id. The sum of these over the ids a model learned (mod 2**64)
+    equals the sum over the labelled ids exactly when each was learned once, barring collisions."""
+    return int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "big")
+
+
+class ModelReplica:
+    """The pure state machine of one model host."""
+
+    def __init__(self, family: ModelFamily, config: ReplicaConfig) -> None:
+        self.family = family
+        self.cfg = config
+        self.config = dict(family.defaults)
+        self.production: Classifier = family.build(self.config, seed=config.seed)
+        self.shadow: Classifier | None = None
+        self.shadow_config: dict | None = None
+        self.partitions: dict[int, PartitionRouting] = {}
+        self.pending: OrderedDict[str, Pending] = OrderedDict()
+        self.early: OrderedDict[str, object] = OrderedDict()
+        self.accuracy = WindowedMean(config.accuracy_window)
+        self.errors = ErrorDriftDetector()
+        self.error_drift = False
+        self.sketch = InputSketch(family.memory(self.config))
+        self.window = LocalWindow(config.local_window)
+        self.n_learned = self.n_correct = self.n_reported = 0
+        self.learned_digest = 0
+        self.epsilon_spent = 0.0
+
+    # -- pickling: the family holds lambdas, so it travels by name ------------------------------
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["family"] = self.family.name
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state["family"] = FAMILIES[state["family"]]
+        self.__dict__.update(state)
+
+    # -- data path ----------------------------------------------------------------------------
+    def routing(self, partition: int) -> PartitionRouting:
+        if partition not in self.partitions:
+            self.partitions[partition] = PartitionRouting(self.cfg.pool, self.cfg.n_features, self.cfg.remember_ids)
+        return self.partitions[partition]
+
+    def on_weights(self, partition: int, value: dict) -> None:
+        """A weights marker of ``partition``; raises ``InvalidRecord`` for an unusable one."""
+        self.routing(partition).apply_weights(value)
+
+    def on_request(self, partition: int, request: dict) -> list[Output]:
+        """Route, predict, answer if serving; learn now if the label came with it (or before it).
+        Raises a ``RecordError`` for a request no model may use."""
+        serving = self.routing(partition).route(request)
+        if serving is None:
+            return []  # a duplicate id: its one prediction already exists
+        rid, x = request["id"], request["features"]
+        t0 = time.perf_counter()
+        proba = self.production.predict_proba_one(x)
+        prediction = max(proba, key=proba.get) if proba else None
+        latency = (time.perf_counter() - t0) * 1000
+        shadow_pred, shadow_latency = None, 0.0
+        if self.shadow is not None and mirrored(rid, self.cfg.shadow_fraction):
+            t1 = time.perf_counter()
+            shadow_pred = self.shadow.predict_one(x)
+            shadow_latency = (time.perf_counter() - t1) * 1000
+        out = []
+        if serving == self.cfg.model:
+            out.append(self._prediction(request, prediction, proba, latency, partition))
+        pending = Pending(x, prediction, shadow_pred, latency, shadow_latency)
+        label = request["label"] if request["label"] is not None else self.early.pop(rid, None)
+        if label is not None:
+            return out + self._learn(rid, pending, label)
+        self._remember(self.pending, rid, pending, self.cfg.pending_limit)
+        return out
+
+    def on_label(self, request_id: str, label) -> list[Output]:
+        """A late label: learn if its request is waiting here, else hold it for the request (it
+        may belong to another replica's partition; then it expires unused)."""
+        pending = self.pending.pop(request_id, None)
+        if pending is None:
+            self._remember(self.early, request_id, label, self.cfg.early_limit)
+            return []
+        return self._learn(request_id, pending, label)
+
+    def _prediction(self, request: dict, prediction, proba: dict, latency: float, partition: int) -> Output:
+        value = {
+            "request_id": request["id"],
+            "model": self.cfg.model,
+            "host": self.cfg.host_id,
+            "config_id": config_id(self.config),
+            "prediction": None if prediction is None else int(prediction),
+            "probabilities": {str(k): float(v) for k, v in proba.items()},
+            "latency_ms": latency,
+            "routing_version": self.routing(partition).version,
+            "event_time": request["event_time"],
+        }
+        return Output(PREDICTIONS, "Prediction", value, request["id"])
+
+    def _learn(self, rid: str, p: Pending, label) -> list[Output]:
+        out = []
+        correct = p.prediction == label
+        self.accuracy.update(float(correct))
+        self.n_correct += bool(correct)
+        if self.errors.update(int(not correct)):
+            self.error_drift = True
+        if p.shadow_prediction is not None and self.shadow is not None:
+            out.append(self._shadow_result(rid, p, label))
+        self.production.learn_one(p.x, label)
+        if self.shadow is not None:
+            self.shadow.learn_one(p.x, label)
+        self.sketch.add(p.x)
+        self.n_learned += 1
+        self.learned_digest = (self.learned_digest + id_digest(rid)) % 2**64
+        self.window.add(self.n_learned, p.x, label)
+        if evidence_due(self.n_learned, self.n_reported, self.cfg.status_every):
+            out.append(self.status())
+        return out
+
+    def _shadow_result(self, rid: str, p: Pending, label) -> Output:
+        value = {
+            "request_id": rid,
+            "model": self.cfg.model,
+            "host": self.cfg.host_id,
+            "production_config_id": config_id(self.config),
+            "shadow_config_id": config_id(self.shadow_config),
+            "production_prediction": int(p.prediction) if p.prediction is not None else -1,
+            "shadow_prediction": int(p.shadow_prediction),
+            "label": int(label),
+            "production_latency_ms": p.production_latency_ms,
+            "shadow_latency_ms": p.shadow_latency_ms,
+        }
+        return Output(SHADOW_RESULTS, "ShadowResult", value, rid)
+
+    def status(self) -> Output:
+        """The ModelStatus record now (cumulative counters, so a lost one costs nothing)."""
+        value = {
+            "host": self.cfg.host_id,
+            "model": self.cfg.model,
+            "config_id": config_id(self.config),
+            "time": int(time.time() * 1000),
+            "window_quality": self.accuracy.mean,
+            "n_seen": self.n_learned,
+            "error_drift": self.error_drift,
+            "input_sketch": self.sketch.to_list(),
+            "epsilon_spent": self.epsilon_spent,
+            "n_correct": self.n_correct,
+            "learned_digest": f"{self.learned_digest:016x}",
+        }
+        self.error_drift = False
+        self.n_reported = self.n_learned
+        return Output(MODEL_STATUS, "ModelStatus", value, self.cfg.host_id)
+
+    @staticmethod
+    def _remember(store: OrderedDict, key: str, value, limit: int) -> None:
+        store[key] = value
+        if len(store) > limit:
+            store.popitem(last=False)
+
+    # -- control path -------------------------------------------------------------------------
+    def on_trigger(self) -> None:
+        """An HPO trigger (a drift): forget the windowed accuracy from before it."""
+        self.accuracy.keep_last(self.cfg.keep_after_drift)
+
+    def on_deployment(self, d: dict) -> bool:
+        """Apply a deployment of this model; returns whether anything changed. Raises
+        ``InvalidRecord`` for an unknown action or configuration."""
+        action = Action.of(d)
+        if action not in (Action.SHADOW_START, Action.PROMOTE, Action.REJECT):
+            return False
+        config = validated_config(self.family, d["config_json"])
+        if action is Action.SHADOW_START:
+            if self.shadow_config is not None and config_id(self.shadow_config) == config_id(config):
+                return False
+            self.shadow, self.shadow_config = self._warm(config), config
+        elif action is Action.PROMOTE:
+            if config_id(config) == config_id(self.config):
+                return False
+            if self.shadow is None or config_id(self.shadow_config) != config_id(config):
+                self.shadow = self._warm(config)
+            self.production, self.config, self.shadow, self.shadow_config = self.shadow, config, None, None
+            self.sketch = InputSketch(self.family.memory(config))
+            for _, x, _y in self.window.events:
+                self.sketch.add(x)
+        else:
+            if self.shadow is None:
+                return False
+            self.shadow = self.shadow_config = None
+        return True
+
+    def _warm(self, config: dict) -> Classifier:
+        model = self.family.build(config, seed=self.cfg.seed)
+        for _, x, y in self.window.events:
+            model.learn_one(x, y)
+        return model

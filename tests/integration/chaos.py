@@ -1,0 +1,99 @@
+"""Per-request-id checks of the pipeline's exactly-once promises, read back from the broker.
+
+Shared by the chaos test and the soak benchmark: every acked request has exactly one
+read_committed prediction, and each model learned each label once (the hosts' learned-id
+digests, summed per model, equal the digest of the labelled ids).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer
+
+from fedrift.core.replica import id_digest
+from fedrift.kafka_io import read_compacted
+from fedrift.topics import MODEL_STATUS, PREDICTIONS, TopicCatalog
+from schemas import codec
+
+
+@dataclass
+class Verdict:
+    missing: list[str]  # acked requests without a prediction
+    duplicated: list[str]  # requests with more than one prediction
+    unexpected: list[str]  # predictions for ids never sent
+    learned: dict[str, int]  # model -> labels learned (sum over its hosts)
+    digest_ok: dict[str, bool]  # model -> learned-id digest equals the labelled ids'
+
+    @property
+    def exactly_once(self) -> bool:
+        return not (self.missing or self.duplicated or self.unexpected) and all(self.digest_ok.values())
+
+
+def predictions(bootstrap: str, catalog: TopicCatalog, expected: int, timeout: float) -> Counter:
+    """Request id -> read_committed predictions, reading until ``expected`` distinct ids arrived
+    and then a few idle seconds more (so a late duplicate is caught)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"verify-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "log_level": 3,
+        }
+    )
+    consumer.subscribe([catalog.name(PREDICTIONS)])
+    seen: Counter = Counter()
+    deadline, idle_until = time.monotonic() + timeout, None
+    try:
+        while time.monotonic() < deadline:
+            msgs = [m for m in consumer.consume(2000, 0.5) if m.error() is None]
+            for m in msgs:
+                seen[codec().decode(m.value())[1]["request_id"]] += 1
+            if len(seen) >= expected:
+                idle_until = idle_until or time.monotonic() + 5
+                if msgs:
+                    idle_until = time.monotonic() + 5
+                if time.monotonic() > idle_until:
+                    break
+    finally:
+        consumer.close()
+    return seen
+
+
+def learned(bootstrap: str, catalog: TopicCatalog) -> dict[str, tuple[int, int]]:
+    """Model -> (labels learned, digest of the learned ids), from the hosts' latest status."""
+    out: dict[str, tuple[int, int]] = {}
+    for s in read_compacted(bootstrap, catalog.name(MODEL_STATUS)).values():
+        n, d = out.get(s["model"], (0, 0))
+        out[s["model"]] = (n + s["n_seen"], (d + int(s["learned_digest"] or "0", 16)) % 2**64)
+    return out
+
+
+def wait_learned(bootstrap: str, catalog: TopicCatalog, models, labels: int, timeout: float, supervise=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = learned(bootstrap, catalog)
+        if all(got.get(m, (0, 0))[0] >= labels for m in models):
+            return
+        if supervise is not None:
+            supervise()
+        time.sleep(1)
+
+
+def verdict(bootstrap: str, catalog: TopicCatalog, sent: list[str], labelled: list[str], models, timeout=120.0):
+    seen = predictions(bootstrap, catalog, len(sent), timeout)
+    expected = sum(id_digest(i) for i in labelled) % 2**64
+    state = learned(bootstrap, catalog)
+    sent_set = set(sent)
+    return Verdict(
+        missing=[i for i in sent if seen[i] == 0],
+        duplicated=[i for i, c in seen.items() if c > 1],
+        unexpected=[i for i in seen if i not in sent_set],
+        learned={m: state.get(m, (0, 0))[0] for m in models},
+        digest_ok={m: state.get(m, (0, 0))[1] == expected for m in models},
+    )

@@ -1,0 +1,165 @@
+"""ModelReplica and PartitionRouting: the host's data path as records in, records out."""
+
+import math
+import pickle
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedrift import datasets
+from fedrift.core.models import FAMILIES
+from fedrift.core.partition import PartitionRouting
+from fedrift.core.replica import ModelReplica, ReplicaConfig, id_digest, mirrored
+from schemas import FeatureCountMismatch, InvalidRecord, NonFiniteFeature
+
+POOL = ("gnb", "linear", "hat")
+
+
+def _replica(model: str, **kw) -> ModelReplica:
+    return ModelReplica(FAMILIES[model], ReplicaConfig(pool=POOL, model=model, status_every=50, **kw))
+
+
+def _stream(n: int, late_every: int = 0, markers: dict | None = None):
+    """("req", partition, request) / ("label", id, y) / ("weights", partition, record) records."""
+    out = []
+    for i, (x, y) in enumerate(datasets.synthetic("sea", n, seed=4)):
+        if markers and i in markers:  # the controller writes a marker into every partition
+            out += [("weights", 0, markers[i]), ("weights", 1, markers[i])]
+        late = late_every and i % late_every == 0
+        out.append(("req", i % 2, {"id": f"r{i}", "event_time": i, "features": x, "label": None if late else y}))
+        if late:
+            out.append(("label", f"r{i}", y))
+    return out
+
+
+def _feed(rep: ModelReplica, records) -> list:
+    outputs = []
+    for kind, a, b in records:
+        if kind == "req":
+            outputs += rep.on_request(a, b)
+        elif kind == "label":
+            outputs += rep.on_label(a, b)
+        else:
+            rep.on_weights(a, b)
+    return outputs
+
+
+MARKERS = {300: {"version": 1, "weights": {"gnb": 0.7, "linear": 0.2, "hat": 0.1}},
+           900: {"version": 2, "weights": {"gnb": 0.0, "linear": 1.0, "hat": 1.0}}}
+
+
+def test_every_request_is_served_by_exactly_one_model_with_the_weights_shares():
+    records = _stream(1500, late_every=7, markers=MARKERS)
+    served: dict[str, list[str]] = {}
+    for model in POOL:
+        for o in _feed(_replica(model), records):
+            if o.record == "Prediction":
+                served.setdefault(o.key, []).append(o.value["model"])
+    assert len(served) == 1500 and all(len(v) == 1 for v in served.values())
+    between = [served[f"r{i}"][0] for i in range(300, 900)]
+    assert abs(between.count("gnb") / len(between) - 0.7) < 0.01
+    assert {served[f"r{i}"][0] for i in range(900, 1500)} == {"linear", "hat"}
+
+
+def test_late_and_early_labels_are_learned_once_each():
+    rep = _replica("gnb")
+    rep.on_label("early", 1)  # before its request
+    assert rep.on_request(0, {"id": "early", "event_time": 0, "features": [1.0, 2.0, 3.0], "label": None})
+    assert rep.n_learned == 1 and not rep.early
+    rep.on_request(0, {"id": "late", "event_time": 0, "features": [1.0, 2.0, 3.0], "label": None})
+    assert rep.n_learned == 1
+    rep.on_label("late", 0)
+    rep.on_label("late", 0)  # a repeated label finds nothing pending: held, never learned twice
+    assert rep.n_learned == 2
+    assert rep.learned_digest == (id_digest("early") + id_digest("late")) % 2**64
+
+
+def test_a_duplicate_request_id_gets_no_second_answer():
+    rep = _replica("gnb")
+    req = {"id": "x", "event_time": 0, "features": [1.0, 2.0, 3.0], "label": 1}
+    assert any(o.record == "Prediction" for o in rep.on_request(0, req))
+    assert rep.on_request(0, req) == [] and rep.n_learned == 1
+
+
+@pytest.mark.parametrize(
+    ("weights", "why"),
+    [
+        ({"gnb": math.inf}, "finite"),
+        ({"gnb": -1.0, "linear": 2.0}, "finite and >= 0"),
+        ({"gnb": 0.0}, "positive weight"),
+        ({"other": 1.0}, "positive weight"),
+    ],
+)
+def test_unusable_weights_are_refused_and_routing_stays_as_it_was(weights, why):
+    routing = PartitionRouting(POOL)
+    routing.apply_weights({"version": 3, "weights": {"gnb": 1.0}})
+    with pytest.raises(InvalidRecord, match=why):
+        routing.apply_weights({"version": 4, "weights": weights})
+    assert routing.version == 3 and routing.route({"id": "a", "features": [1.0]}) == "gnb"
+
+
+def test_stale_weights_are_ignored():
+    routing = PartitionRouting(POOL)
+    routing.apply_weights({"version": 3, "weights": {"gnb": 1.0}})
+    routing.apply_weights({"version": 2, "weights": {"hat": 1.0}})
+    assert routing.version == 3
+
+
+def test_the_feature_contract_is_fixed_by_the_first_valid_request_of_the_partition():
+    routing = PartitionRouting(POOL)
+    with pytest.raises(NonFiniteFeature):
+        routing.route({"id": "a", "features": [1.0, math.nan]})
+    routing.route({"id": "b", "features": [1.0, 2.0]})
+    with pytest.raises(FeatureCountMismatch):
+        routing.route({"id": "c", "features": [1.0]})
+    with pytest.raises(FeatureCountMismatch, match="no features"):
+        PartitionRouting(POOL, n_features=3).route({"id": "d", "features": []})
+
+
+def test_mirrored_is_stable_and_close_to_the_fraction():
+    ids = [f"req-{i}" for i in range(20_000)]
+    picked = [mirrored(i, 0.2) for i in ids]
+    assert picked == [mirrored(i, 0.2) for i in ids]
+    assert abs(sum(picked) / len(ids) - 0.2) < 0.01
+    assert not any(mirrored(i, 0.0) for i in ids[:100]) and all(mirrored(i, 1.0) for i in ids[:100])
+
+
+@settings(max_examples=15, deadline=None)
+@given(cut=st.integers(0, 1200), crash=st.integers(0, 1200))
+def test_restore_and_silent_replay_gives_the_uninterrupted_outputs(cut, crash):
+    """The host's recovery on the pure core: state pickled at ``cut`` (a checkpoint), the process
+    dies at ``cut + crash`` (committed so far), and the restored copy replays from ``cut`` with
+    outputs dropped up to the commit point. Outputs and learning match a run without a crash."""
+    records = _stream(1200, late_every=5, markers=MARKERS)
+    crash = min(cut + crash, len(records))
+    whole = _replica("linear")
+    expected = _feed(whole, records)
+    rep = _replica("linear")
+    sent = _feed(rep, records[:cut])
+    snapshot = pickle.dumps(rep)
+    sent += _feed(rep, records[cut:crash])  # committed, then the crash loses this in-memory state
+    restored = pickle.loads(snapshot)
+    _feed(restored, records[cut:crash])  # replay, outputs suppressed
+    sent += _feed(restored, records[crash:])
+    key = lambda o: (o.record, o.key, o.value.get("n_seen"))  # noqa: E731
+    assert sorted(map(key, sent)) == sorted(map(key, expected))
+    assert (restored.n_learned, restored.learned_digest) == (whole.n_learned, whole.learned_digest)
+
+
+def test_deployments_validate_their_configuration():
+    rep = _replica("gnb")
+    for _ in range(300):
+        rep.on_request(0, {"id": f"w{_}", "event_time": 0, "features": [1.0, 2.0, 3.0], "label": _ % 2})
+    with pytest.raises(InvalidRecord, match="no hyperparameter"):
+        rep.on_deployment({"model": "gnb", "action": "SHADOW_START", "config_json": '{"bogus": 1}'})
+    with pytest.raises(InvalidRecord, match="outside its search space"):
+        rep.on_deployment({"model": "gnb", "action": "SHADOW_START", "config_json": '{"window": 10}'})
+    with pytest.raises(InvalidRecord, match="not JSON"):
+        rep.on_deployment({"model": "gnb", "action": "PROMOTE", "config_json": "{"})
+    assert rep.shadow is None and rep.config == FAMILIES["gnb"].defaults
+    assert rep.on_deployment({"model": "gnb", "action": "SHADOW_START", "config_json": '{"window": 300}'})
+    assert rep.shadow is not None
+    assert rep.on_deployment({"model": "gnb", "action": "PROMOTE", "config_json": '{"window": 300}'})
+    assert rep.config == {"window": 300} and rep.shadow is None
+    assert not rep.on_deployment({"model": "gnb", "action": "PROMOTE", "config_json": '{"window": 300}'})
