@@ -15,7 +15,7 @@ from collections import OrderedDict
 from fedrift import json_config
 from fedrift.core.aggregation import AgentKeys, PairwiseMasker
 from fedrift.core.fhpo import FhpoAgent, RoundOutcome
-from fedrift.core.replica import Output
+from fedrift.core.records import Output
 from fedrift.topics import HPO_METRICS
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,8 @@ from fedrift.config import Settings
 from fedrift.core.fhpo import FhpoAgent, FhpoConfig
 from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import PrivacyLedger
-from fedrift.core.replica import ModelReplica, Output, ReplicaConfig
+from fedrift.core.records import Output
+from fedrift.core.replica import ModelReplica, ReplicaConfig
 from fedrift.kafka_io import dead_letter, now_ms, producer_config, read_compacted, retrying
 from fedrift.topics import DEPLOYMENTS, FEEDBACK, HPO_KEYS, HPO_TRIGGERS, REQUESTS, TopicCatalog, deployments_in_force
 from schemas import RecordError, codec

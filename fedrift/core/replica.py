@@ -34,21 +34,9 @@ from fedrift.core.lifecycle import Action, validated_config
 from fedrift.core.metrics import WindowedMean
 from fedrift.core.models import FAMILIES, Classifier, ModelFamily, config_id
 from fedrift.core.partition import PartitionRouting
+from fedrift.core.records import Output
 from fedrift.core.routing import InputSketch, evidence_due
-
-PREDICTIONS = "inference.predictions"
-SHADOW_RESULTS = "shadow.results"
-MODEL_STATUS = "model.status"
-
-
-@dataclass(frozen=True)
-class Output:
-    """A record to publish: base topic name (the catalog adds the prefix), record, value, key."""
-
-    topic: str
-    record: str
-    value: dict
-    key: str
+from fedrift.topics import MODEL_STATUS, PREDICTIONS, SHADOW_RESULTS
 
 
 @dataclass(frozen=True)

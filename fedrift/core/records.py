@@ -1,0 +1,19 @@
+"""What a stage emits: a record for a topic of the catalog, named by its base name (the shell adds
+the prefix), with its key and, for the weights markers, the partition it must land in.
+
+>>> Output("model.status", "ModelStatus", {"host": "a-0"}, "a-0").partition is None
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str
+    record: str
+    value: dict
+    key: str
+    partition: int | None = None
