@@ -86,6 +86,7 @@ class FederatedRounds:
                 "epsilon_spent": tr.epsilon_spent,
                 "masked_shares": [masker.mask(round_id, tr.config_id, weighted)] if masked else [],
                 "masked_with": masker.peers if masked else [],
+                "noise_std": tr.noise_std,
             }
             out.append(Output(HPO_METRICS, "TrialMetric", value, self.model))
         return out

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import faust
 
 from fedrift.config import Settings
+from fedrift.core.records import Output
 from fedrift.kafka_io import dead_letter, now_ms  # noqa: F401 (re-exported for the processors)
-from fedrift.topics import DEPLOYMENTS, TopicCatalog, deployment_key
+from fedrift.topics import TopicCatalog
 from schemas import RecordError, codec
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,10 @@ async def send(topics: RawTopics, topic: str, record: str, value: dict, key: str
     await fut
 
 
-async def send_deployment(topics: RawTopics, value: dict) -> None:
-    """Send a Deployment under its lifecycle's compaction key (``topics.deployment_key``)."""
-    await send(topics, topics.catalog.name(DEPLOYMENTS), "Deployment", value, deployment_key(value))
+async def send_outputs(topics: RawTopics, outputs: list[Output]) -> None:
+    """Send what a core stage emitted, each to its catalog topic (and partition, if it names one)."""
+    for o in outputs:
+        await send(topics, topics.catalog.name(o.topic), o.record, o.value, o.key, partition=o.partition)
 
 
 @dataclass

@@ -46,6 +46,7 @@ SAMPLES: dict[str, dict] = {
         "epsilon_spent": 0.5,
         "masked_shares": [12.5],
         "masked_with": ["hat-1", "hat-2"],
+        "noise_std": 0.014,
     },
     "AggregateResult": {
         "round_id": "round-1",

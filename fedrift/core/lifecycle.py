@@ -17,9 +17,9 @@ schemas.codec.InvalidRecord: gnb has no hyperparameter 'windw' (it has window)
 from __future__ import annotations
 
 import enum
-import json
 import math
 
+from fedrift import json_config
 from fedrift.core.models import ModelFamily, clean_config
 from schemas import InvalidRecord
 
@@ -41,12 +41,7 @@ class Action(enum.Enum):
 
 def validated_config(family: ModelFamily, config_json: str) -> dict:
     """The full configuration (defaults filled in) of a ``config_json``, or ``InvalidRecord``."""
-    try:
-        given = json.loads(config_json) if config_json else {}
-    except json.JSONDecodeError as exc:
-        raise InvalidRecord(f"config_json is not JSON: {exc}") from None
-    if not isinstance(given, dict):
-        raise InvalidRecord(f"config_json is a {type(given).__name__}, not an object")
+    given = json_config.loads(config_json)
     dims = {d.name: d for d in family.space}
     for name, value in given.items():
         if name not in family.defaults:

@@ -1,0 +1,64 @@
+"""The drift-analyzer stage: inputs from ``inference.requests`` and the hosts' error-drift flags
+from ``model.status`` in; ``drift.signals`` after every window, and ``hpo.triggers`` when the
+trigger policy fires.
+
+Round ids are ``<round_prefix>-<position>-<n>``: the prefix tells apart the rounds of two runs of
+the analyzer (a restart counts positions from zero again), the counter two triggers of one run.
+
+>>> stage = DriftStage(DriftAnalyzer(), name="drift", round_prefix="p")
+>>> stage.on_status({"error_drift": False, "window_quality": 0.9}, now_ms=0)
+[]
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fedrift.core.drift import DriftAnalyzer, DriftReport
+from fedrift.core.records import Output
+from fedrift.topics import DRIFT_SIGNALS, HPO_TRIGGERS
+
+log = logging.getLogger(__name__)
+
+
+class DriftStage:
+    def __init__(self, analyzer: DriftAnalyzer, name: str, round_prefix: str) -> None:
+        self.analyzer, self.name, self.round_prefix = analyzer, name, round_prefix
+        self.triggers = 0
+
+    def on_request(self, features: list[float], now_ms: int) -> list[Output]:
+        report = self.analyzer.update(features)
+        return [] if report is None else self._publish(report, now_ms)
+
+    def on_status(self, status: dict, now_ms: int) -> list[Output]:
+        if not status["error_drift"]:
+            return []
+        report = self.analyzer.outcome_drift({"error_drift_host": 1.0, "window_quality": status["window_quality"]})
+        return self._publish(report, now_ms)
+
+    def _publish(self, report: DriftReport, now_ms: int) -> list[Output]:
+        signal = {
+            "analyzer": self.name,
+            "time": now_ms,
+            "position": report.position,
+            "score": report.score,
+            "threshold": report.threshold if report.threshold < float("inf") else -1.0,
+            "drifted": report.triggered,
+            "source": report.source,
+            "components": report.components,
+            "top_features": [{"feature": f, "shift": s} for f, s in report.top_features],
+        }
+        out = [Output(DRIFT_SIGNALS, "DriftSignal", signal, self.name)]
+        if report.triggered:
+            self.triggers += 1
+            round_id = f"{self.round_prefix}-{report.position}-{self.triggers}"
+            trigger = {
+                "round_id": round_id,
+                "time": now_ms,
+                "reason": f"{report.source} drift",
+                "drift_score": report.score,
+                "models": [],
+            }
+            out.append(Output(HPO_TRIGGERS, "HpoTrigger", trigger, "*"))
+            log.info("drift at %d (%s, score %.2f): HPO %s", report.position, report.source, report.score, round_id)
+        return out
