@@ -297,7 +297,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     if args.replicas < 1:
         raise UsageError("--replicas must be at least 1")
     rows = datasets.finite_rows(rows, args.data or args.stream)
-    config = SimConfig(replicas=args.replicas, seed=args.seed, epsilon_budget=settings.epsilon_budget)
+    config = SimConfig.from_settings(settings, replicas=args.replicas, seed=args.seed)
     with tqdm(total=total, unit="ev", desc="simulate", disable=args.json, file=sys.stderr) as bar:
         sim, elapsed = timed_run(rows, config, names, progress=bar)
     result = sim.result()
@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--label-column")
     sm.add_argument("--n", type=int, default=20_000, help="events of a synthetic stream")
     sm.add_argument("--seed", type=int, default=0)
-    sm.add_argument("--replicas", type=int, default=3)
+    sm.add_argument("--replicas", type=int, default=Settings().replicas)
     sm.add_argument("--json", action="store_true", help="print one JSON object")
     sm.set_defaults(func=cmd_simulate)
 

@@ -1,0 +1,175 @@
+"""The pipeline's own stages on an in-memory bus and a virtual clock: what ``fedrift simulate`` runs.
+
+The same objects as the Kafka processes (``ModelReplica`` per host, ``Controller``, ``DriftStage``,
+``RoundBook``, ``ShadowStage``, and each host's ``FhpoAgent`` with ``FederatedRounds``), fed the
+same records: a request goes to the partition its key hashes to (librdkafka's default
+partitioner, CRC-32), to every model's replica that owns that partition; what a stage emits is
+delivered to the stages that read its topic, in order, before the next request. Requests arrive
+at ``rate`` per second of virtual time; the controller ticks every ``tick_s`` of it.
+
+Differences from the Kafka pipeline that remain, by design:
+
+- delivery is immediate: in Kafka a status, a marker or a deployment reaches its readers some
+  milliseconds later, while more requests flow;
+- an HPO round runs at once on the window as it is when its trigger is delivered; a host runs it
+  in a background thread while it keeps serving, and its metrics arrive seconds later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+
+from agents.federated import FederatedRounds
+from fedrift.core.aggregation import AgentKeys
+from fedrift.core.aggregator import RoundBook
+from fedrift.core.controller import Controller, ControllerConfig
+from fedrift.core.drift import DriftAnalyzer, DriftConfig
+from fedrift.core.drift_stage import DriftStage
+from fedrift.core.fhpo import FhpoAgent, FhpoConfig
+from fedrift.core.models import FAMILIES
+from fedrift.core.privacy import PrivacyLedger
+from fedrift.core.records import Output
+from fedrift.core.replica import ModelReplica, ReplicaConfig
+from fedrift.core.routing import RoutingConfig
+from fedrift.core.shadow_stage import ShadowStage
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    pool: tuple[str, ...]
+    replicas: int = 3
+    partitions: int = 3
+    seed: int = 0
+    rate: float = 250.0  # requests per second of virtual time
+    tick_s: float = 2.0  # the controller's re-weighting interval
+    shadow_fraction: float = 0.2
+    status_every: int = 200
+    shadow_min: int = 200
+    shadow_max: int = 5000
+    epsilon_budget: float = 10.0
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    fhpo: FhpoConfig = field(default_factory=FhpoConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition a keyed record lands in (librdkafka's default: CRC-32 of the key)."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+class InMemoryPipeline:
+    def __init__(self, cfg: PipelineConfig, feature_names: list[str] | None = None) -> None:
+        unknown = [m for m in cfg.pool if m not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; the pool has {sorted(FAMILIES)}")
+        self.cfg = cfg
+        self.replicas = {m: [self._replica(m, r) for r in range(cfg.replicas)] for m in cfg.pool}
+        self.rounds = {m: [self._rounds(m, r) for r in range(cfg.replicas)] for m in cfg.pool}
+        self.controller = Controller(ControllerConfig(cfg.pool, cfg.partitions, cfg.routing))
+        self.drift = DriftStage(DriftAnalyzer(cfg.drift, cfg.seed, feature_names), "drift", "sim")
+        fh = cfg.fhpo
+        self.aggregator = RoundBook(cfg.replicas, 1 + fh.n_shared + fh.n_local, timeout_s=float("inf"))
+        self.shadow = ShadowStage(0.05, cfg.shadow_min, cfg.shadow_max)
+        self.bus: deque[Output] = deque()
+        self.n = 0  # requests so far
+        self.now_ms = 0
+        self.next_tick_ms = int(cfg.tick_s * 1000)
+        self.log: dict[str, list] = {k: [] for k in ("weights", "drift", "triggers", "aggregates", "deployments")}
+
+    def _replica(self, model: str, r: int) -> ModelReplica:
+        c = self.cfg
+        config = ReplicaConfig(c.pool, model, r, shadow_fraction=c.shadow_fraction, status_every=c.status_every,
+                               seed=c.seed)
+        return ModelReplica(FAMILIES[model], config)
+
+    def _rounds(self, model: str, r: int) -> FederatedRounds:
+        """The host's FHPO agent and masks; keys derived from the seed, so a run is reproducible."""
+        host = f"{model}-{r}"
+        agent = FhpoAgent(FAMILIES[model], host, PrivacyLedger(self.cfg.epsilon_budget), self.cfg.fhpo,
+                          seed=self.cfg.seed * 1000 + r)
+        keys = AgentKeys.from_private_bytes(hashlib.sha256(f"{self.cfg.seed}/{host}".encode()).digest())
+        peers = {f"{model}-{k}" for k in range(self.cfg.replicas)} - {host}
+        rounds = FederatedRounds(agent, model, host, keys, model.encode(), peers)
+        for k in peers:
+            peer = AgentKeys.from_private_bytes(hashlib.sha256(f"{self.cfg.seed}/{k}".encode()).digest())
+            rounds.learn_key({"model": model, "host": k, "public_key": peer.public_bytes})
+        return rounds
+
+    # -- one request ---------------------------------------------------------------------------
+    def request(self, rid: str, x: list[float], y) -> tuple[str, object]:
+        """Serve one labelled request; returns (serving model, its prediction)."""
+        self.now_ms = int(1000 * self.n / self.cfg.rate)
+        self.n += 1
+        p = partition_of(rid, self.cfg.partitions)
+        request = {"id": rid, "event_time": self.now_ms, "features": x, "label": y}
+        served = None
+        self.bus.extend(self.drift.on_request(x, self.now_ms))
+        self.controller.on_request(x)
+        for model, replicas in self.replicas.items():
+            for o in replicas[p % self.cfg.replicas].on_request(p, request):
+                if o.record == "Prediction":
+                    served = (model, o.value["prediction"])
+                else:
+                    self.bus.append(o)
+        if self.now_ms >= self.next_tick_ms:
+            self.next_tick_ms += int(self.cfg.tick_s * 1000)
+            self.bus.extend(self.controller.tick(self.now_ms))
+        self._deliver()
+        return served
+
+    def _deliver(self) -> None:
+        while self.bus:
+            o = self.bus.popleft()
+            self.bus.extend(self._route(o))
+
+    def _route(self, o: Output) -> list[Output]:
+        now, v = self.now_ms, o.value
+        if o.record == "ModelStatus":
+            self.controller.on_status(v)
+            return self.drift.on_status(v, now)
+        if o.record == "ShadowResult":
+            return self.shadow.on_result(v, now)
+        if o.record == "DriftSignal":
+            self.log["drift"].append(v)
+            self.controller.on_drift(v)
+            return []
+        if o.record == "HpoTrigger":
+            self.log["triggers"].append(v)
+            return self._hpo_round(v)
+        if o.record == "TrialMetric":
+            return self.aggregator.on_metric(v, now / 1000)
+        if o.record == "AggregateResult":
+            self.log["aggregates"].append(v)
+            return self.controller.on_aggregate(v, now)
+        if o.record == "Deployment":
+            self.log["deployments"].append(v)
+            for rep in self.replicas.get(v["model"], []):
+                rep.on_deployment(v)
+            self.controller.on_deployment(v)
+            self.shadow.on_deployment(v)
+            return []
+        if o.record == "RoutingWeights":
+            if o.partition is None:
+                self.log["weights"].append((self.n, v))
+            else:
+                for replicas in self.replicas.values():
+                    replicas[o.partition % self.cfg.replicas].on_weights(o.partition, v)
+        return []
+
+    def _hpo_round(self, trigger: dict) -> list[Output]:
+        """What each host does on a trigger (``agents.host``), run at once."""
+        out = []
+        for model, replicas in self.replicas.items():
+            if trigger["models"] and model not in trigger["models"]:
+                continue
+            for rep, rounds in zip(replicas, self.rounds[model], strict=True):
+                rep.on_trigger()
+                outcome = rounds.agent.run_round(trigger["round_id"], dict(rep.config), list(rep.window.events))
+                out += rounds.metrics(trigger, outcome)
+                rep.epsilon_spent = rounds.agent.ledger.max_loss
+                if outcome.status != "ok":
+                    out.append(rep.status())  # says so: epsilon_spent at the budget
+        return out
