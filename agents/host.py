@@ -39,6 +39,7 @@ from schemas import RecordError, codec
 
 log = logging.getLogger(__name__)
 BATCH = 500  # input records handled per transaction
+IDLE_STATUS_S = 1.0  # after this long without input, a host reports what it learned since its last status
 
 
 def replica_config(settings: Settings, model: str, replica: int) -> ReplicaConfig:
@@ -112,9 +113,10 @@ class ModelHost:
         try:
             while self.running:
                 self._poll_control()
-                msgs = [m for m in self.consumer.consume(num_messages=BATCH, timeout=0.2) if not m.error()]
+                msgs = [m for m in self.consumer.consume(num_messages=BATCH, timeout=0.05) if not m.error()]
                 if not msgs:
-                    if self.replica_state.n_learned > self.replica_state.n_reported:
+                    quiet = time.monotonic() - idle_since > IDLE_STATUS_S
+                    if quiet and self.replica_state.n_learned > self.replica_state.n_reported:
                         self._control_transaction([self.replica_state.status()])  # the tail of a burst
                     if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                         break

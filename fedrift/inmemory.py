@@ -11,8 +11,10 @@ Differences from the Kafka pipeline that remain, by design:
 
 - delivery is immediate: in Kafka a status, a marker or a deployment reaches its readers some
   milliseconds later, while more requests flow;
-- an HPO round runs at once on the window as it is when its trigger is delivered; a host runs it
-  in a background thread while it keeps serving, and its metrics arrive seconds later.
+- an HPO round runs on the window as it is when its trigger is delivered, and its metrics are
+  delivered ``hpo_latency_s`` of virtual time later; a host runs it in a background thread while
+  it keeps serving, and how long that takes depends on the machine and the pool (8 s from trigger
+  to the last host's metrics with the pool linear, hat, gnb, 3 replicas each, on 2 cores).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class PipelineConfig:
     partitions: int = 3
     seed: int = 0
     rate: float = 250.0  # requests per second of virtual time
-    tick_s: float = 2.0  # the controller's re-weighting interval
+    tick_s: float = 1.0  # how often the controller's clock is checked (``fedrift.core.controller``)
+    hpo_latency_s: float = 8.0  # trigger to metrics published: hosts optimise beside serving (measured)
     shadow_fraction: float = 0.2
     status_every: int = 200
     shadow_min: int = 200
@@ -74,6 +77,7 @@ class InMemoryPipeline:
         self.aggregator = RoundBook(cfg.replicas, 1 + fh.n_shared + fh.n_local, timeout_s=float("inf"))
         self.shadow = ShadowStage(0.05, cfg.shadow_min, cfg.shadow_max)
         self.bus: deque[Output] = deque()
+        self.later: list[tuple[int, list[Output]]] = []  # (due time, outputs) of HPO rounds under way
         self.n = 0  # requests so far
         self.now_ms = 0
         self.next_tick_ms = int(cfg.tick_s * 1000)
@@ -114,6 +118,8 @@ class InMemoryPipeline:
                     served = (model, o.value["prediction"])
                 else:
                     self.bus.append(o)
+        while self.later and self.later[0][0] <= self.now_ms:
+            self.bus.extend(self.later.pop(0)[1])
         if self.now_ms >= self.next_tick_ms:
             self.next_tick_ms += int(self.cfg.tick_s * 1000)
             self.bus.extend(self.controller.tick(self.now_ms))
@@ -128,8 +134,7 @@ class InMemoryPipeline:
     def _route(self, o: Output) -> list[Output]:
         now, v = self.now_ms, o.value
         if o.record == "ModelStatus":
-            self.controller.on_status(v)
-            return self.drift.on_status(v, now)
+            return self.controller.on_status(v, now) + self.drift.on_status(v, now)
         if o.record == "ShadowResult":
             return self.shadow.on_result(v, now)
         if o.record == "DriftSignal":
@@ -138,7 +143,8 @@ class InMemoryPipeline:
             return []
         if o.record == "HpoTrigger":
             self.log["triggers"].append(v)
-            return self._hpo_round(v)
+            self.later.append((now + int(self.cfg.hpo_latency_s * 1000), self._hpo_round(v)))
+            return []
         if o.record == "TrialMetric":
             return self.aggregator.on_metric(v, now / 1000)
         if o.record == "AggregateResult":

@@ -33,9 +33,10 @@ class SimConfig:
     pipeline: PipelineConfig
     accuracy_window: int = 500  # the patent's historical-accuracy window
     oracle_window: int = 500
+    run_id: str = "sim"  # request i is "<run_id>-<i>", as ``fedrift run`` names them: the same partitions
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides) -> SimConfig:
+    def from_settings(cls, settings: Settings, run_id: str = "sim", **overrides) -> SimConfig:
         """The pipeline ``fedrift run`` starts with these settings; ``overrides`` replace fields."""
         values = {
             "pool": settings.models,
@@ -48,7 +49,7 @@ class SimConfig:
             "shadow_max": settings.shadow_max_samples,
             "epsilon_budget": settings.epsilon_budget,
         }
-        return cls(PipelineConfig(**{**values, **overrides}))
+        return cls(PipelineConfig(**{**values, **overrides}), run_id=run_id)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -69,8 +70,8 @@ class Simulation:
         self.t = 0
 
     def step(self, x: list[float], y) -> None:
+        _, prediction = self.pipeline.request(f"{self.cfg.run_id}-{self.t}", x, y)
         self.t += 1
-        _, prediction = self.pipeline.request(f"sim-{self.t}", x, y)
         static_pred = {m: model.predict_one(x) for m, model in self.static.items()}
         self.correct["fedrift"].append(prediction == y)
         self.correct["patent"].append(static_pred[self.routers["patent"].choose()] == y)

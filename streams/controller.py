@@ -1,7 +1,8 @@
 """Routing-controller processor: the ``Controller`` over ``model.status``, the current inputs,
-``drift.signals``, ``hpo.aggregates`` and ``deployments``; every ``interval_s`` it publishes new
-routing weights (a marker into every request partition, then ``routing.weights``) and PRUNE /
-RESTORE deployments, and from aggregates SHADOW_START deployments. Its state is restored from the
+``drift.signals``, ``hpo.aggregates`` and ``deployments``. It publishes new routing weights (a
+marker into every request partition, then ``routing.weights``) and PRUNE / RESTORE deployments
+whenever every model has new evidence (or on the clock when none came for a while), and from
+aggregates SHADOW_START deployments. Its state is restored from the
 compacted topics at start; a status that fails validation goes to ``model.status.dlq``."""
 
 from __future__ import annotations
@@ -55,14 +56,14 @@ def restored_controller(settings: Settings, catalog: TopicCatalog) -> Controller
     )
 
 
-def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalog, interval_s: float = 2.0):
+def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalog, interval_s: float = 1.0):
     topics = RawTopics(app, catalog)
     ctl = restored_controller(settings, catalog)
 
     @app.agent(topics.get(catalog.name(MODEL_STATUS)), name="controller-status")
     async def follow_status(stream):
         async for _event, s in decoded(stream, topics, "ModelStatus", "controller", validate_status):
-            ctl.on_status(s)
+            await send_outputs(topics, ctl.on_status(s, now_ms()))
 
     @app.agent(topics.get(catalog.name(REQUESTS)), name="controller-inputs")
     async def follow_inputs(stream):

@@ -2,17 +2,20 @@
 deployments in; routing weights (as markers into every request partition, and on
 ``routing.weights``), SHADOW_START and PRUNE / RESTORE deployments out.
 
-It keeps each host's latest ``ModelStatus``, differences the cumulative scored/correct counters
-into the Fixed Share evidence (``RoutingController``), and on every ``tick`` re-weights the models
-by historical evidence × alignment with the current inputs × drift compensation. Constructed
+It keeps each host's latest ``ModelStatus`` and differences the cumulative scored/correct counters
+into the Fixed Share evidence (``RoutingController``). As soon as every model has new evidence it
+re-weights the models by historical evidence × alignment with the current inputs × drift
+compensation (event-driven, so the weights follow the labels at any request rate and land at the
+same stream position in the pipeline and the simulator); ``tick`` re-weights on the clock when
+no evidence came for ``idle_s``. Constructed
 from what the compacted topics hold (the restored state is passed in, nothing is read here).
 
 >>> c = Controller(ControllerConfig(pool=("a", "b"), partitions=2))
 >>> for host, model, correct in (("a-0", "a", 90), ("b-0", "b", 60)):
 ...     s = {"host": host, "model": model, "window_quality": correct / 100, "input_sketch": []}
-...     c.on_status({**s, "n_seen": 0, "n_correct": 0})
-...     c.on_status({**s, "n_seen": 100, "n_correct": correct})
->>> [(o.topic, o.partition) for o in c.tick(now_ms=0)]
+...     out = c.on_status({**s, "n_seen": 0, "n_correct": 0}, now_ms=0)
+...     out = c.on_status({**s, "n_seen": 100, "n_correct": correct}, now_ms=0)
+>>> [(o.topic, o.partition) for o in out]
 [('inference.requests', 0), ('inference.requests', 1), ('routing.weights', None)]
 >>> c.last_published["a"] > 0.99
 True
@@ -39,6 +42,7 @@ class ControllerConfig:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     input_half_life: float = 250.0  # events: the current-input sketch's memory
     publish_change: float = 1e-3  # a weight must move this much for a new version
+    idle_s: float = 2.0  # re-weight on the clock when no evidence arrived for this long
 
 
 def validate_status(s: dict) -> None:
@@ -70,6 +74,7 @@ class Controller:
         self.last_accuracy: dict[str, float] = {}
         self.last_published: dict[str, float] = {}
         self.pruned: dict[str, str] = {}
+        self.updated_ms = 0  # when the weights were last recomputed
         if weights:
             self.controller.version = weights["version"]
             self.last_published = dict(weights["weights"])
@@ -80,16 +85,20 @@ class Controller:
             self.status[s["host"]] = s
 
     # -- records in ---------------------------------------------------------------------------
-    def on_status(self, s: dict) -> None:
-        """Keep the host's latest report; add what it scored since its previous one to the batch."""
+    def on_status(self, s: dict, now_ms: int) -> list[Output]:
+        """Keep the host's latest report and add what it scored since its previous one to the
+        evidence; re-weight as soon as every model has new evidence."""
         validate_status(s)
         prev = self.status.get(s["host"])
         self.status[s["host"]] = s
         if prev is None or s["n_seen"] < prev["n_seen"] or s["n_correct"] < prev["n_correct"]:
-            return  # first report, or counters restarted: a new baseline
+            return []  # first report, or counters restarted: a new baseline
         batch = self.batch.setdefault(s["model"], [0, 0])
         batch[0] += s["n_correct"] - prev["n_correct"]
         batch[1] += s["n_seen"] - prev["n_seen"]
+        if all(self.batch.get(m, [0, 0])[1] > 0 for m in self.cfg.pool):
+            return self._reweight(now_ms)
+        return []
 
     def on_request(self, features: list[float]) -> None:
         self.current.add(features)
@@ -167,10 +176,18 @@ class Controller:
         self.batch.clear()
 
     def tick(self, now_ms: int) -> list[Output]:
-        """Re-weight: PRUNE / RESTORE deployments, and new weights if they moved."""
+        """Re-weight if nothing did for ``idle_s`` (alignment moves with the inputs even while no
+        labels arrive)."""
+        if now_ms - self.updated_ms < self.cfg.idle_s * 1000:
+            return []
+        return self._reweight(now_ms)
+
+    def _reweight(self, now_ms: int) -> list[Output]:
+        """PRUNE / RESTORE deployments, and new weights if they moved."""
         acc = self.accuracy()
         if acc is None:
             return []
+        self.updated_ms = now_ms
         self.last_accuracy = acc
         self._observe_batch()
         decision = self.controller.update(acc, self.alignment(), drift_compensation(acc, self.before_drift))

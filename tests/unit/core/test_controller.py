@@ -20,14 +20,12 @@ def _status(host: str, model: str, seen: int, correct: int, quality: float = 0.5
 def test_counters_are_differenced_per_host_and_fed_once_every_model_scored():
     ctl = _controller()
     for host, model in (("linear-0", "linear"), ("linear-1", "linear"), ("hat-0", "hat")):
-        ctl.on_status(_status(host, model, 100, 50))  # baselines
-    ctl.on_status(_status("linear-0", "linear", 300, 230))  # +200 scored, +180 right
-    ctl.on_status(_status("linear-1", "linear", 300, 230))
-    ctl._observe_batch()
+        ctl.on_status(_status(host, model, 100, 50), 0)  # baselines
+    ctl.on_status(_status("linear-0", "linear", 300, 230), 0)  # +200 scored, +180 right
+    ctl.on_status(_status("linear-1", "linear", 300, 230), 0)
     assert ctl.controller.evidence.p == {}  # hat has not been scored yet: wait
-    ctl.on_status(_status("hat-0", "hat", 500, 250))  # +400 scored, +200 right
-    ctl._observe_batch()
-    assert ctl.batch == {}
+    out = ctl.on_status(_status("hat-0", "hat", 500, 250), 0)  # +400 scored, +200 right: every model has news
+    assert ctl.batch == {} and out and out[-1].value["version"] == 1
     w = ctl.controller.evidence.weights()
     # linear 90 % vs hat 50 % over min(400, 400) events
     assert w["linear"] > 0.99 and w["hat"] == pytest.approx(1 - w["linear"])
@@ -35,10 +33,10 @@ def test_counters_are_differenced_per_host_and_fed_once_every_model_scored():
 
 def test_a_restarted_host_sets_a_new_baseline():
     ctl = _controller()
-    ctl.on_status(_status("hat-0", "hat", 1000, 900))
-    ctl.on_status(_status("hat-0", "hat", 200, 100))  # counters went back: no negative batch
+    ctl.on_status(_status("hat-0", "hat", 1000, 900), 0)
+    ctl.on_status(_status("hat-0", "hat", 200, 100), 0)  # counters went back: no negative batch
     assert ctl.batch == {}
-    ctl.on_status(_status("hat-0", "hat", 300, 190))
+    ctl.on_status(_status("hat-0", "hat", 300, 190), 0)
     assert ctl.batch == {"hat": [90, 100]}
 
 
@@ -54,23 +52,23 @@ def test_a_restarted_host_sets_a_new_baseline():
 )
 def test_an_impossible_status_is_refused_and_changes_nothing(change, why):
     ctl = _controller()
-    ctl.on_status(_status("hat-0", "hat", 100, 50))
+    ctl.on_status(_status("hat-0", "hat", 100, 50), 0)
     with pytest.raises(InvalidRecord, match=why):
-        ctl.on_status({**_status("hat-0", "hat", 200, 100), **change})
+        ctl.on_status({**_status("hat-0", "hat", 200, 100), **change}, 0)
     assert ctl.status["hat-0"]["n_seen"] == 100
 
 
 def test_weights_are_published_as_one_marker_per_partition_then_on_routing_weights():
     ctl = _controller()
     for host, model, correct in (("linear-0", "linear", 90), ("hat-0", "hat", 50)):
-        ctl.on_status(_status(host, model, 0, 0))
-        ctl.on_status(_status(host, model, 100, correct, correct / 100))
-    out = ctl.tick(now_ms=5)
+        ctl.on_status(_status(host, model, 0, 0), 0)
+        out = ctl.on_status(_status(host, model, 100, correct, correct / 100), now_ms=5)
     assert [(o.topic, o.partition) for o in out] == [("inference.requests", p) for p in range(3)] + [
         ("routing.weights", None)
     ]
     assert len({id(o.value) for o in out}) == 1 and out[0].value["version"] == 1
-    assert ctl.tick(now_ms=6) == []  # nothing moved: no new version
+    assert ctl.tick(now_ms=6) == []  # evidence came just now: the clock waits
+    assert ctl.tick(now_ms=5000) == []  # nothing moved: no new version
 
 
 def test_a_restored_controller_continues_the_versions_and_the_evidence():
