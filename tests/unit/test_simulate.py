@@ -11,10 +11,10 @@ FAST_POOL = ("linear", "gnb", "sgd")
 
 def test_simulation_is_deterministic_for_a_seed_and_runs_the_whole_loop():
     cfg = SimConfig.from_settings(Settings(models=FAST_POOL), seed=7)
-    a = run(synthetic("sea", 6000, seed=7), cfg).result()
-    b = run(synthetic("sea", 6000, seed=7), cfg).result()
+    a = run(synthetic("sea", 9000, seed=7), cfg).result()
+    b = run(synthetic("sea", 9000, seed=7), cfg).result()
     assert a == b
-    assert a["n"] == 6000 and a["drift"]["triggers"], "SEA switches concept at 1500/3000/4500"
+    assert a["n"] == 9000 and a["drift"]["triggers"], "SEA switches concept every 2250 events"
     assert a["hpo"]["rounds"] == len(a["drift"]["triggers"]) and a["hpo"]["aggregates"] > 0
     assert a["privacy"]["epsilon_spent_max"] > 0
     assert a["privacy"]["epsilon_spent_max"] <= a["privacy"]["epsilon_budget"]
