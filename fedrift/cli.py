@@ -26,6 +26,9 @@ def ensure_broker(settings: Settings, nodes: int = 1) -> str:
     if settings.local:
         from infra.local_kafka import LocalKafka
 
+        cluster = LocalKafka(settings.home, nodes=3)
+        if nodes == 1 and cluster.running():
+            nodes = 3  # the 3-node cluster the user started is the one to use
         kafka = LocalKafka(settings.home, nodes=nodes, base_port=settings.kafka_port if nodes == 1 else None)
         state = kafka.start()
         print(f"local Kafka ({nodes} node{'s' if nodes > 1 else ''}) {state} at {kafka.bootstrap}", file=sys.stderr)

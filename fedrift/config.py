@@ -31,7 +31,10 @@ class Settings:
     topic_prefix: str = field(default="", metadata=_env("FEDRIFT_TOPIC_PREFIX", "prefix for every topic name"))
     partitions: int = field(default=3, metadata=_env("FEDRIFT_PARTITIONS", "partitions of partitioned topics"))
     replication_factor: int = field(
-        default=1, metadata=_env("FEDRIFT_REPLICATION_FACTOR", "replication factor of created topics")
+        default=0,
+        metadata=_env(
+            "FEDRIFT_REPLICATION_FACTOR", "replication factor of new topics; 0 = 3 on 3+ brokers, else 1"
+        ),
     )
     retention_ms: int = field(
         default=7 * 24 * 3600 * 1000, metadata=_env("FEDRIFT_RETENTION_MS", "retention of delete-policy topics")

@@ -43,18 +43,33 @@ def check_broker(bootstrap: str, timeout: float = 10.0) -> int:
     return len(md.brokers)
 
 
+def replication_for(brokers: int, requested: int = 0) -> tuple[int, int | None]:
+    """``(replication factor, min.insync.replicas)`` for a cluster of ``brokers``: an explicit
+    ``requested`` factor wins; 0 means 3 on a cluster of 3 or more brokers (surviving the loss of
+    one with ``acks=all``), else 1.
+
+    >>> replication_for(1), replication_for(3), replication_for(5, requested=2)
+    ((1, None), (3, 2), (2, None))
+    """
+    rf = requested or (3 if brokers >= 3 else 1)
+    return rf, (2 if rf >= 3 else None)
+
+
 def create_topics(
     bootstrap: str, topics: Sequence[ResolvedTopic], timeout: float = 30.0, min_insync_replicas: int | None = None
 ) -> dict[str, str]:
-    """Create the topics that do not exist yet; returns ``{name: "created" | "exists"}``. Idempotent."""
+    """Create the topics that do not exist yet; returns ``{name: "created" | "exists"}``. Idempotent.
+    A topic with replication factor 0 gets the one that matches the cluster (``replication_for``)."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    md = admin.list_topics(timeout=timeout)
+    existing = set(md.topics)
     result = {t.name: "exists" for t in topics if t.name in existing}
-    new = [
-        NewTopic(t.name, t.partitions, t.replication_factor, config=t.config(min_insync_replicas))
-        for t in topics
-        if t.name not in existing
-    ]
+    new = []
+    for t in topics:
+        if t.name in existing:
+            continue
+        rf, isr = replication_for(len(md.brokers), t.replication_factor)
+        new.append(NewTopic(t.name, t.partitions, rf, config=t.config(min_insync_replicas or isr)))
     if not new:
         return result
     for name, fut in admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout).items():

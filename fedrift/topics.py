@@ -117,7 +117,7 @@ class TopicCatalog:
         prefix: str = "",
         models: Iterable[str] = (),
         partitions: int = 3,
-        replication_factor: int = 1,
+        replication_factor: int = 0,
         retention_ms: int | None = 7 * 24 * 3600 * 1000,
     ) -> None:
         self.prefix = prefix

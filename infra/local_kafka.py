@@ -122,6 +122,10 @@ class LocalKafka:
             node.pid_file.unlink(missing_ok=True)
         return "killed after timeout" if killed else "stopped"
 
+    def running(self) -> bool:
+        """Every node's process is alive (without asking the cluster anything)."""
+        return all(self._pid(n) for n in self.nodes)
+
     def status(self) -> dict:
         running = {n.node_id: self._pid(n) for n in self.nodes}
         return {
@@ -185,7 +189,7 @@ class LocalKafka:
             "share.coordinator.state.topic.replication.factor": rf,
             "share.coordinator.state.topic.min.isr": 2 if rf >= 3 else 1,
             "group.initial.rebalance.delay.ms": 0,
-            "auto.create.topics.enable": "true",
+            "auto.create.topics.enable": "false",
             "log.retention.check.interval.ms": 60000,
             "log.cleaner.backoff.ms": 5000,
         }

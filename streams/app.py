@@ -13,7 +13,7 @@ import faust
 
 from fedrift.config import Settings
 from fedrift.core.records import Output
-from fedrift.kafka_io import dead_letter, now_ms  # noqa: F401 (re-exported for the processors)
+from fedrift.kafka_io import check_broker, dead_letter, now_ms, replication_for  # noqa: F401 (re-exported)
 from fedrift.topics import TopicCatalog
 from schemas import RecordError, codec
 
@@ -32,7 +32,7 @@ def create_app(settings: Settings, app_id: str = "fedrift-streams") -> faust.App
         datadir=str(settings.home / "faust" / app_id),
         web_enabled=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
+        topic_replication_factor=replication_for(check_broker(settings.bootstrap), settings.replication_factor)[0],
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_every=500,
