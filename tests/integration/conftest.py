@@ -36,6 +36,15 @@ def kafka() -> Iterator[LocalKafka]:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def kafka3() -> Iterator[LocalKafka]:
+    """A 3-node KRaft cluster of its own (ports from 29192), for the replication and chaos tests."""
+    cluster = LocalKafka(TEST_HOME, nodes=3, base_port=int(os.environ.get("FEDRIFT_TEST_KAFKA3_PORT", "29192")))
+    cluster.start(timeout=120)
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def settings(kafka: LocalKafka, tmp_path: Path) -> Settings:
     """Settings for one test: the test broker and a unique topic prefix, so tests never share topics."""

@@ -1,30 +1,37 @@
-"""Exactly-once per request id while fedrift processes are SIGKILLed and restarted.
+"""Exactly-once per request id while fedrift processes and a Kafka broker are SIGKILLed.
 
-The whole pipeline (Faust worker and model hosts, supervised by ``Pipeline``) serves a labelled
-stream (a third of the labels late, on ``inference.feedback``); meanwhile a host of each model and
-the Faust worker are killed with SIGKILL, mid-transaction or not, and restarted by the
-supervisor. Then, per request id: exactly one read_committed prediction for every acked request,
-and each model learned each label exactly once (the hosts' learned-id digests).
+On the 3-node cluster (topics with replication factor 3, min.insync.replicas 2) the whole pipeline
+(Faust worker and model hosts, supervised by ``Pipeline``) serves a drifting, labelled stream (a
+third of the labels late, on ``inference.feedback``). Meanwhile a host of each model (one of them
+while the drift's HPO round runs), the Faust worker, and the broker that leads request partition 0
+are killed with SIGKILL; the supervisor restarts the processes, the test restarts the broker. Then,
+per request id: every acked request has exactly one read_committed prediction, and each model
+learned each label exactly once (the hosts' learned-id digests).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import signal
 import threading
 import time
+import uuid
 
 import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from fedrift import datasets
-from fedrift.kafka_io import RecordProducer
+from fedrift.config import Settings
+from fedrift.kafka_io import create_topics, producer_config
 from fedrift.pipeline import Pipeline
-from fedrift.topics import FEEDBACK, REQUESTS
+from fedrift.topics import FEEDBACK, REQUESTS, TopicCatalog
+from schemas import codec
 from tests.integration.chaos import verdict, wait_learned
-from tests.integration.conftest import ensure_topics
 
 pytestmark = pytest.mark.integration
 
-N, LATE_EVERY, DELAY = 12_000, 3, 25
+N, RATE, LATE_EVERY, DELAY = 50_000, 700.0, 3, 25
 
 
 def labelled_stream(n: int, run_id: str):
@@ -42,44 +49,91 @@ def labelled_stream(n: int, run_id: str):
         yield FEEDBACK, "Feedback", fb
 
 
-def produce_paced(settings, catalog, events, rate: float, progress: dict) -> None:
-    producer = RecordProducer(settings.bootstrap)
+def produce_paced(bootstrap: str, catalog: TopicCatalog, events, progress: dict) -> None:
+    """Produce at ``RATE``; ``progress["acked"]`` collects the request ids the cluster acknowledged."""
+    producer = Producer(producer_config(bootstrap))
+    requests = catalog.name(REQUESTS)
+
+    def on_delivery(err, msg):
+        if err is None and msg.topic() == requests:
+            progress["acked"].add(msg.key().decode())
+
     t0 = time.monotonic()
     for base, record, value in events:
-        producer.send(catalog.name(base), record, value, key=value["id"])
+        raw = codec().encode(record, value)
+        while True:
+            try:
+                producer.produce(catalog.name(base), raw, value["id"], on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
         if base == REQUESTS:
             progress["sent"] += 1
-            ahead = progress["sent"] / rate - (time.monotonic() - t0)
+            ahead = progress["sent"] / RATE - (time.monotonic() - t0)
             if ahead > 0:
                 time.sleep(ahead)
-    producer.flush()
+    producer.flush(120)
     progress["done"] = True
 
 
-def test_sigkill_of_hosts_and_the_faust_worker_loses_and_repeats_nothing(settings, tmp_path):
-    settings = dataclasses.replace(
-        settings, models=("gnb", "linear"), replicas=2, partitions=4, n_features=5, checkpoint_every_s=1.0
+def kill_partition_leader(cluster, topic: str, partition: int) -> int:
+    md = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(topic, timeout=10)
+    leader = md.topics[topic].partitions[partition].leader
+    node = next(n for n in cluster.nodes if n.node_id == leader)
+    os.kill(int(node.pid_file.read_text()), signal.SIGKILL)
+    return leader
+
+
+def test_sigkill_of_hosts_the_faust_worker_and_a_leader_broker_loses_and_repeats_nothing(kafka3, tmp_path):
+    settings = Settings(
+        bootstrap_servers=kafka3.bootstrap,
+        topic_prefix=f"c{uuid.uuid4().hex[:8]}.",
+        home=tmp_path / "home",
+        models=("gnb", "linear"),
+        replicas=2,
+        partitions=4,
+        n_features=5,
+        checkpoint_every_s=1.0,
     )
-    catalog = ensure_topics(settings)
-    kills = {N // 5: "host-gnb-0", 2 * N // 5: "streams", 3 * N // 5: "host-linear-1", 4 * N // 5: "host-gnb-0"}
-    progress = {"sent": 0, "done": False}
+    catalog = TopicCatalog.from_settings(settings)
+    create_topics(settings.bootstrap, catalog.specs())
+    kills = {
+        N // 6: "host-gnb-0",
+        2 * N // 6: "streams",
+        3 * N // 6 + 1500: "host-linear-1",  # the drift at N/2 triggers an HPO round: mid-round
+        4 * N // 6: "broker",
+        5 * N // 6: "host-gnb-0",
+    }
+    progress = {"sent": 0, "done": False, "acked": set()}
+    restarted_broker = None
     with Pipeline(settings, tmp_path / "logs") as pipeline:
         pipeline.wait_ready()
-        thread = threading.Thread(
-            target=produce_paced, args=(settings, catalog, labelled_stream(N, "chaos"), 600.0, progress), daemon=True
-        )
+        stream = labelled_stream(N, "chaos")
+        thread = threading.Thread(target=produce_paced, args=(settings.bootstrap, catalog, stream, progress))
+        thread.daemon = True
         thread.start()
         while not progress["done"]:
-            due = [at for at in kills if progress["sent"] >= at]
-            for at in due:
-                pipeline.kill(kills.pop(at))
+            for at in [at for at in kills if progress["sent"] >= at]:
+                victim = kills.pop(at)
+                if victim == "broker":
+                    leader = kill_partition_leader(kafka3, catalog.name(REQUESTS), 0)
+                    restarted_broker = time.monotonic() + 5.0
+                else:
+                    pipeline.kill(victim)
+            if restarted_broker and time.monotonic() > restarted_broker:
+                kafka3.start(timeout=120)
+                restarted_broker = None
             pipeline.supervise()
             time.sleep(0.05)
+        if restarted_broker:
+            kafka3.start(timeout=120)
         assert not kills
-        wait_learned(settings.bootstrap, catalog, settings.models, N, timeout=180, supervise=pipeline.supervise)
+        wait_learned(settings.bootstrap, catalog, settings.models, N, timeout=300, supervise=pipeline.supervise)
         restarts = pipeline.supervise()
-        ids = [f"chaos-{i}" for i in range(N)]
-        result = verdict(settings.bootstrap, catalog, ids, ids, settings.models, timeout=120)
+        acked = sorted(progress["acked"])
+        result = verdict(settings.bootstrap, catalog, acked, acked, settings.models, timeout=180)
+    assert len(acked) == N and leader in (1, 2, 3)
     assert restarts == {"host-gnb-0": 2, "streams": 1, "host-linear-1": 1}, restarts
     assert not result.missing and not result.duplicated and not result.unexpected, (
         len(result.missing), result.duplicated[:5], result.unexpected[:5]

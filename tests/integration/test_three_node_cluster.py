@@ -9,12 +9,11 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from fedrift.kafka_io import RecordProducer, create_topics
 from fedrift.topics import ResolvedTopic
-from infra.local_kafka import LocalKafka
 from schemas import codec
-from tests.integration.conftest import TEST_HOME
 
 pytestmark = pytest.mark.integration
 
@@ -31,17 +30,19 @@ def _read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) 
     return got
 
 
-def test_three_node_cluster_replicates_and_survives_a_node_loss():
-    cluster = LocalKafka(TEST_HOME, nodes=3, base_port=int(os.environ.get("FEDRIFT_TEST_KAFKA3_PORT", "29192")))
+def test_three_node_cluster_replicates_and_survives_a_node_loss(kafka3):
+    cluster = kafka3
     try:
-        cluster.start(timeout=120)
-        topic = ResolvedTopic(f"rf3-{uuid.uuid4().hex[:6]}", "Feedback", 3, 3, "delete", None)
-        create_topics(cluster.bootstrap, [topic], min_insync_replicas=2)
-        from confluent_kafka.admin import AdminClient
-
+        topic = ResolvedTopic(f"rf3-{uuid.uuid4().hex[:6]}", "Feedback", 3, 0, "delete", None)
+        create_topics(cluster.bootstrap, [topic])  # replication factor 0: the cluster's (3, min ISR 2)
         md = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(topic.name, timeout=10)
         assert len(md.brokers) == 3
         assert all(len(p.replicas) == 3 and len(p.isrs) == 3 for p in md.topics[topic.name].partitions.values())
+        configs = AdminClient({"bootstrap.servers": cluster.bootstrap}).describe_configs(
+            [ConfigResource(ConfigResource.Type.TOPIC, topic.name)]
+        )
+        [future] = configs.values()
+        assert future.result()["min.insync.replicas"].value == "2"
 
         producer = RecordProducer(cluster.bootstrap)
         for i in range(300):
@@ -58,4 +59,4 @@ def test_three_node_cluster_replicates_and_survives_a_node_loss():
         assert producer.flush(timeout=90) == 400
         assert len(_read_all(f"127.0.0.1:{cluster.nodes[0].port}", topic.name, 400)) == 400
     finally:
-        cluster.stop()
+        cluster.start(timeout=120)  # the node comes back for the next test
