@@ -18,6 +18,7 @@ transactional id is per replica, so a restarted replica fences its zombie.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from pathlib import Path
@@ -35,10 +36,11 @@ from fedrift.core.records import Output
 from fedrift.core.replica import ModelReplica, ReplicaConfig
 from fedrift.kafka_io import dead_letter, now_ms, producer_config, read_compacted, retrying
 from fedrift.topics import DEPLOYMENTS, FEEDBACK, HPO_KEYS, HPO_TRIGGERS, REQUESTS, TopicCatalog, deployments_in_force
-from schemas import RecordError, codec
+from schemas import InvalidRecord, RecordError, codec
 
 log = logging.getLogger(__name__)
 BATCH = 500  # input records handled per transaction
+CONTROL_RECORDS = ("HpoTrigger", "UnmaskRequest", "Deployment", "AgentKey")
 IDLE_STATUS_S = 1.0  # after this long without input, a host reports what it learned since its last status
 
 
@@ -269,34 +271,58 @@ class ModelHost:
             if msg.error():
                 continue
             try:
-                name, value = self.codec.decode(msg.value())
+                outputs += self._control_record(msg)
             except RecordError as exc:
-                log.warning("control record skipped (%s)", exc.reason)
-                continue
-            if name == "HpoTrigger" and (not value["models"] or self.model in value["models"]):
-                self.rounds.waiting.append(value)
-                self.replica_state.on_trigger()
-            elif name == "Deployment" and value["model"] == self.model:
-                letters += self._deploy(value, msg)
-            elif name == "UnmaskRequest" and value["model"] == self.model:
-                outputs += self.rounds.unmask(value)
-            elif name == "AgentKey":
-                self.rounds.learn_key(value)
+                log.warning("host %s: control record refused (%s)", self.host_id, exc.reason)
+                if (self.dlq_owner and self.replica == 0) or self._owns_deployment(msg):
+                    topic, raw, headers = dead_letter(
+                        self.catalog, msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), exc,
+                        self.host_id,
+                    )
+                    letters.append((topic, raw, msg.key(), headers))
         if outputs or letters:
             self._control_transaction(outputs, letters)
         self.rounds.start_next(list(self.replica_state.window.events), dict(self.replica_state.config))
 
-    def _deploy(self, d: dict, msg=None) -> list[tuple]:
-        """Apply a deployment; an unusable one is skipped, and dead-lettered once (by replica 0):
-        returns ``(topic, raw, key, headers)`` of that dead letter, if any."""
-        try:
-            if self.replica_state.on_deployment(d):
-                log.info("host %s applied %s %s", self.host_id, d["action"], d["config_id"])
-        except RecordError as exc:
-            log.warning("host %s: deployment refused (%s)", self.host_id, exc.reason)
-            if msg is not None and self.replica == 0:
-                topic, raw, headers = dead_letter(
-                    self.catalog, msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), exc, self.host_id
-                )
-                return [(topic, raw, msg.key(), headers)]
+    def _owns_control_dlq(self, msg) -> bool:
+        """One host dead-letters each unusable control record: replica 0 of the model a deployment
+        names, replica 0 of the pool's first model for anything else."""
+        if self.replica != 0:
+            return False
+        if msg.topic() == self.catalog.name(DEPLOYMENTS):
+            try:
+                return self.codec.decode(msg.value())[1]["model"] == self.model
+            except RecordError:
+                pass
+        return self.dlq_owner
+
+    def _control_record(self, msg) -> list[Output]:
+        """Apply one control record; raises ``RecordError`` for one that cannot be used."""
+        name, value = self.codec.decode(msg.value(), expect=CONTROL_RECORDS)
+        if name == "HpoTrigger":
+            validate_trigger(value)
+            if not value["models"] or self.model in value["models"]:
+                self.rounds.waiting.append(value)
+                self.replica_state.on_trigger()
+        elif name == "Deployment" and value["model"] == self.model:
+            if self.replica_state.on_deployment(value):
+                log.info("host %s applied %s %s", self.host_id, value["action"], value["config_id"])
+        elif name == "UnmaskRequest" and value["model"] == self.model:
+            return self.rounds.unmask(value)
+        elif name == "AgentKey":
+            self.rounds.learn_key(value)
         return []
+
+    def _deploy(self, d: dict) -> None:
+        """Re-apply a deployment in force at start; an unusable one is skipped."""
+        try:
+            self.replica_state.on_deployment(d)
+        except RecordError as exc:
+            log.warning("host %s: deployment in force refused (%s)", self.host_id, exc.reason)
+
+
+def validate_trigger(trigger: dict) -> None:
+    if not trigger["round_id"]:
+        raise InvalidRecord("HpoTrigger has an empty round_id")
+    if not math.isfinite(trigger["drift_score"]):
+        raise InvalidRecord(f"drift_score {trigger['drift_score']} is not finite")

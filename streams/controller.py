@@ -12,7 +12,8 @@ import logging
 import faust
 
 from fedrift.config import Settings
-from fedrift.core.controller import Controller, ControllerConfig, validate_status
+from fedrift.core.controller import Controller, ControllerConfig, validate_aggregate, validate_status
+from fedrift.core.lifecycle import usable, validate_deployment
 from fedrift.core.partition import validated_weights
 from fedrift.kafka_io import read_compacted
 from fedrift.topics import (
@@ -51,7 +52,7 @@ def restored_controller(settings: Settings, catalog: TopicCatalog) -> Controller
     return Controller(
         ControllerConfig(pool=settings.models, partitions=settings.partitions),
         weights=weights,
-        deployments=deployments_in_force(read(DEPLOYMENTS).values()),
+        deployments=usable(deployments_in_force(read(DEPLOYMENTS).values())),
         statuses=statuses,
     )
 
@@ -77,12 +78,12 @@ def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalo
 
     @app.agent(topics.get(catalog.name(DEPLOYMENTS)), name="controller-deployments")
     async def follow_deployments(stream):
-        async for _event, d in decoded(stream, topics, "Deployment", "controller", owner=False):
+        async for _event, d in decoded(stream, topics, "Deployment", "controller", validate_deployment, owner=False):
             ctl.on_deployment(d)
 
     @app.agent(topics.get(catalog.name(HPO_AGGREGATES)), name="controller-aggregates")
     async def follow_aggregates(stream):
-        async for _event, a in decoded(stream, topics, "AggregateResult", "controller"):
+        async for _event, a in decoded(stream, topics, "AggregateResult", "controller", validate_aggregate):
             await send_outputs(topics, ctl.on_aggregate(a, now_ms()))
 
     @app.timer(interval_s)

@@ -27,6 +27,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from fedrift import json_config
 from fedrift.core.lifecycle import Action
 from fedrift.core.models import FAMILIES, config_id
 from fedrift.core.records import Output
@@ -53,6 +54,14 @@ def validate_status(s: dict) -> None:
         raise InvalidRecord(f"counters n_seen={s['n_seen']} n_correct={s['n_correct']} are impossible")
     if not all(math.isfinite(v) for v in s.get("input_sketch", [])):
         raise InvalidRecord("input_sketch has a non-finite value")
+
+
+def validate_aggregate(a: dict) -> None:
+    """Raise ``InvalidRecord`` for an aggregate no shadow may be started from."""
+    scores = [a["score"], a["score_std"], *(e["score"] for e in a["leaderboard"])]
+    if not all(math.isfinite(v) for v in scores):
+        raise InvalidRecord("an aggregate score is not finite")
+    json_config.loads(a["best_config_json"])
 
 
 class Controller:
@@ -109,6 +118,8 @@ class Controller:
 
     def on_deployment(self, d: dict) -> None:
         action, model = Action.of(d), d["model"]
+        if model not in self.cfg.pool:
+            return  # not a model of this pool: nothing to route
         if action is Action.SHADOW_START:
             self.shadows.add(model)
         elif action is Action.PROMOTE:

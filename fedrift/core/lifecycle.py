@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable
 
 from fedrift import json_config
-from fedrift.core.models import ModelFamily, clean_config
+from fedrift.core.models import FAMILIES, ModelFamily, clean_config
 from schemas import InvalidRecord
 
 
@@ -37,6 +38,26 @@ class Action(enum.Enum):
             return cls(deployment["action"])
         except ValueError:
             raise InvalidRecord(f"unknown deployment action {deployment['action']!r}") from None
+
+
+def validate_deployment(d: dict) -> None:
+    """Raise ``InvalidRecord`` for a deployment no stage may act on (every reader checks alike,
+    so a bad record cannot leave the controller waiting on a shadow no host runs)."""
+    action = Action.of(d)
+    if action in (Action.SHADOW_START, Action.PROMOTE) and d["model"] in FAMILIES:
+        validated_config(FAMILIES[d["model"]], d["config_json"])
+
+
+def usable(deployments: Iterable[dict]) -> list[dict]:
+    """The deployments that pass ``validate_deployment`` (for state restored at start)."""
+    out = []
+    for d in deployments:
+        try:
+            validate_deployment(d)
+        except InvalidRecord:
+            continue
+        out.append(d)
+    return out
 
 
 def validated_config(family: ModelFamily, config_json: str) -> dict:

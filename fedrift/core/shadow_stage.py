@@ -18,14 +18,23 @@ id; the first decision ends the test.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 
 from fedrift.core.controller import deployment
 from fedrift.core.lifecycle import Action
 from fedrift.core.records import Output
 from fedrift.core.shadow import ShadowEvaluator
+from schemas import InvalidRecord
 
 log = logging.getLogger(__name__)
+
+
+def validate_result(r: dict) -> None:
+    """Raise ``InvalidRecord`` for a paired result that cannot be counted."""
+    for name in ("production_latency_ms", "shadow_latency_ms"):
+        if not (math.isfinite(r[name]) and r[name] >= 0):
+            raise InvalidRecord(f"{name} {r[name]} is not a finite non-negative number")
 
 
 class ShadowStage:
