@@ -274,7 +274,7 @@ class ModelHost:
                 outputs += self._control_record(msg)
             except RecordError as exc:
                 log.warning("host %s: control record refused (%s)", self.host_id, exc.reason)
-                if (self.dlq_owner and self.replica == 0) or self._owns_deployment(msg):
+                if self._owns_control_dlq(msg):
                     topic, raw, headers = dead_letter(
                         self.catalog, msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), exc,
                         self.host_id,
