@@ -39,7 +39,8 @@ from fedrift.topics import DEPLOYMENTS, FEEDBACK, HPO_KEYS, HPO_TRIGGERS, REQUES
 from schemas import InvalidRecord, RecordError, codec
 
 log = logging.getLogger(__name__)
-BATCH = 500  # input records handled per transaction
+BATCH = 500  # input records handled per transaction, at most
+LINGER_S = 0.01  # how long a batch waits for more records after its first
 CONTROL_RECORDS = ("HpoTrigger", "UnmaskRequest", "Deployment", "AgentKey")
 IDLE_STATUS_S = 1.0  # after this long without input, a host reports what it learned since its last status
 
@@ -99,7 +100,9 @@ class ModelHost:
         self.control = Consumer(
             {"bootstrap.servers": bootstrap, "group.id": f"{prefix}host.{self.host_id}.control", "log_level": 3}
         )
-        self.producer = Producer(producer_config(bootstrap, **{"transactional.id": f"{prefix}host.{self.host_id}"}))
+        self.producer = Producer(
+            producer_config(bootstrap, **{"transactional.id": f"{prefix}host.{self.host_id}", "retry.backoff.ms": 20})
+        )
 
     def run(self, max_idle_s: float | None = None, ready_file: str | None = None) -> None:
         self.connect()
@@ -115,7 +118,7 @@ class ModelHost:
         try:
             while self.running:
                 self._poll_control()
-                msgs = [m for m in self.consumer.consume(num_messages=BATCH, timeout=0.05) if not m.error()]
+                msgs = [m for m in self._next_batch() if not m.error()]
                 if not msgs:
                     quiet = time.monotonic() - idle_since > IDLE_STATUS_S
                     if quiet and self.replica_state.n_learned > self.replica_state.n_reported:
@@ -130,6 +133,13 @@ class ModelHost:
             self.consumer.close()
             self.control.close()
             self.producer.flush(10)
+
+    def _next_batch(self) -> list:
+        """Up to ``BATCH`` records: wait up to 50 ms for the first, then at most ``LINGER_S`` for
+        more. Each batch is one transaction (a few ms of broker round trips), so lingering a little
+        keeps transactions few under load while a quiet stream is not held back to fill a batch."""
+        msgs = self.consumer.consume(num_messages=1, timeout=0.05)
+        return msgs + self.consumer.consume(num_messages=BATCH - 1, timeout=LINGER_S) if msgs else []
 
     def stop(self) -> None:
         self.running = False
@@ -180,6 +190,9 @@ class ModelHost:
             for msg in msgs:
                 self._handle(msg)
             offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items() if o >= 0]
+            # outputs delivered first: adding offsets while partitions are still being added to the
+            # transaction is refused by the broker and retried after a backoff (~100 ms a batch)
+            self.producer.flush(30)
             self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(30)
         except KafkaException as exc:

@@ -1,181 +1,250 @@
-"""Pipeline throughput and latency on a real local broker, beside raw confluent-kafka
-produce→consume on the same broker in the same run.
+"""Pipeline throughput and latency on a real local broker, against baselines run in the same
+process on the same broker:
 
-Latency = CreateTime of the prediction − CreateTime of its request (both stamped by producers on
-this machine). Throughput = requests / (last prediction time − first request time) for a burst.
+* raw: confluent-kafka produce→consume of the pipeline's request records, batched (the ceiling
+  of the broker and client on this machine);
+* raw pass-through: consume a request and produce a record for it, one at a time at the paced
+  rate (the latency floor, measured at the same points as the pipeline's);
+* models: the pool's own predict+learn rate in one process (every model scores every request);
+* the pipeline with a cheap pool (linear only) and with the default pool: requests produced as
+  fast as possible, rate = requests / (last prediction − first request), by the topics' own
+  timestamps; then a paced run at half the measured rate for request→prediction latency, and
+  the delay from a weights record on ``routing.weights`` to the first prediction served under it.
 
-    .venv/bin/python -m benchmarks.pipeline_throughput [--burst 5000] [--paced 2000 --rate 200]
+Each figure is the median and range over ``--runs`` runs. The table is printed and written as JSON
+(with the commit and package versions) to ``benchmarks/results/pipeline_throughput.json``.
+
+    .venv/bin/python -m benchmarks.pipeline_throughput [--runs 3] [--raw-n 200000] [--n 30000]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import statistics
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 
+from benchmarks.report import spread, write_result
 from fedrift import datasets
 from fedrift.config import Settings
+from fedrift.core.models import FAMILIES
 from fedrift.kafka_io import RecordProducer, create_topics
 from fedrift.pipeline import Pipeline
 from fedrift.produce import produce, request_events
-from fedrift.topics import PREDICTIONS, REQUESTS, ResolvedTopic, TopicCatalog
+from fedrift.topics import PREDICTIONS, REQUESTS, ROUTING_WEIGHTS, ResolvedTopic, TopicCatalog
 from infra.local_kafka import LocalKafka
 from schemas import codec
 
+FAST = {"linger.ms": 20, "batch.size": 1_000_000, "queue.buffering.max.messages": 1_000_000}
 
-def _consume(bootstrap: str, topics: list[str], n: int, timeout: float = 300.0) -> list:
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": uuid.uuid4().hex,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "log_level": 3,
-        }
-    )
+
+def _consumer(bootstrap: str, **extra) -> Consumer:
+    cfg = {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest",
+           "enable.auto.commit": False, "log_level": 3, **extra}
+    return Consumer(cfg)
+
+
+def _requests(n: int, seed: int) -> list[bytes]:
+    return [codec().encode("InferenceRequest", {"id": f"r{i}", "event_time": 0, "features": x, "label": y})
+            for i, (x, y) in enumerate(datasets.synthetic("shift", n, seed))]
+
+
+def _topic(bootstrap: str, partitions: int = 3) -> str:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    create_topics(bootstrap, [ResolvedTopic(name, "InferenceRequest", partitions, 0, "delete", None)])
+    return name
+
+
+def raw_ceiling(bootstrap: str, n: int) -> float:
+    """Records/s produced and consumed, batched as well as confluent-kafka allows."""
+    topic, values = _topic(bootstrap), _requests(n, 1)
+    c = _consumer(bootstrap, **{"fetch.min.bytes": 100_000})
+    c.subscribe([topic])
+    while not c.assignment():
+        c.poll(0.1)
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, **FAST})
+    got = 0
+
+    def read() -> None:
+        nonlocal got
+        while got < n:
+            got += sum(1 for m in c.consume(10_000, 0.2) if m.error() is None)
+
+    reader = threading.Thread(target=read)
+    t0 = time.perf_counter()
+    reader.start()
+    for i, v in enumerate(values):
+        while True:
+            try:
+                p.produce(topic, v, f"r{i}".encode())
+                break
+            except BufferError:
+                p.poll(0.01)
+    p.flush()
+    reader.join()
+    elapsed = time.perf_counter() - t0
+    c.close()
+    return n / elapsed
+
+
+def raw_pass_through_latency(bootstrap: str, n: int, rate: float) -> np.ndarray:
+    """Request CreateTime → pass-through record CreateTime (ms): consume one, produce one."""
+    src, dst, values = _topic(bootstrap), _topic(bootstrap), _requests(n, 2)
+    stop = threading.Event()
+
+    def relay() -> None:
+        c, p = _consumer(bootstrap), Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
+        c.subscribe([src])
+        while not stop.is_set():
+            for m in c.consume(100, 0.05):
+                if m.error() is None:
+                    p.produce(dst, m.value(), m.key())
+            p.poll(0)
+        p.flush()
+        c.close()
+
+    thread = threading.Thread(target=relay)
+    thread.start()
+    time.sleep(3)  # the relay's group is assigned
+    _paced(bootstrap, src, values, rate)
+    got = _read(bootstrap, [src, dst], 2 * n)
+    stop.set()
+    thread.join()
+    sent = {m.key(): m.timestamp()[1] for m in got if m.topic() == src}
+    return np.array([m.timestamp()[1] - sent[m.key()] for m in got if m.topic() == dst and m.key() in sent])
+
+
+def _paced(bootstrap: str, topic: str, values: list[bytes], rate: float) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
+    t0 = time.monotonic()
+    for i, v in enumerate(values):
+        p.produce(topic, v, f"r{i}".encode())
+        p.poll(0)
+        ahead = (i + 1) / rate - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
+    p.flush()
+
+
+def _read(bootstrap: str, topics: list[str], n: int, timeout: float = 600.0) -> list:
+    c = _consumer(bootstrap, **{"isolation.level": "read_committed"})
     c.subscribe(topics)
     got, deadline = [], time.monotonic() + timeout
     while len(got) < n and time.monotonic() < deadline:
-        got += [m for m in c.consume(1000, 0.2) if m.error() is None]
+        got += [m for m in c.consume(10_000, 0.2) if m.error() is None]
     c.close()
     return got
 
 
-def raw_baseline(bootstrap: str, n: int) -> dict:
-    """Raw confluent-kafka: the same encoded requests produced to one topic and consumed by a
-    consumer that is already assigned (so group set-up is not counted), then a paced run for latency."""
-    topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
-    create_topics(bootstrap, [ResolvedTopic(topic, "InferenceRequest", 3, 1, "delete", None)])
-    c = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest", "log_level": 3}
-    )
-    c.subscribe([topic])
-    while not c.assignment():
-        c.poll(0.1)
-    producer = RecordProducer(bootstrap)
-    rows = list(datasets.synthetic("shift", n, 1))
-    t0 = time.time()
-    for i, (x, y) in enumerate(rows):
-        producer.send(
-            topic, "InferenceRequest", {"id": f"r{i}", "event_time": 0, "features": x, "label": y}, key=f"r{i}"
-        )
-    producer.flush()
-    got = 0
-    while got < n:
-        got += sum(1 for m in c.consume(1000, 0.2) if m.error() is None)
-    t1 = time.time()
-    c.close()
-    latencies = _latencies_raw(bootstrap, topic, n)
-    return {
-        "events_per_s": n / (t1 - t0),
-        "p50_ms": float(np.percentile(latencies, 50)),
-        "p99_ms": float(np.percentile(latencies, 99)),
-    }
+def models_ceiling(models: tuple[str, ...], n: int) -> float:
+    """Requests/s when one instance of every model predicts and learns each request in one process."""
+    rows = list(datasets.synthetic("shift", n, 3))
+    pool = {m: FAMILIES[m].build(FAMILIES[m].defaults) for m in models}
+    t0 = time.perf_counter()
+    for x, y in rows:
+        for model in pool.values():
+            model.predict_proba_one(x)
+            model.learn_one(x, y)
+    return n / (time.perf_counter() - t0)
 
 
-def _latencies_raw(bootstrap: str, topic: str, n: int) -> np.ndarray:
-    """Latency of a paced raw run: produce at 200/s, consume concurrently, consume time − CreateTime."""
-    import threading
-
-    out: list[float] = []
-    c = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "latest", "log_level": 3}
-    )
-    c.subscribe([topic])
-    while not c.assignment():
-        c.poll(0.1)
-    done = threading.Event()
-
-    def reader():
-        while len(out) < min(n, 2000):
-            for m in c.consume(100, 0.1):
-                if m.error() is None:
-                    out.append(time.time() * 1000 - m.timestamp()[1])
-        done.set()
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    p = RecordProducer(bootstrap, {"linger.ms": 0})
-    for i, (x, y) in enumerate(datasets.synthetic("shift", min(n, 2000), 2)):
-        p.send(topic, "InferenceRequest", {"id": f"p{i}", "event_time": 0, "features": x, "label": y}, key=f"p{i}")
-        time.sleep(1 / 200)
-    p.flush()
-    done.wait(60)
-    c.close()
-    return np.array(out)
-
-
-def pipeline_run(settings: Settings, burst: int, paced: int, rate: float, log_dir: Path) -> dict:
+def pipeline_run(bootstrap: str, models: tuple[str, ...], replicas: int, n: int, home: Path) -> dict:
+    """Maximum rate, then latency and weights-in-force delay at half of it, on fresh topics."""
+    settings = Settings(bootstrap_servers=bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:6]}.", models=models,
+                        replicas=replicas, home=home, n_features=5)
     catalog = TopicCatalog.from_settings(settings)
-    create_topics(settings.bootstrap, catalog.specs())
-    with Pipeline(settings, log_dir) as pipeline:
+    create_topics(bootstrap, catalog.specs())
+    with Pipeline(settings, home / "logs" / settings.topic_prefix) as pipeline:
         pipeline.wait_ready()
-        producer = RecordProducer(settings.bootstrap, {"linger.ms": 0})
-        produce(producer, catalog, request_events(datasets.synthetic("shift", paced, 5), run_id="paced"), rate=rate)
-        t0 = time.time()
-        produce(producer, catalog, request_events(datasets.synthetic("shift", burst, 6), run_id="burst"))
-        msgs = _consume(settings.bootstrap, [catalog.name(REQUESTS), catalog.name(PREDICTIONS)], 2 * (paced + burst))
-    req_ts, pred_ts = {}, {}
+        producer = RecordProducer(bootstrap, FAST)
+        produce(producer, catalog, request_events(datasets.synthetic("shift", n, 5), run_id="max"))
+        msgs = _read(bootstrap, [catalog.name(REQUESTS), catalog.name(PREDICTIONS)], 2 * n)
+        first = min(m.timestamp()[1] for m in msgs if m.topic() == catalog.name(REQUESTS))
+        last = max(m.timestamp()[1] for m in msgs if m.topic() == catalog.name(PREDICTIONS))
+        rate = n / ((last - first) / 1000)
+        paced_n = int(min(n, rate * 20))  # ~40 s at half load
+        rows = datasets.synthetic("shift", paced_n, 6)
+        produce(RecordProducer(bootstrap, {"linger.ms": 0}), catalog, request_events(rows, run_id="half"),
+                rate=rate / 2)
+        msgs = _read(bootstrap, [catalog.name(t) for t in (REQUESTS, PREDICTIONS, ROUTING_WEIGHTS)],
+                     2 * (n + paced_n), timeout=300)
+        pipeline.supervise()
+    return {"events_per_s": rate, **_latencies(msgs, catalog)}
+
+
+def _latencies(msgs: list, catalog: TopicCatalog) -> dict:
+    requests, predictions, published = {}, {}, {}
     for m in msgs:
-        if m.topic() == catalog.name(REQUESTS):
-            req_ts[m.key().decode()] = m.timestamp()[1]
-        else:
-            pred_ts[codec().decode(m.value())[1]["request_id"]] = m.timestamp()[1]
-    paced_lat = np.array([pred_ts[k] - req_ts[k] for k in pred_ts if k.startswith("paced")])
-    burst_end = max(v for k, v in pred_ts.items() if k.startswith("burst")) / 1000
+        name, v = codec().decode(m.value())
+        if m.topic() == catalog.name(REQUESTS) and name == "InferenceRequest" and v["id"].startswith("half"):
+            requests[v["id"]] = m.timestamp()[1]
+        elif m.topic() == catalog.name(PREDICTIONS) and v["request_id"].startswith("half"):
+            predictions[v["request_id"]] = (m.timestamp()[1], v["routing_version"])
+        elif m.topic() == catalog.name(ROUTING_WEIGHTS):
+            published[v["version"]] = m.timestamp()[1]
+    lat = np.array([t - requests[k] for k, (t, _) in predictions.items() if k in requests])
+    first_served: dict[int, int] = {}
+    for t, version in predictions.values():
+        first_served[version] = min(t, first_served.get(version, t))
+    in_force = [first_served[v] - published[v] for v in first_served if v in published and v > 0]
     return {
-        "events_per_s": burst / (burst_end - t0),
-        "p50_ms": float(np.percentile(paced_lat, 50)),
-        "p99_ms": float(np.percentile(paced_lat, 99)),
-        "predicted": len(pred_ts),
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "weights_in_force_ms": float(np.median(in_force)) if in_force else float("nan"),
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--burst", type=int, default=5000)
-    ap.add_argument("--paced", type=int, default=2000)
-    ap.add_argument("--rate", type=float, default=200.0)
-    ap.add_argument("--models", default="linear,gnb")
-    ap.add_argument("--replicas", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--raw-n", type=int, default=200_000)
+    ap.add_argument("--n", type=int, default=30_000, help="requests of each pipeline run at full speed")
     args = ap.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="fedrift-bench-"))
+    default = Settings()
+    pools = {"cheap (linear × 2)": (("linear",), 2), f"default ({','.join(default.models)} × 3)": (default.models, 3)}
     kafka = LocalKafka(Path(__file__).resolve().parents[1] / ".fedrift" / "bench", base_port=39092)
     kafka.start()
+    runs: dict[str, list] = {"raw": [], "raw_latency": [], "models": []} | {p: [] for p in pools}
     try:
-        raw = raw_baseline(kafka.bootstrap, args.burst)
-        settings = dataclasses.replace(
-            Settings(),
-            bootstrap_servers=kafka.bootstrap,
-            topic_prefix=f"bench{uuid.uuid4().hex[:4]}.",
-            models=tuple(args.models.split(",")),
-            replicas=args.replicas,
-            home=home,
-            n_features=5,
-        )
-        pipe = pipeline_run(settings, args.burst, args.paced, args.rate, home / "logs")
+        for _ in range(args.runs):
+            runs["raw"].append(raw_ceiling(kafka.bootstrap, args.raw_n))
+            lat = raw_pass_through_latency(kafka.bootstrap, 5000, 500.0)
+            runs["raw_latency"].append({"p50_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99))})
+            runs["models"].append(models_ceiling(default.models, 5000))
+            for name, (models, replicas) in pools.items():
+                runs[name].append(pipeline_run(kafka.bootstrap, models, replicas, args.n, Path(tempfile.mkdtemp())))
     finally:
         kafka.stop()
-    print(f"| path | events/s (burst of {args.burst}) | p50 latency ms (paced {args.rate:g}/s) | p99 latency ms |")
-    print("|---|---|---|---|")
-    print(
-        f"| raw confluent-kafka produce→consume | {raw['events_per_s']:.0f} | {raw['p50_ms']:.1f} "
-        f"| {raw['p99_ms']:.1f} |"
-    )
-    print(
-        f"| fedrift pipeline ({args.models} × {args.replicas} replicas) | {pipe['events_per_s']:.0f} | "
-        f"{pipe['p50_ms']:.1f} | {pipe['p99_ms']:.1f} |"
-    )
-    print(
-        f"\npipeline / raw throughput: {pipe['events_per_s'] / raw['events_per_s']:.3f}; "
-        f"p50 latency ratio {pipe['p50_ms'] / max(raw['p50_ms'], 1e-9):.1f}x; predictions {pipe['predicted']}"
-    )
+    print(table(runs, pools))
+    write_result("pipeline_throughput", {"args": vars(args), "runs": runs})
+
+
+def table(runs: dict, pools: dict) -> str:
+    raw = statistics.median(runs["raw"])
+    models = statistics.median(runs["models"])
+    lines = [
+        "| path | events/s median (range) | vs raw | vs models in-process | p50 ms | p99 ms | weights in force ms |",
+        "|---|---|---|---|---|---|---|",
+        f"| raw confluent-kafka, batched | {spread(runs['raw'])} | 1 | | "
+        f"{spread([r['p50_ms'] for r in runs['raw_latency']], 1)} | "
+        f"{spread([r['p99_ms'] for r in runs['raw_latency']], 1)} | |",
+        f"| default pool in one process (predict+learn) | {spread(runs['models'])} | | 1 | | | |",
+    ]
+    for name in pools:
+        r = runs[name]
+        rate = statistics.median(x["events_per_s"] for x in r)
+        lines.append(
+            f"| pipeline, {name} | {spread([x['events_per_s'] for x in r])} | {rate / raw:.3f} | "
+            f"{rate / models:.2f} | {spread([x['p50_ms'] for x in r], 1)} | {spread([x['p99_ms'] for x in r], 1)} | "
+            f"{spread([x['weights_in_force_ms'] for x in r])} |"
+        )
+    return "\n".join(lines) + "\n\nlatency: paced at half of each path's measured maximum (raw pass-through at 500/s)"
 
 
 if __name__ == "__main__":

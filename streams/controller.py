@@ -27,7 +27,7 @@ from fedrift.topics import (
     deployments_in_force,
 )
 from schemas import InvalidRecord
-from streams.app import RawTopics, decoded, now_ms, send_outputs
+from streams.app import RawTopics, decoded, decoded_batches, now_ms, send_outputs
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,9 @@ def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalo
 
     @app.agent(topics.get(catalog.name(REQUESTS)), name="controller-inputs")
     async def follow_inputs(stream):
-        async for _event, r in decoded(stream, topics, "InferenceRequest", "controller", owner=False):
-            ctl.on_request(r["features"])
+        async for batch in decoded_batches(stream, "InferenceRequest"):
+            for r in batch:
+                ctl.on_request(r["features"])
 
     @app.agent(topics.get(catalog.name(DRIFT_SIGNALS)), name="controller-drift")
     async def follow_drift(stream):

@@ -11,7 +11,7 @@ from fedrift.config import Settings
 from fedrift.core.drift import DriftAnalyzer, DriftConfig
 from fedrift.core.drift_stage import DriftStage
 from fedrift.topics import MODEL_STATUS, REQUESTS, TopicCatalog
-from streams.app import RawTopics, decoded, now_ms, send_outputs
+from streams.app import RawTopics, decoded, decoded_batches, now_ms, send_outputs
 
 
 def register_drift(app: faust.App, settings: Settings, catalog: TopicCatalog, config: DriftConfig | None = None):
@@ -21,8 +21,9 @@ def register_drift(app: faust.App, settings: Settings, catalog: TopicCatalog, co
 
     @app.agent(topics.get(catalog.name(REQUESTS)), name="drift-inputs")
     async def inputs(stream):
-        async for _event, request in decoded(stream, topics, "InferenceRequest", "drift", owner=False):
-            await send_outputs(topics, stage.on_request(request["features"], now_ms()))
+        async for batch in decoded_batches(stream, "InferenceRequest"):
+            for request in batch:
+                await send_outputs(topics, stage.on_request(request["features"], now_ms()))
 
     @app.agent(topics.get(catalog.name(MODEL_STATUS)), name="drift-outcomes")
     async def outcomes(stream):

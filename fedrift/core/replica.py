@@ -90,6 +90,7 @@ class ModelReplica:
         self.family = family
         self.cfg = config
         self.config = dict(family.defaults)
+        self.config_id = config_id(self.config)
         self.production: Classifier = family.build(self.config, seed=config.seed)
         self.shadow: Classifier | None = None
         self.shadow_config: dict | None = None
@@ -165,7 +166,7 @@ class ModelReplica:
             "request_id": request["id"],
             "model": self.cfg.model,
             "host": self.cfg.host_id,
-            "config_id": config_id(self.config),
+            "config_id": self.config_id,
             "prediction": None if prediction is None else int(prediction),
             "probabilities": {str(k): float(v) for k, v in proba.items()},
             "latency_ms": latency,
@@ -199,7 +200,7 @@ class ModelReplica:
             "request_id": rid,
             "model": self.cfg.model,
             "host": self.cfg.host_id,
-            "production_config_id": config_id(self.config),
+            "production_config_id": self.config_id,
             "shadow_config_id": config_id(self.shadow_config),
             "production_prediction": int(p.prediction) if p.prediction is not None else -1,
             "shadow_prediction": int(p.shadow_prediction),
@@ -214,7 +215,7 @@ class ModelReplica:
         value = {
             "host": self.cfg.host_id,
             "model": self.cfg.model,
-            "config_id": config_id(self.config),
+            "config_id": self.config_id,
             "time": int(time.time() * 1000),
             "window_quality": self.accuracy.mean,
             "n_seen": self.n_learned,
@@ -256,6 +257,7 @@ class ModelReplica:
             if self.shadow is None or config_id(self.shadow_config) != config_id(config):
                 self.shadow = self._warm(config)
             self.production, self.config, self.shadow, self.shadow_config = self.shadow, config, None, None
+            self.config_id = config_id(config)
             self.sketch = InputSketch(self.family.memory(config))
             for _, x, _y in self.window.events:
                 self.sketch.add(x)
