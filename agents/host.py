@@ -73,11 +73,11 @@ class ModelHost:
         self.dlq_owner = model == settings.models[0]  # one model's hosts dead-letter shared inputs
         name = f"{settings.topic_prefix}{self.host_id}"
         self.state_path = settings.home / "hosts" / f"{name}.state"
-        self.ledger = PrivacyLedger(settings.epsilon_budget)
-        self.agent = FhpoAgent(self.family, self.host_id, self.ledger, fhpo, seed=settings.seed * 1000 + replica)
+        agent = FhpoAgent(self.family, self.host_id, PrivacyLedger(settings.epsilon_budget), fhpo,
+                          seed=settings.seed * 1000 + replica)
         keys = host_keys.load_or_create(settings.home / "hosts" / f"{name}.key")
         peers = {f"{model}-{r}" for r in range(settings.replicas)} - {self.host_id}
-        self.rounds = FederatedRounds(self.agent, model, self.host_id, keys, name.removesuffix(f"-{replica}").encode(),
+        self.rounds = FederatedRounds(agent, model, self.host_id, keys, name.removesuffix(f"-{replica}").encode(),
                                       peers)
         self.replica_state = ModelReplica(self.family, self.cfg)
         self.replay_until: dict[tuple[str, int], int] = {}
@@ -108,6 +108,7 @@ class ModelHost:
         self.connect()
         retrying(lambda: self.producer.init_transactions(30), "init_transactions")
         self._follow_control()
+        self.rounds.warm()
         self.recover()
         self._publish_key()
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
@@ -130,6 +131,7 @@ class ModelHost:
                 self._transact(msgs)
             self._checkpoint()  # every batch either committed or was rolled back: state matches Kafka
         finally:
+            self.rounds.close()
             self.consumer.close()
             self.control.close()
             self.producer.flush(10)
@@ -150,7 +152,7 @@ class ModelHost:
         state = checkpoint.load(self.state_path)
         if state is not None and state.replica.cfg == self.cfg:
             self.replica_state, offsets = state.replica, state.offsets
-            self.ledger = self.agent.ledger = state.ledger
+            self.rounds.agent.ledger = state.ledger
             log.info("host %s restored its checkpoint (%d labels learned)", self.host_id, state.replica.n_learned)
         else:
             self.replica_state, offsets = ModelReplica(self.family, self.cfg), {}
@@ -179,7 +181,8 @@ class ModelHost:
         return [TopicPartition(self.requests, p) for p in self.owned] + feedback
 
     def _checkpoint(self) -> None:
-        checkpoint.save(self.state_path, checkpoint.HostState(self.replica_state, self.ledger, dict(self.positions)))
+        state = checkpoint.HostState(self.replica_state, self.rounds.agent.ledger, dict(self.positions))
+        checkpoint.save(self.state_path, state)
         self.checkpointed_at = time.monotonic()
 
     # -- data path -----------------------------------------------------------------------------
@@ -277,7 +280,7 @@ class ModelHost:
         outputs, letters = [], []
         for trigger, outcome in self.rounds.finished():
             outputs += self.rounds.metrics(trigger, outcome)
-            self.replica_state.epsilon_spent = self.ledger.max_loss
+            self.replica_state.epsilon_spent = self.rounds.agent.ledger.max_loss
             if outcome.status != "ok":
                 outputs.append(self.replica_state.status())  # says so: epsilon_spent at the budget
         for msg in self.control.consume(num_messages=50, timeout=0):

@@ -102,6 +102,14 @@ class FhpoAgent:
         self._rng = np.random.default_rng(seed)
         self.exhausted = False
 
+    def __getstate__(self) -> dict:  # the family holds lambdas: it travels by name
+        return {**self.__dict__, "family": self.family.name}
+
+    def __setstate__(self, state: dict) -> None:
+        from fedrift.core.models import FAMILIES
+
+        self.__dict__.update({**state, "family": FAMILIES[state["family"]]})
+
     def observe(self, position: int, x: list[float], y: int) -> None:
         self.window.add(position, x, y)
 
