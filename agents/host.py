@@ -53,6 +53,8 @@ def replica_config(settings: Settings, model: str, replica: int) -> ReplicaConfi
         n_features=settings.n_features,
         shadow_fraction=settings.shadow_fraction,
         status_every=settings.status_every,
+        pending_limit=settings.pending_labels,
+        early_limit=settings.pending_labels,
         seed=settings.seed,
     )
 

@@ -1,6 +1,6 @@
 """Quality benchmark: `fedrift simulate` on real and synthetic drifting streams, against the patent
 baseline, uniform routing, every pool member alone and the per-window oracle; plus recovery after
-abrupt drifts. Prints a Markdown table (paste into BENCHMARKS.md).
+abrupt drifts. Prints a Markdown table (for BENCHMARKS.md) and writes the results as JSON with their provenance.
 
     .venv/bin/python -m benchmarks.quality [--jobs 2] [--n 20000] [--seed 0] [--streams elec,weather,...]
 """
@@ -8,14 +8,15 @@ abrupt drifts. Prints a Markdown table (paste into BENCHMARKS.md).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.report import write_result
 from fedrift import datasets
+from fedrift.config import Settings
 from fedrift.simulate import SimConfig, run
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -42,7 +43,7 @@ def recovery(correct: np.ndarray, drift_at: int, segment_end: int, window: int =
 def one(stream: str, n: int, seed: int) -> dict:
     names, rows = _rows(stream, n, seed)
     t0 = time.perf_counter()
-    sim = run(rows, SimConfig(seed=seed), names)
+    sim = run(rows, SimConfig.from_settings(Settings(), seed=seed), names)
     elapsed = time.perf_counter() - t0
     res = sim.result()
     res["stream"], res["seconds"] = stream, round(elapsed, 1)
@@ -94,14 +95,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20_000, help="events per synthetic stream")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
     streams = args.streams.split(",")
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(one, streams, [args.n] * len(streams), [args.seed] * len(streams)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     print(table(results))
+    data = [DATA / f"{s}.csv" for s in streams if s in ("elec", "weather")]
+    write_result(f"quality-seed{args.seed}", {"args": vars(args), "results": results}, data)
 
 
 if __name__ == "__main__":

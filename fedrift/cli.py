@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 import time
-from collections import Counter
 
 from fedrift.config import Settings
 
@@ -121,22 +119,10 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _interrupt(signum, _frame) -> None:
-    """SIGTERM to ``fedrift run`` unwinds like Ctrl-C, so its ``finally`` stops every child."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """The main job: broker, topics, every processor and host, a drifting stream, live progress."""
-    import dataclasses
-    import threading
-
     from fedrift import datasets
-    from fedrift.kafka_io import RecordProducer, create_topics
-    from fedrift.monitor import PipelineMonitor, plot
-    from fedrift.pipeline import Pipeline
-    from fedrift.produce import produce, request_events
-    from fedrift.topics import TopicCatalog
+    from fedrift.run import run
 
     if args.data:
         from itertools import islice
@@ -145,102 +131,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         rows = islice(rows, args.n) if args.n else rows
     else:
         rows = datasets.synthetic(args.stream, args.n, args.seed)
-    bootstrap = ensure_broker(settings)
-    run_id = f"run{int(time.time())}"
-    prefix = settings.topic_prefix or f"{run_id}."
-    settings = dataclasses.replace(settings, bootstrap_servers=bootstrap, topic_prefix=prefix)
-    catalog = TopicCatalog.from_settings(settings)
-    create_topics(bootstrap, catalog.specs())
-    out_dir = settings.home / "runs" / run_id
-    print(f"topics under prefix {prefix!r}; logs in {out_dir}", file=sys.stderr)
-    pipeline = Pipeline(settings, out_dir / "logs").start()
-    monitor = PipelineMonitor(bootstrap, catalog)
-    produced = {"n": 0, "done": False, "error": None}
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        pipeline.wait_ready()
-
-        def producer() -> None:
-            try:
-                events = request_events(rows, run_id=run_id, label_delay=args.label_delay)
-                produced["n"] = produce(RecordProducer(bootstrap), catalog, events, rate=args.rate)
-            except Exception as exc:  # reported by the main thread
-                produced["error"] = exc
-            produced["done"] = True
-
-        thread = threading.Thread(target=producer, daemon=True)
-        t0 = time.monotonic()
-        thread.start()
-        deadline = None
-        while True:
-            view = monitor.poll(2.0)
-            restarts = pipeline.supervise()
-            if produced["error"]:
-                raise produced["error"]
-            last = next((d for d in reversed(view.drift) if d["source"] != "error"), None)
-            drift = (
-                "  none yet"
-                if last is None
-                else f"{last['score']:6.2f}/{last['threshold']:.2f}"
-                if last["threshold"] >= 0
-                else "  re-referencing"
-            )
-            weights = view.weights[-1][1]["weights"] if view.weights else {}
-            acc = view.accuracy()
-            print(
-                f"[{time.monotonic() - t0:6.1f}s] requests {len(view.requests):>6} predicted {view.n_predicted:>6}"
-                f" acc {acc * 100 if acc is not None else 0:5.1f}%"
-                f" | drift {drift}"
-                f" | weights {' '.join(f'{m}={w:.2f}' for m, w in sorted(weights.items()))}"
-                f" | shadow {view.shadow_state()}"
-                + (f" | restarts {' '.join(f'{n}={c}' for n, c in sorted(restarts.items()))}" if restarts else ""),
-                file=sys.stderr,
-            )
-            if produced["done"] and view.n_predicted >= produced["n"] - len(view.dead_letters):
-                break
-            if produced["done"]:
-                deadline = deadline or time.monotonic() + args.timeout
-                if time.monotonic() > deadline:
-                    print("timed out waiting for the last predictions", file=sys.stderr)
-                    break
-        monitor.poll(3.0)  # let the last control records arrive
-    finally:
-        pipeline.stop()
-    view = monitor.view
-    monitor.close()
-    png = out_dir / "fedrift-run.png"
-    plot(view, png)
-    print(summary(view, produced["n"], png))
-    return 0 if view.n_predicted == produced["n"] - len(view.dead_letters) and view.duplicates == 0 else 1
-
-
-def summary(view, produced: int, png) -> str:
-
-    by_model = Counter(model for model, _ in view.served.values())
-    acc = view.accuracy()
-    rows = [
-        ("requests produced", str(produced)),
-        ("predictions (unique / duplicates)", f"{view.n_predicted} / {view.duplicates}"),
-        ("accuracy of served predictions", f"{acc * 100:.2f}%" if acc is not None else "n/a"),
-        ("served by model", ", ".join(f"{m} {c}" for m, c in sorted(by_model.items()))),
-        (
-            "drift triggers (position, source)",
-            ", ".join(f"{d['position']} {d['source']}" for d in view.drift if d["drifted"]) or "none",
-        ),
-        ("HPO rounds aggregated", str(len({a["round_id"] for a in view.aggregates}))),
-        ("routing-weight versions", str(len(view.weights))),
-        (
-            "final weights",
-            ", ".join(f"{m} {w:.3f}" for m, w in sorted(view.weights[-1][1]["weights"].items()))
-            if view.weights
-            else "uniform",
-        ),
-        ("deployments", ", ".join(f"{d['model']} {d['action'].lower()}" for d in view.deployments) or "none"),
-        ("dead letters", str(len(view.dead_letters))),
-        ("plot", str(png)),
-    ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return run(rows, settings, ensure_broker(settings), args.rate, args.label_delay, args.timeout)
 
 
 def cmd_routes(args: argparse.Namespace, settings: Settings) -> int:

@@ -70,9 +70,11 @@ class Settings:
         default=30.0,
         metadata=_env("FEDRIFT_CHECKPOINT_EVERY_S", "seconds between a host's local checkpoints of its models"),
     )
-    label_ttl_s: float = field(
-        default=3600.0,
-        metadata=_env("FEDRIFT_LABEL_TTL_S", "seconds the router remembers who served a request (late labels)"),
+    pending_labels: int = field(
+        default=100_000,
+        metadata=_env(
+            "FEDRIFT_PENDING_LABELS", "requests a host holds for a late label, and labels held for their request"
+        ),
     )
     status_every: int = field(default=200, metadata=_env("FEDRIFT_STATUS_EVERY", "events between ModelStatus"))
     seed: int = field(default=0, metadata=_env("FEDRIFT_SEED", "random seed"))

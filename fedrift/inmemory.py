@@ -50,6 +50,7 @@ class PipelineConfig:
     hpo_latency_s: float = 8.0  # trigger to metrics published: hosts optimise beside serving (measured)
     shadow_fraction: float = 0.2
     status_every: int = 200
+    pending_labels: int = 100_000
     shadow_min: int = 200
     shadow_max: int = 5000
     epsilon_budget: float = 10.0
@@ -86,7 +87,7 @@ class InMemoryPipeline:
     def _replica(self, model: str, r: int) -> ModelReplica:
         c = self.cfg
         config = ReplicaConfig(c.pool, model, r, shadow_fraction=c.shadow_fraction, status_every=c.status_every,
-                               seed=c.seed)
+                               pending_limit=c.pending_labels, early_limit=c.pending_labels, seed=c.seed)
         return ModelReplica(FAMILIES[model], config)
 
     def _rounds(self, model: str, r: int) -> FederatedRounds:

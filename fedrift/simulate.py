@@ -45,6 +45,7 @@ class SimConfig:
             "seed": settings.seed,
             "shadow_fraction": settings.shadow_fraction,
             "status_every": settings.status_every,
+            "pending_labels": settings.pending_labels,
             "shadow_min": settings.shadow_min_samples,
             "shadow_max": settings.shadow_max_samples,
             "epsilon_budget": settings.epsilon_budget,

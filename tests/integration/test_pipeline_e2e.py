@@ -12,13 +12,13 @@ import pytest
 
 from fedrift import datasets
 from fedrift.core.replica import id_digest
+from fedrift.exactly_once import learned, wait_learned
 from fedrift.kafka_io import RecordProducer, read_compacted
 from fedrift.monitor import PipelineMonitor
 from fedrift.pipeline import Pipeline
 from fedrift.produce import produce, request_events
 from fedrift.topics import MODEL_STATUS, REQUESTS
 from schemas import codec
-from tests.integration.chaos import learned, wait_learned
 from tests.integration.conftest import ensure_topics
 
 pytestmark = pytest.mark.integration

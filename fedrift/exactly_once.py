@@ -1,6 +1,6 @@
 """Per-request-id checks of the pipeline's exactly-once promises, read back from the broker.
 
-Shared by the chaos test and the soak benchmark: every acked request has exactly one
+Used by the chaos test and the soak benchmark: every acked request has exactly one
 read_committed prediction, and each model learned each label once (the hosts' learned-id
 digests, summed per model, equal the digest of the labelled ids).
 """
