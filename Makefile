@@ -35,6 +35,8 @@ bench: setup
 	$(BIN)/python -m benchmarks.quality --jobs 2
 	$(BIN)/python -m benchmarks.drift_detection
 	$(BIN)/python -m benchmarks.pipeline_throughput
+	$(BIN)/python -m benchmarks.soak
+	$(BIN)/python -m benchmarks.tables
 
 kafka-stop:
 	-$(BIN)/fedrift kafka stop

@@ -50,6 +50,7 @@ def replica_config(settings: Settings, model: str, replica: int) -> ReplicaConfi
         pool=settings.models,
         model=model,
         replica=replica,
+        replicas=settings.replicas,
         n_features=settings.n_features,
         shadow_fraction=settings.shadow_fraction,
         status_every=settings.status_every,
@@ -95,6 +96,7 @@ class ModelHost:
                 "bootstrap.servers": bootstrap,
                 "group.id": f"{prefix}host.{self.host_id}",
                 "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",  # a checkpoint behind the log start: from the start
                 "isolation.level": "read_committed",
                 "log_level": 3,
             }
@@ -121,7 +123,7 @@ class ModelHost:
         try:
             while self.running:
                 self._poll_control()
-                msgs = [m for m in self._next_batch() if not m.error()]
+                msgs = self._usable(self._next_batch())
                 if not msgs:
                     quiet = time.monotonic() - idle_since > IDLE_STATUS_S
                     if quiet and self.replica_state.n_learned > self.replica_state.n_reported:
@@ -145,6 +147,14 @@ class ModelHost:
         msgs = self.consumer.consume(num_messages=1, timeout=0.05)
         return msgs + self.consumer.consume(num_messages=BATCH - 1, timeout=LINGER_S) if msgs else []
 
+    @staticmethod
+    def _usable(msgs: list) -> list:
+        """The records of a batch; consumer errors (they carry no record) are logged, not hidden."""
+        for m in msgs:
+            if m.error() is not None:
+                log.warning("consumer: %s", m.error())
+        return [m for m in msgs if m.error() is None]
+
     def stop(self) -> None:
         self.running = False
 
@@ -152,7 +162,9 @@ class ModelHost:
         """Load the last checkpoint (or start fresh from the beginning of every input partition),
         re-apply the deployments in force, and replay up to the committed offsets silently."""
         state = checkpoint.load(self.state_path)
-        if state is not None and state.replica.cfg == self.cfg:
+        if state is not None:
+            check_topology(state.replica.cfg, self.cfg, self.state_path)
+            state.replica.cfg = self.cfg  # other settings (cadences, limits) may change across restarts
             self.replica_state, offsets = state.replica, state.offsets
             self.rounds.agent.ledger = state.ledger
             log.info("host %s restored its checkpoint (%d labels learned)", self.host_id, state.replica.n_learned)
@@ -337,6 +349,22 @@ class ModelHost:
             self.replica_state.on_deployment(d)
         except RecordError as exc:
             log.warning("host %s: deployment in force refused (%s)", self.host_id, exc.reason)
+
+
+class TopologyChanged(ValueError):
+    """The pool or the replica count differs from the one this host's checkpoint was made with."""
+
+
+def check_topology(saved: ReplicaConfig, now: ReplicaConfig, path) -> None:
+    """Routing and the ownership of partitions follow from the pool and the replica count: a host
+    that resumed under other ones would answer or learn parts of its history again. Refuse."""
+    before, after = (saved.pool, getattr(saved, "replicas", 1)), (now.pool, now.replicas)
+    if before != after:
+        raise TopologyChanged(
+            f"host {now.host_id}: its checkpoint {path} was made with pool {list(before[0])} and "
+            f"{before[1]} replicas, now {list(after[0])} and {after[1]}; changing them on live topics is not "
+            "supported (it would answer or learn requests twice): use a new FEDRIFT_TOPIC_PREFIX"
+        )
 
 
 def validate_trigger(trigger: dict) -> None:

@@ -221,8 +221,9 @@ def main() -> None:
                 runs[name].append(pipeline_run(kafka.bootstrap, models, replicas, args.n, Path(tempfile.mkdtemp())))
     finally:
         kafka.stop()
-    print(table(runs, pools))
-    write_result("pipeline_throughput", {"args": vars(args), "runs": runs})
+    text = table(runs, pools)
+    print(text)
+    write_result("pipeline_throughput", {"args": vars(args), "pools": list(pools), "runs": runs, "table": text})
 
 
 def table(runs: dict, pools: dict) -> str:

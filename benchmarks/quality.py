@@ -99,9 +99,10 @@ def main() -> None:
     streams = args.streams.split(",")
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(one, streams, [args.n] * len(streams), [args.seed] * len(streams)))
-    print(table(results))
+    text = table(results)
+    print(text)
     data = [DATA / f"{s}.csv" for s in streams if s in ("elec", "weather")]
-    write_result(f"quality-seed{args.seed}", {"args": vars(args), "results": results}, data)
+    write_result(f"quality-seed{args.seed}", {"args": vars(args), "results": results, "table": text}, data)
 
 
 if __name__ == "__main__":

@@ -67,9 +67,9 @@ def main() -> None:
         "exactly_once": result.exactly_once and len(acked) == args.n,
         "wall_s": round(wall, 1),
     }
-    for k, v in summary.items():
-        print(f"{k:>18}: {v}")
-    write_result("soak", {"args": vars(args), "summary": summary})
+    text = "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in summary.items())])
+    print(text)
+    write_result("soak", {"args": vars(args), "summary": summary, "table": text})
 
 
 if __name__ == "__main__":

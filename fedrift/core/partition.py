@@ -27,7 +27,9 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 from fedrift.core.router import DeficitRouter
-from schemas import FeatureCountMismatch, InvalidRecord, validate_features
+from schemas import FeatureCountMismatch, InvalidRecord, NonFiniteFeature, validate_features
+
+MAX_ABS_FEATURE = 1e15  # finite but larger values overflow the trees' Gaussian estimators
 
 
 class PartitionRouting:
@@ -53,6 +55,9 @@ class PartitionRouting:
         if not features:
             raise FeatureCountMismatch("request has no features")
         validate_features(features, self.n_features)
+        for i, x in enumerate(features):
+            if abs(x) > MAX_ABS_FEATURE:
+                raise NonFiniteFeature(f"feature {i} is {x}, beyond ±{MAX_ABS_FEATURE:g} (models overflow)")
         if self.n_features is None:
             self.n_features = len(features)
 

@@ -24,6 +24,7 @@ memory. Its whole state pickles, so the shell can checkpoint it together with th
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,12 +39,15 @@ from fedrift.core.records import Output
 from fedrift.core.routing import InputSketch, evidence_due
 from fedrift.topics import MODEL_STATUS, PREDICTIONS, SHADOW_RESULTS
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ReplicaConfig:
     pool: tuple[str, ...]  # every model of the pool, in the order every host uses
     model: str
     replica: int = 0
+    replicas: int = 1  # of this model: replica r owns the request partitions p with p % replicas == r
     n_features: int = 0  # 0: the first valid request of each partition fixes it
     shadow_fraction: float = 0.2  # stable share of requests a shadow also answers
     status_every: int = 200  # labelled events between ModelStatus records (more at a cold start)
@@ -104,6 +108,7 @@ class ModelReplica:
         self.window = LocalWindow(config.local_window)
         self.n_learned = self.n_correct = self.n_reported = 0
         self.learned_digest = 0
+        self.model_errors = 0
         self.epsilon_spent = 0.0
 
     # -- pickling: the family holds lambdas, so it travels by name ------------------------------
@@ -134,13 +139,13 @@ class ModelReplica:
             return []  # a duplicate id: its one prediction already exists
         rid, x = request["id"], request["features"]
         t0 = time.perf_counter()
-        proba = self.production.predict_proba_one(x)
+        proba = self._guarded(self.production.predict_proba_one, x) or {}
         prediction = max(proba, key=proba.get) if proba else None
         latency = (time.perf_counter() - t0) * 1000
         shadow_pred, shadow_latency = None, 0.0
         if self.shadow is not None and mirrored(rid, self.cfg.shadow_fraction):
             t1 = time.perf_counter()
-            shadow_pred = self.shadow.predict_one(x)
+            shadow_pred = self._guarded(self.shadow.predict_one, x)
             shadow_latency = (time.perf_counter() - t1) * 1000
         out = []
         if serving == self.cfg.model:
@@ -184,9 +189,9 @@ class ModelReplica:
             self.error_drift = True
         if p.shadow_prediction is not None and self.shadow is not None:
             out.append(self._shadow_result(rid, p, label))
-        self.production.learn_one(p.x, label)
+        self._guarded(self.production.learn_one, p.x, label)
         if self.shadow is not None:
-            self.shadow.learn_one(p.x, label)
+            self._guarded(self.shadow.learn_one, p.x, label)
         self.sketch.add(p.x)
         self.n_learned += 1
         self.learned_digest = (self.learned_digest + id_digest(rid)) % 2**64
@@ -228,6 +233,17 @@ class ModelReplica:
         self.error_drift = False
         self.n_reported = self.n_learned
         return Output(MODEL_STATUS, "ModelStatus", value, self.cfg.host_id)
+
+    def _guarded(self, call, *args):
+        """A model call that must not take the host down: an error is counted and logged, and
+        the call answers None (a null prediction; no update), the same on every replay."""
+        try:
+            return call(*args)
+        except Exception as exc:  # a model library's failure on one input
+            self.model_errors += 1
+            log.warning("%s: %s(%s) failed: %r", self.cfg.host_id, getattr(call, "__name__", "model"),
+                        ", ".join(map(repr, args))[:200], exc)
+            return None
 
     @staticmethod
     def _remember(store: OrderedDict, key: str, value, limit: int) -> None:

@@ -40,3 +40,16 @@ def test_a_tampered_torn_or_missing_checkpoint_is_not_loaded(tmp_path):
     path.write_bytes(data[:-3])
     assert load(path) is None
     assert load(tmp_path / "missing.state") is None
+
+
+def test_a_host_refuses_a_checkpoint_made_with_another_pool_or_replica_count():
+    import pytest
+
+    from agents.host import TopologyChanged, check_topology
+
+    saved = ReplicaConfig(pool=("a", "b"), model="a", replicas=2)
+    check_topology(saved, ReplicaConfig(pool=("a", "b"), model="a", replicas=2, status_every=7), "x")
+    with pytest.raises(TopologyChanged, match="2 replicas, now"):
+        check_topology(saved, ReplicaConfig(pool=("a", "b"), model="a", replicas=3), "x")
+    with pytest.raises(TopologyChanged, match="pool"):
+        check_topology(saved, ReplicaConfig(pool=("a",), model="a", replicas=2), "x")

@@ -163,3 +163,23 @@ def test_deployments_validate_their_configuration():
     assert rep.on_deployment({"model": "gnb", "action": "PROMOTE", "config_json": '{"window": 300}'})
     assert rep.config == {"window": 300} and rep.shadow is None
     assert not rep.on_deployment({"model": "gnb", "action": "PROMOTE", "config_json": '{"window": 300}'})
+
+
+def test_a_huge_feature_is_refused_before_any_model_sees_it():
+    with pytest.raises(NonFiniteFeature, match="beyond"):
+        PartitionRouting(POOL).route({"id": "big", "features": [1e200, 1.0]})
+
+
+class Broken:
+    def predict_proba_one(self, x):
+        raise OverflowError("math range error")
+
+    def learn_one(self, x, y):
+        raise ZeroDivisionError("float division by zero")
+
+
+def test_a_model_that_fails_on_a_request_answers_null_and_the_replica_goes_on():
+    rep = _replica("gnb")
+    rep.production = Broken()
+    [prediction, _status] = rep.on_request(0, {"id": "a", "event_time": 0, "features": [1.0, 2.0, 3.0], "label": 1})
+    assert prediction.value["prediction"] is None and rep.model_errors == 2  # predict, then learn
