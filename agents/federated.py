@@ -17,6 +17,7 @@ from fedrift import json_config
 from fedrift.core.aggregation import AgentKeys, PairwiseMasker
 from fedrift.core.fhpo import FhpoAgent, RoundOutcome
 from fedrift.core.records import Output
+from fedrift.pipeline import die_with_parent
 from fedrift.topics import HPO_METRICS
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,9 @@ ROUND_MEMORY = 100  # HPO rounds whose mask peers are kept for a later unmask re
 
 
 def _lower_priority() -> None:
+    """Runs in the worker: yield the CPU to serving, and die with the host (even a SIGKILLed one)."""
     os.nice(10)
+    die_with_parent()
 
 
 def run_round(agent: FhpoAgent, round_id: str, config: dict, events: list) -> tuple[RoundOutcome, FhpoAgent]:
@@ -65,7 +68,7 @@ class FederatedRounds:
         """Start the worker process now (it imports the model libraries), not at the first drift."""
         if self.executor is None:
             self.executor = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_lower_priority)
-            self.executor.submit(_lower_priority)
+            self.executor.submit(os.getpid)  # workers start on the first task
 
     def finished(self) -> list[tuple[dict, RoundOutcome]]:
         """The round that has finished, if any; the agent comes back with what it spent."""

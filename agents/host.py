@@ -1,8 +1,9 @@
 """A model host: one process per model replica, the Kafka shell around a ``ModelReplica``.
 
-Replica ``r`` of ``K`` reads the partitions ``p`` of ``inference.requests`` with ``p % K == r``
-(assigned, not subscribed: its state belongs to those partitions and never moves in a
-rebalance) and every partition of ``inference.feedback`` (a late label may sit in any of them).
+Replica ``r`` of ``K`` reads the partitions ``p`` with ``p % K == r`` of ``inference.requests``
+and of ``inference.feedback`` (assigned, not subscribed: its state belongs to those partitions
+and never moves in a rebalance). The two topics are co-partitioned: a label is keyed by its
+request id, so with the same partitioner it lands in the partition number of its request.
 Routing needs no router process: the controller's weights markers sit in the request partitions,
 so every host computes the same serving model for each request (``fedrift.core.partition``).
 
@@ -179,6 +180,7 @@ class ModelHost:
         start = [TopicPartition(tp.topic, tp.partition, offsets.get((tp.topic, tp.partition), OFFSET_BEGINNING))
                  for tp in partitions]
         self.consumer.assign(start)
+        self.labels_paused = False
         self.positions = {(tp.topic, tp.partition): tp.offset for tp in start}
 
     def _inputs(self) -> list[TopicPartition]:
@@ -190,9 +192,11 @@ class ModelHost:
             return len(parts)
 
         n = count(self.requests)
+        if count(self.feedback) != n:
+            raise KafkaException(f"{self.feedback} must have as many partitions as {self.requests} ({n})")
         self.owned = [p for p in range(n) if p % self.settings.replicas == self.replica]
-        feedback = [TopicPartition(self.feedback, p) for p in range(count(self.feedback))]
-        return [TopicPartition(self.requests, p) for p in self.owned] + feedback
+        self.feedback_partitions = [TopicPartition(self.feedback, p) for p in self.owned]
+        return [TopicPartition(self.requests, p) for p in self.owned] + self.feedback_partitions
 
     def _checkpoint(self) -> None:
         state = checkpoint.HostState(self.replica_state, self.rounds.agent.ledger, dict(self.positions))
@@ -221,6 +225,18 @@ class ModelHost:
             return
         if time.monotonic() - self.checkpointed_at >= self.settings.checkpoint_every_s:
             self._checkpoint()
+        self._pace_labels()
+
+    def _pace_labels(self) -> None:
+        """Stop reading labels while too many are ahead of their requests; read again at half."""
+        rep = self.replica_state
+        if rep.labels_ahead and not self.labels_paused:
+            self.consumer.pause(self.feedback_partitions)
+            self.labels_paused = True
+            log.info("host %s: %d labels ahead of their requests; labels paused", self.host_id, len(rep.early))
+        elif self.labels_paused and len(rep.early) <= rep.cfg.early_limit // 2:
+            self.consumer.resume(self.feedback_partitions)
+            self.labels_paused = False
 
     def _handle(self, msg) -> None:
         key = (msg.topic(), msg.partition())
@@ -233,14 +249,12 @@ class ModelHost:
                 if name == "RoutingWeights":
                     rep.on_weights(msg.partition(), value)
                     return
-                outputs = rep.on_request(msg.partition(), value)
+                outputs = rep.on_request(msg.partition(), value, msg.timestamp()[1])
             else:
                 _, value = self.codec.decode(msg.value(), expect="Feedback")
-                outputs = rep.on_label(value["id"], value["label"])
+                outputs = rep.on_label(value["id"], value["label"], msg.timestamp()[1])
         except RecordError as exc:
-            owner = self.dlq_owner and (msg.topic() == self.requests or msg.partition() % self.settings.replicas
-                                        == self.replica)
-            if owner and not replaying:
+            if self.dlq_owner and not replaying:  # the pool's first model's hosts own the shared inputs
                 self._dead_letter(msg, exc)
             return
         if not replaying:

@@ -33,7 +33,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux)."""
     with contextlib.suppress(OSError, AttributeError):  # not Linux: stop() still cleans up
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -73,7 +74,7 @@ class Pipeline:
                 env=settings_env(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def _spawn(self, name: str, *args: str) -> None:

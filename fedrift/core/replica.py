@@ -56,7 +56,8 @@ class ReplicaConfig:
     local_window: int = 1000  # labelled events kept for FHPO rounds
     remember_ids: int = 100_000  # request ids remembered per partition for de-duplication
     pending_limit: int = 100_000  # requests waiting for a late label
-    early_limit: int = 100_000  # labels waiting for their request
+    early_limit: int = 100_000  # labels waiting for their request: past it the host stops reading labels
+    label_horizon_ms: int = 3_600_000  # a held label older than the requests by this much is an orphan
     seed: int = 0
 
     @property
@@ -100,7 +101,8 @@ class ModelReplica:
         self.shadow_config: dict | None = None
         self.partitions: dict[int, PartitionRouting] = {}
         self.pending: OrderedDict[str, Pending] = OrderedDict()
-        self.early: OrderedDict[str, object] = OrderedDict()
+        self.early: OrderedDict[str, tuple[object, int]] = OrderedDict()  # id -> (label, its time)
+        self.stream_time = 0  # latest request time seen (ms)
         self.accuracy = WindowedMean(config.accuracy_window)
         self.errors = ErrorDriftDetector()
         self.error_drift = False
@@ -131,10 +133,14 @@ class ModelReplica:
         """A weights marker of ``partition``; raises ``InvalidRecord`` for an unusable one."""
         self.routing(partition).apply_weights(value)
 
-    def on_request(self, partition: int, request: dict) -> list[Output]:
+    def on_request(self, partition: int, request: dict, time_ms: int = 0) -> list[Output]:
         """Route, predict, answer if serving; learn now if the label came with it (or before it).
+        ``time_ms`` is the record's time (for expiring labels that never find their request).
         Raises a ``RecordError`` for a request no model may use."""
         serving = self.routing(partition).route(request)
+        if time_ms > self.stream_time:
+            self.stream_time = time_ms
+            self._expire_orphans()
         if serving is None:
             return []  # a duplicate id: its one prediction already exists
         rid, x = request["id"], request["features"]
@@ -151,20 +157,31 @@ class ModelReplica:
         if serving == self.cfg.model:
             out.append(self._prediction(request, prediction, proba, latency, partition))
         pending = Pending(x, prediction, shadow_pred, latency, shadow_latency)
-        label = request["label"] if request["label"] is not None else self.early.pop(rid, None)
+        label = request["label"] if request["label"] is not None else self.early.pop(rid, (None, 0))[0]
         if label is not None:
             return out + self._learn(rid, pending, label)
         self._remember(self.pending, rid, pending, self.cfg.pending_limit)
         return out
 
-    def on_label(self, request_id: str, label) -> list[Output]:
-        """A late label: learn if its request is waiting here, else hold it for the request (it
-        may belong to another replica's partition; then it expires unused)."""
+    def on_label(self, request_id: str, label, time_ms: int = 0) -> list[Output]:
+        """A late label: learn if its request is waiting here, else hold it for its request (the
+        labels can run ahead of the requests, e.g. while a restarted host catches up). The host
+        stops reading labels while more than ``early_limit`` are held (``labels_ahead``); a held
+        label expires once the requests are ``label_horizon_ms`` past it (its request never came)."""
         pending = self.pending.pop(request_id, None)
         if pending is None:
-            self._remember(self.early, request_id, label, self.cfg.early_limit)
+            self._remember(self.early, request_id, (label, time_ms), 10 * self.cfg.early_limit)
             return []
         return self._learn(request_id, pending, label)
+
+    @property
+    def labels_ahead(self) -> bool:
+        return len(self.early) > self.cfg.early_limit
+
+    def _expire_orphans(self) -> None:
+        horizon = self.stream_time - self.cfg.label_horizon_ms
+        while self.early and next(iter(self.early.values()))[1] < horizon:
+            self.early.popitem(last=False)
 
     def _prediction(self, request: dict, prediction, proba: dict, latency: float, partition: int) -> Output:
         value = {

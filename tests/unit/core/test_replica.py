@@ -183,3 +183,16 @@ def test_a_model_that_fails_on_a_request_answers_null_and_the_replica_goes_on():
     rep.production = Broken()
     [prediction, _status] = rep.on_request(0, {"id": "a", "event_time": 0, "features": [1.0, 2.0, 3.0], "label": 1})
     assert prediction.value["prediction"] is None and rep.model_errors == 2  # predict, then learn
+
+
+def test_labels_ahead_of_their_requests_are_held_then_paced_and_orphans_expire():
+    rep = ModelReplica(FAMILIES["gnb"], ReplicaConfig(pool=POOL, model="gnb", early_limit=3, label_horizon_ms=1000))
+    for i in range(5):  # a restarted host read the labels faster than the requests
+        rep.on_label(f"r{i}", i % 2, time_ms=100 + i)
+    assert rep.labels_ahead and rep.n_learned == 0  # the host pauses the labels here; nothing is dropped
+    for i in range(5):
+        rep.on_request(0, {"id": f"r{i}", "event_time": 0, "features": [1.0, 2.0, 3.0], "label": None}, time_ms=100 + i)
+    assert rep.n_learned == 5 and not rep.early
+    rep.on_label("never-requested", 1, time_ms=200)
+    rep.on_request(0, {"id": "later", "event_time": 0, "features": [1.0, 2.0, 3.0], "label": 1}, time_ms=1300)
+    assert "never-requested" not in rep.early  # the requests are past it by the horizon: an orphan
