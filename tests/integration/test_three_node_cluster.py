@@ -38,11 +38,9 @@ def test_three_node_cluster_replicates_and_survives_a_node_loss(kafka3):
         md = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(topic.name, timeout=10)
         assert len(md.brokers) == 3
         assert all(len(p.replicas) == 3 and len(p.isrs) == 3 for p in md.topics[topic.name].partitions.values())
-        configs = AdminClient({"bootstrap.servers": cluster.bootstrap}).describe_configs(
-            [ConfigResource(ConfigResource.Type.TOPIC, topic.name)]
-        )
-        [future] = configs.values()
-        assert future.result()["min.insync.replicas"].value == "2"
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap})  # kept alive until the result
+        [future] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic.name)]).values()
+        assert future.result(timeout=30)["min.insync.replicas"].value == "2"
 
         producer = RecordProducer(cluster.bootstrap)
         for i in range(300):
