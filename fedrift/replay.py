@@ -10,7 +10,8 @@ from pathlib import Path
 
 import fastavro
 
-from fedrift.kafka_io import RecordProducer, read_to_end
+from fedrift.kafka_io import RecordProducer, create_topics, read_to_end
+from fedrift.topics import ResolvedTopic
 from schemas.codec import SCHEMA_DIR
 
 REPLAY_SCHEMA = fastavro.parse_schema(json.loads((SCHEMA_DIR / "replay_record.avsc").read_text()))
@@ -52,11 +53,16 @@ def export(
 
 def play(bootstrap: str, path: Path, topic: str, pace: str = "fast", speed: float = 1.0, progress=None) -> int:
     """Produce every record of ``path`` into ``topic`` with its key, value, headers and timestamp,
-    into the same partition number (the target must have at least as many partitions).
+    into the same partition number (a missing target is created with enough partitions; an existing one
+    must have at least as many).
 
     ``pace="recorded"`` sleeps the recorded gaps (divided by ``speed``); ``"fast"`` does not wait."""
     if pace not in ("fast", "recorded"):
         raise ValueError("pace must be 'fast' or 'recorded'")
+    with open(path, "rb") as fh:
+        partitions = 1 + max((rec["partition"] for rec in fastavro.reader(fh)), default=0)
+    # brokers here do not create topics on first use: create the target when it is missing
+    create_topics(bootstrap, [ResolvedTopic(topic, "replay", partitions, 0, "delete", None)])
     producer = RecordProducer(bootstrap)
     sent, first_ts, t0 = 0, None, time.monotonic()
     with open(path, "rb") as fh:
