@@ -78,8 +78,7 @@ class Pending:
 
 def mirrored(request_id: str, fraction: float) -> bool:
     """A stable pseudo-random choice of ``fraction`` of requests (same id, same answer)."""
-    h = int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "big")
-    return h / 2**64 < fraction
+    return id_digest(request_id) / 2**64 < fraction
 
 
 def id_digest(request_id: str) -> int:
