@@ -95,13 +95,14 @@ class InMemoryPipeline:
         host = f"{model}-{r}"
         agent = FhpoAgent(FAMILIES[model], host, PrivacyLedger(self.cfg.epsilon_budget), self.cfg.fhpo,
                           seed=self.cfg.seed * 1000 + r)
-        keys = AgentKeys.from_private_bytes(hashlib.sha256(f"{self.cfg.seed}/{host}".encode()).digest())
         peers = {f"{model}-{k}" for k in range(self.cfg.replicas)} - {host}
-        rounds = FederatedRounds(agent, model, host, keys, model.encode(), peers)
+        rounds = FederatedRounds(agent, model, host, self._keys(host), model.encode(), peers)
         for k in peers:
-            peer = AgentKeys.from_private_bytes(hashlib.sha256(f"{self.cfg.seed}/{k}".encode()).digest())
-            rounds.learn_key({"model": model, "host": k, "public_key": peer.public_bytes})
+            rounds.learn_key({"model": model, "host": k, "public_key": self._keys(k).public_bytes})
         return rounds
+
+    def _keys(self, host: str) -> AgentKeys:
+        return AgentKeys.from_private_bytes(hashlib.sha256(f"{self.cfg.seed}/{host}".encode()).digest())
 
     # -- one request ---------------------------------------------------------------------------
     def request(self, rid: str, x: list[float], y) -> tuple[str, object]:
