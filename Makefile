@@ -23,10 +23,12 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 unit: setup
 	$(BIN)/pytest tests/unit fedrift schemas streams agents

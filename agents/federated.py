@@ -60,15 +60,16 @@ class FederatedRounds:
         loop's GIL for seconds (request latency rose to ~0.7 s during a round)."""
         if not self.waiting or self.running is not None:
             return
-        self.warm()
+        executor = self.warm()
         trigger = self.waiting.pop(0)
-        self.running = (trigger, self.executor.submit(run_round, self.agent, trigger["round_id"], config, events))
+        self.running = (trigger, executor.submit(run_round, self.agent, trigger["round_id"], config, events))
 
-    def warm(self) -> None:
+    def warm(self) -> ProcessPoolExecutor:
         """Start the worker process now (it imports the model libraries), not at the first drift."""
         if self.executor is None:
             self.executor = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_lower_priority)
             self.executor.submit(os.getpid)  # workers start on the first task
+        return self.executor
 
     def finished(self) -> list[tuple[dict, RoundOutcome]]:
         """The round that has finished, if any; the agent comes back with what it spent."""

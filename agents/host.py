@@ -22,6 +22,7 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
@@ -38,6 +39,7 @@ from fedrift.core.replica import ModelReplica, ReplicaConfig
 from fedrift.kafka_io import dead_letter, now_ms, producer_config, read_compacted, retrying
 from fedrift.topics import DEPLOYMENTS, FEEDBACK, HPO_KEYS, HPO_TRIGGERS, REQUESTS, TopicCatalog, deployments_in_force
 from schemas import InvalidRecord, RecordError, codec
+from schemas.records import Deployment
 
 log = logging.getLogger(__name__)
 BATCH = 500  # input records handled per transaction, at most
@@ -264,7 +266,7 @@ class ModelHost:
         topic, raw, headers = dead_letter(
             self.catalog, msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), exc, self.host_id
         )
-        self.producer.produce(topic, raw, msg.key(), headers=headers)
+        self.producer.produce(topic, raw, msg.key(), headers=[*headers])
 
     def _send(self, outputs: list[Output]) -> None:
         for o in outputs:
@@ -290,13 +292,13 @@ class ModelHost:
         for value in read_compacted(self.settings.bootstrap, self.catalog.name(HPO_KEYS)).values():
             self.rounds.learn_key(value)
 
-    def _control_transaction(self, outputs: list[Output], letters: list[tuple] = ()) -> None:
+    def _control_transaction(self, outputs: list[Output], letters: Sequence[tuple] = ()) -> None:
         def attempt() -> None:
             self.producer.begin_transaction()
             try:
                 self._send(outputs)
                 for topic, raw, key, headers in letters:
-                    self.producer.produce(topic, raw, key, headers=headers)
+                    self.producer.produce(topic, raw, key, headers=[*headers])
                 self.producer.commit_transaction(30)
             except KafkaException:
                 self.producer.abort_transaction(30)
@@ -357,7 +359,7 @@ class ModelHost:
             self.rounds.learn_key(value)
         return []
 
-    def _deploy(self, d: dict) -> None:
+    def _deploy(self, d: Deployment) -> None:
         """Re-apply a deployment in force at start; an unusable one is skipped."""
         try:
             self.replica_state.on_deployment(d)

@@ -92,7 +92,7 @@ class Settings:
             raw = environ.get(f.metadata["env"])
             if raw is None or raw == "":
                 continue
-            values[f.name] = _parse(f.type, raw, f.metadata["env"])
+            values[f.name] = _parse(str(f.type), raw, f.metadata["env"])
         return cls(**values)
 
     @property

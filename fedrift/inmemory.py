@@ -23,6 +23,7 @@ import hashlib
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from agents.federated import FederatedRounds
 from fedrift.core.aggregation import AgentKeys
@@ -37,6 +38,7 @@ from fedrift.core.records import Output
 from fedrift.core.replica import ModelReplica, ReplicaConfig
 from fedrift.core.routing import RoutingConfig
 from fedrift.core.shadow_stage import ShadowStage
+from schemas.records import InferenceRequest
 
 
 @dataclass(frozen=True)
@@ -105,12 +107,12 @@ class InMemoryPipeline:
         return AgentKeys.from_private_bytes(hashlib.sha256(f"{self.cfg.seed}/{host}".encode()).digest())
 
     # -- one request ---------------------------------------------------------------------------
-    def request(self, rid: str, x: list[float], y) -> tuple[str, object]:
+    def request(self, rid: str, x: list[float], y) -> tuple[str, object] | None:
         """Serve one labelled request; returns (serving model, its prediction)."""
         self.now_ms = int(1000 * self.n / self.cfg.rate)
         self.n += 1
         p = partition_of(rid, self.cfg.partitions)
-        request = {"id": rid, "event_time": self.now_ms, "features": x, "label": y}
+        request: InferenceRequest = {"id": rid, "event_time": self.now_ms, "features": x, "label": y}
         served = None
         self.bus.extend(self.drift.on_request(x, self.now_ms))
         self.controller.on_request(x)
@@ -134,7 +136,8 @@ class InMemoryPipeline:
             self.bus.extend(self._route(o))
 
     def _route(self, o: Output) -> list[Output]:
-        now, v = self.now_ms, o.value
+        # a record reaches a stage as the shells' decode hands it over: typed by its name at run time
+        now, v = self.now_ms, cast(Any, o.value)
         if o.record == "ModelStatus":
             return self.controller.on_status(v, now) + self.drift.on_status(v, now)
         if o.record == "ShadowResult":

@@ -10,12 +10,14 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fedrift.topics import ResolvedTopic, TopicCatalog
 from schemas import RecordError, codec
+from schemas.records import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,7 @@ class RecordProducer:
         timestamp_ms: int | None = None,
         partition: int | None = None,
     ) -> None:
-        kwargs = {"headers": headers} if headers else {}
+        kwargs: dict[str, Any] = {"headers": headers} if headers else {}
         if timestamp_ms:
             kwargs["timestamp"] = timestamp_ms
         if partition is not None:
@@ -178,9 +180,9 @@ class RecordProducer:
 
 def dead_letter(
     catalog: TopicCatalog,
-    source_topic: str,
-    partition: int,
-    offset: int,
+    source_topic: str | None,
+    partition: int | None,
+    offset: int | None,
     key: bytes | None,
     raw: bytes | None,
     error: Exception,
@@ -188,7 +190,8 @@ def dead_letter(
 ) -> tuple[str, bytes, list[tuple[str, bytes]]]:
     """Build the DLQ topic, the encoded DeadLetter value and its headers for one unusable record."""
     reason = error.reason if isinstance(error, RecordError) else f"{type(error).__name__}: {error}"
-    value = {
+    source_topic, partition, offset = source_topic or "", partition if partition is not None else -1, offset or 0
+    value: DeadLetter = {
         "source_topic": source_topic,
         "source_partition": partition,
         "source_offset": offset,
@@ -240,23 +243,24 @@ def read_to_end(bootstrap: str, topic: str, from_ms: int | None = None, timeout:
         deadline = time.monotonic() + timeout
         while ends and time.monotonic() < deadline:
             for msg in consumer.consume(1000, 0.5):
-                if msg.error() or msg.partition() not in ends:
+                p, offset = msg.partition(), msg.offset()
+                if msg.error() or p is None or offset is None or p not in ends:
                     continue
                 deadline = time.monotonic() + timeout
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    del ends[msg.partition()]
+                if offset + 1 >= ends[p]:
+                    del ends[p]
                 yield msg
     finally:
         consumer.close()
 
 
-def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[str, dict]:
+def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[str, Any]:
     """The latest decoded value per key of a compacted state topic, read from the beginning.
 
     Processes call this at start-up to rebuild state (weights, deployments, ledgers) that must
     survive a restart, independent of any consumer group's committed offsets.
     """
-    state: dict[str, dict] = {}
+    state: dict[str, Any] = {}
     try:
         for msg in read_to_end(bootstrap, topic, timeout=timeout):
             try:

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import fastavro
 
@@ -51,6 +52,12 @@ def export(
     return len(rows)
 
 
+def _file_records(fh: BinaryIO) -> Iterator[dict[str, Any]]:
+    """The ReplayRecords of a replay file (the writer's schema is in the file)."""
+    for rec in fastavro.reader(fh):
+        yield cast(dict[str, Any], rec)
+
+
 def play(bootstrap: str, path: Path, topic: str, pace: str = "fast", speed: float = 1.0, progress=None) -> int:
     """Produce every record of ``path`` into ``topic`` with its key, value, headers and timestamp,
     into the same partition number (a missing target is created with enough partitions; an existing one
@@ -60,13 +67,13 @@ def play(bootstrap: str, path: Path, topic: str, pace: str = "fast", speed: floa
     if pace not in ("fast", "recorded"):
         raise ValueError("pace must be 'fast' or 'recorded'")
     with open(path, "rb") as fh:
-        partitions = 1 + max((rec["partition"] for rec in fastavro.reader(fh)), default=0)
+        partitions = 1 + max((rec["partition"] for rec in _file_records(fh)), default=0)
     # brokers here do not create topics on first use: create the target when it is missing
     create_topics(bootstrap, [ResolvedTopic(topic, "replay", partitions, 0, "delete", None)])
     producer = RecordProducer(bootstrap)
     sent, first_ts, t0 = 0, None, time.monotonic()
     with open(path, "rb") as fh:
-        for rec in fastavro.reader(fh):
+        for rec in _file_records(fh):
             if pace == "recorded":
                 first_ts = rec["timestamp"] if first_ts is None else first_ts
                 ahead = (rec["timestamp"] - first_ts) / 1000.0 / speed - (time.monotonic() - t0)

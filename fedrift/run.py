@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from fedrift.config import Settings
 from fedrift.kafka_io import RecordProducer, create_topics
@@ -52,7 +53,7 @@ def run(rows, settings: Settings, bootstrap: str, rate: float, label_delay: int,
 
 
 def _start_producer(rows, run_id: str, bootstrap: str, catalog: TopicCatalog, rate: float, label_delay: int) -> dict:
-    produced = {"n": 0, "done": False, "error": None}
+    produced: dict[str, Any] = {"n": 0, "done": False, "error": None}
 
     def producer() -> None:
         try:

@@ -71,7 +71,8 @@ class Simulation:
         self.t = 0
 
     def step(self, x: list[float], y) -> None:
-        _, prediction = self.pipeline.request(f"{self.cfg.run_id}-{self.t}", x, y)
+        served = self.pipeline.request(f"{self.cfg.run_id}-{self.t}", x, y)
+        prediction = served[1] if served else None
         self.t += 1
         static_pred = {m: model.predict_one(x) for m, model in self.static.items()}
         self.correct["fedrift"].append(prediction == y)

@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from schemas.records import Deployment
 
 REQUESTS = "inference.requests"
 FEEDBACK = "inference.feedback"
@@ -56,7 +59,7 @@ BASE_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
-def deployment_key(d: dict) -> str:
+def deployment_key(d: Mapping[str, Any]) -> str:
     """The compaction key of a Deployment: one per lifecycle, so a later record of one (a PRUNE)
     never hides the state of another (a running shadow, the promoted configuration).
 
@@ -70,7 +73,7 @@ def deployment_key(d: dict) -> str:
     return f"{d['model']}/pruning"
 
 
-def deployments_in_force(latest: Iterable[dict]) -> list[dict]:
+def deployments_in_force(latest: Iterable[Deployment]) -> list[Deployment]:
     """From the compacted topic's latest records, those still in force, in the order to re-apply
     them at start: promotions, then shadows not yet promoted (a PROMOTE lives under another key
     than its SHADOW_START, matched by round), then prunes.

@@ -19,7 +19,7 @@ import io
 import json
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ class Codec:
     def schema_id(self, record: str) -> int:
         return self._latest_of(record)[0]
 
-    def encode(self, record: str, value: dict) -> bytes:
+    def encode(self, record: str, value: Mapping[str, Any]) -> bytes:
         """Serialise ``value`` with the newest schema of ``record``; raises ``SchemaMismatch``."""
         sid, schema = self._latest_of(record)
         buf = io.BytesIO()
@@ -104,9 +104,10 @@ class Codec:
             raise SchemaMismatch(f"{record}: {_why_invalid(schema, value) or exc}") from exc
         return buf.getvalue()
 
-    def decode(self, data: bytes | None, expect: str | tuple[str, ...] | None = None) -> tuple[str, dict]:
+    def decode(self, data: bytes | None, expect: str | tuple[str, ...] | None = None) -> tuple[str, Any]:
         """Return ``(record name, value)`` resolved into the record's newest schema; with ``expect``
-        (a name or a tuple of names), any other record is a ``SchemaMismatch``."""
+        (a name or a tuple of names), any other record is a ``SchemaMismatch``. The value is the
+        named record of ``schemas.records`` (typed ``Any`` here: which one is known at run time)."""
         if data is None or len(data) < _HEADER.size:
             raise TruncatedRecord(f"value has {0 if data is None else len(data)} bytes, header needs 5")
         magic, sid = _HEADER.unpack_from(data)

@@ -4,23 +4,21 @@ validation (zero slice, non-finite value, malformed configuration) goes to ``hpo
 
 from __future__ import annotations
 
-import math
 import time
+from typing import Any
 
 import faust
 
 from fedrift.config import Settings
-from fedrift.core.aggregator import RoundBook, validate_metric
+from fedrift.core.aggregator import RoundBook, validate_metric, validate_share
 from fedrift.core.fhpo import FhpoConfig
 from fedrift.topics import HPO_METRICS, TopicCatalog
-from schemas import InvalidRecord
 from streams.app import RawTopics, decoded_records, now_ms, send_outputs
 
 
-def _validate(value: dict) -> None:
+def _validate(value: Any) -> None:
     if "share" in value:  # an UnmaskShare
-        if not math.isfinite(value["share"]):
-            raise InvalidRecord("share is not finite")
+        validate_share(value)
     else:
         validate_metric(value)
 

@@ -7,7 +7,9 @@ serializers), so Faust and confluent-kafka processes read and write exactly the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 
@@ -76,7 +78,9 @@ async def decoded_batches(stream, record: str, max_batch: int = 1000, within: fl
         yield batch
 
 
-async def send(topics: RawTopics, topic: str, record: str, value: dict, key: str, partition: int | None = None):
+async def send(
+    topics: RawTopics, topic: str, record: str, value: Mapping[str, Any], key: str, partition: int | None = None
+):
     """Encode with the shared codec and send through Faust's producer; wait for the broker's ack
     (Faust's own flush never raises, so an unchecked send could be lost silently)."""
     fut = await topics.get(topic).send(key=key.encode(), value=codec().encode(record, value), partition=partition)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import faust
@@ -14,7 +15,8 @@ from streams.controller import register_controller
 from streams.drift import register_drift
 from streams.shadow import register_shadow
 
-PROCESSORS = {
+Register = Callable[[faust.App, Settings, TopicCatalog], object]
+PROCESSORS: dict[str, Register] = {
     "drift": register_drift,
     "aggregator": register_aggregator,
     "controller": register_controller,

@@ -26,11 +26,18 @@ from fedrift.core.aggregation import AggregateOutcome, Aggregator, Contribution
 from fedrift.core.records import Output
 from fedrift.topics import HPO_AGGREGATES, HPO_TRIGGERS
 from schemas import InvalidRecord
+from schemas.records import AggregateResult, TrialMetric, UnmaskRequest, UnmaskShare
 
 log = logging.getLogger(__name__)
 
 
-def validate_metric(m: dict) -> None:
+def validate_share(s: UnmaskShare) -> None:
+    """Raise ``InvalidRecord`` for a recovery share that would poison the unmasked sum."""
+    if not math.isfinite(s["share"]):
+        raise InvalidRecord("share is not finite")
+
+
+def validate_metric(m: TrialMetric) -> None:
     """Raise ``InvalidRecord`` for a metric no aggregate may include."""
     if m["slice_size"] <= 0:
         raise InvalidRecord(f"slice_size {m['slice_size']} is not positive")
@@ -59,7 +66,7 @@ class RoundBook:
         self.open: dict[tuple[str, str], OpenRound] = {}
         self.closed: set[tuple[str, str]] = set()
 
-    def on_metric(self, metric: dict, now: float) -> list[Output]:
+    def on_metric(self, metric: TrialMetric, now: float) -> list[Output]:
         """Add a TrialMetric (raises ``InvalidRecord`` for an unusable one); the aggregate once
         the round is complete."""
         validate_metric(metric)
@@ -87,14 +94,13 @@ class RoundBook:
         complete = len(rnd.counts) >= self.replicas and all(c >= self.expected for c in rnd.counts.values())
         return self.close(key) if complete else []
 
-    def on_share(self, share: dict) -> list[Output]:
+    def on_share(self, share: UnmaskShare) -> list[Output]:
         """A survivor's recovery share; the aggregate once every survivor answered."""
         key = (share["model"], share["round_id"])
         rnd = self.open.get(key)
         if rnd is None or rnd.unmask_asked is None:
             return []
-        if not math.isfinite(share["share"]):
-            raise InvalidRecord("share is not finite")
+        validate_share(share)
         rnd.aggregator.add_recovery(share["agent"], share["config_id"], share["dropped"], share["share"])
         return self.close(key) if rnd.aggregator.recovery_complete() else []
 
@@ -106,7 +112,7 @@ class RoundBook:
                 dropped = rnd.aggregator.declare_dropped()
                 rnd.unmask_asked = now
                 if dropped:
-                    request = {"round_id": key[1], "model": key[0], "time": now_ms, "dropped": dropped}
+                    request: UnmaskRequest = {"round_id": key[1], "model": key[0], "time": now_ms, "dropped": dropped}
                     log.info("round %s/%s: asking the survivors to unmask without %s", *key, dropped)
                     out.append(Output(HPO_TRIGGERS, "UnmaskRequest", request, key[0]))
                     continue
@@ -127,7 +133,9 @@ class RoundBook:
         return [Output(HPO_AGGREGATES, "AggregateResult", aggregate_record(result), result.model)]
 
 
-def aggregate_record(result: AggregateOutcome) -> dict:
+def aggregate_record(result: AggregateOutcome) -> AggregateResult:
+    if result.best is None:
+        raise ValueError(f"round {result.round_id}/{result.model} has no best configuration")
     return {
         "round_id": result.round_id,
         "model": result.model,

@@ -28,12 +28,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fedrift import json_config
-from fedrift.core.lifecycle import Action
+from fedrift.core.lifecycle import Action, new_deployment
 from fedrift.core.models import FAMILIES, config_id
 from fedrift.core.records import Output
 from fedrift.core.routing import InputSketch, RoutingConfig, RoutingController, drift_compensation
 from fedrift.topics import DEPLOYMENTS, REQUESTS, ROUTING_WEIGHTS, deployment_key
 from schemas import InvalidRecord
+from schemas.records import AggregateResult, Deployment, DriftSignal, ModelStatus, RoutingWeights
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class ControllerConfig:
     idle_s: float = 2.0  # re-weight on the clock when no evidence arrived for this long
 
 
-def validate_status(s: dict) -> None:
+def validate_status(s: ModelStatus) -> None:
     """Raise ``InvalidRecord`` for a status no controller may fold in."""
     if not 0.0 <= s["window_quality"] <= 1.0:
         raise InvalidRecord(f"window_quality {s['window_quality']} is outside [0, 1]")
@@ -56,7 +57,7 @@ def validate_status(s: dict) -> None:
         raise InvalidRecord("input_sketch has a non-finite value")
 
 
-def validate_aggregate(a: dict) -> None:
+def validate_aggregate(a: AggregateResult) -> None:
     """Raise ``InvalidRecord`` for an aggregate no shadow may be started from."""
     scores = [a["score"], a["score_std"], *(e["score"] for e in a["leaderboard"])]
     if not all(math.isfinite(v) for v in scores):
@@ -68,13 +69,13 @@ class Controller:
     def __init__(
         self,
         config: ControllerConfig,
-        weights: dict | None = None,
-        deployments: Iterable[dict] = (),
-        statuses: Iterable[dict] = (),
+        weights: RoutingWeights | None = None,
+        deployments: Iterable[Deployment] = (),
+        statuses: Iterable[ModelStatus] = (),
     ) -> None:
         self.cfg = config
         self.controller = RoutingController(config.routing)
-        self.status: dict[str, dict] = {}  # host -> latest ModelStatus
+        self.status: dict[str, ModelStatus] = {}  # host -> latest ModelStatus
         self.batch: dict[str, list[int]] = {}  # model -> [correct, scored] since the last observe
         self.current = InputSketch(half_life=config.input_half_life)
         self.production = {m: config_id(FAMILIES[m].defaults) for m in config.pool if m in FAMILIES}
@@ -94,7 +95,7 @@ class Controller:
             self.status[s["host"]] = s
 
     # -- records in ---------------------------------------------------------------------------
-    def on_status(self, s: dict, now_ms: int) -> list[Output]:
+    def on_status(self, s: ModelStatus, now_ms: int) -> list[Output]:
         """Keep the host's latest report and add what it scored since its previous one to the
         evidence; re-weight as soon as every model has new evidence."""
         validate_status(s)
@@ -112,11 +113,11 @@ class Controller:
     def on_request(self, features: list[float]) -> None:
         self.current.add(features)
 
-    def on_drift(self, signal: dict) -> None:
+    def on_drift(self, signal: DriftSignal) -> None:
         if signal["drifted"] and self.last_accuracy:
             self.before_drift = dict(self.last_accuracy)
 
-    def on_deployment(self, d: dict) -> None:
+    def on_deployment(self, d: Deployment) -> None:
         action, model = Action.of(d), d["model"]
         if model not in self.cfg.pool:
             return  # not a model of this pool: nothing to route
@@ -133,7 +134,7 @@ class Controller:
             self.pruned.pop(model, None)
             self.controller.pruned.pop(model, None)
 
-    def on_aggregate(self, a: dict, now_ms: int) -> list[Output]:
+    def on_aggregate(self, a: AggregateResult, now_ms: int) -> list[Output]:
         """A SHADOW_START when a round's best configuration beats production's score."""
         model = a["model"]
         if model in self.shadows or model not in self.production:
@@ -142,20 +143,12 @@ class Controller:
         if a["best_config_id"] == self.production[model] or (prod and prod["score"] >= a["score"]):
             return []
         self.shadows.add(model)
-        value = {
-            "model": model,
-            "action": Action.SHADOW_START.value,
-            "config_id": a["best_config_id"],
-            "config_json": a["best_config_json"],
-            "round_id": a["round_id"],
-            "time": now_ms,
-            "reason": f"HPO {a['round_id']}: {a['score']:.3f}±{a['score_std']:.3f} beats production",
-            "evidence": {
-                "score": a["score"],
-                "score_std": a["score_std"],
-                "production_score": prod["score"] if prod else -1.0,
-            },
-        }
+        value = new_deployment(
+            model, Action.SHADOW_START, a["best_config_id"], now_ms,
+            f"HPO {a['round_id']}: {a['score']:.3f}±{a['score_std']:.3f} beats production",
+            {"score": a["score"], "score_std": a["score_std"], "production_score": prod["score"] if prod else -1.0},
+            config_json=a["best_config_json"], round_id=a["round_id"],
+        )
         return [deployment(value)]
 
     # -- the periodic decision ----------------------------------------------------------------
@@ -205,16 +198,10 @@ class Controller:
         out = []
         for model in sorted(set(decision.pruned) ^ set(self.pruned)):
             pruned = model in decision.pruned
-            value = {
-                "model": model,
-                "action": (Action.PRUNE if pruned else Action.RESTORE).value,
-                "config_id": self.production[model],
-                "config_json": "",
-                "round_id": "",
-                "time": now_ms,
-                "reason": decision.pruned.get(model, "quality recovered"),
-                "evidence": {"accuracy": acc[model], "best": max(acc.values())},
-            }
+            value = new_deployment(
+                model, Action.PRUNE if pruned else Action.RESTORE, self.production[model], now_ms,
+                decision.pruned.get(model, "quality recovered"), {"accuracy": acc[model], "best": max(acc.values())},
+            )
             out.append(deployment(value))
         self.pruned = dict(decision.pruned)
         if not any(abs(w - self.last_published.get(m, -1.0)) > self.cfg.publish_change
@@ -222,7 +209,7 @@ class Controller:
             self.controller.version -= 1  # nothing published: keep versions dense
             return out
         self.last_published = dict(decision.weights)
-        record = {
+        record: RoutingWeights = {
             "version": decision.version,
             "time": now_ms,
             "weights": decision.weights,
@@ -236,6 +223,6 @@ class Controller:
         return [*out, Output(ROUTING_WEIGHTS, "RoutingWeights", record, "weights")]
 
 
-def deployment(value: dict) -> Output:
+def deployment(value: Deployment) -> Output:
     """A Deployment under its lifecycle's compaction key (``topics.deployment_key``)."""
     return Output(DEPLOYMENTS, "Deployment", value, deployment_key(value))

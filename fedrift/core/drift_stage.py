@@ -17,6 +17,7 @@ import logging
 from fedrift.core.drift import DriftAnalyzer, DriftReport
 from fedrift.core.records import Output
 from fedrift.topics import DRIFT_SIGNALS, HPO_TRIGGERS
+from schemas.records import DriftSignal, HpoTrigger, ModelStatus
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,14 @@ class DriftStage:
         report = self.analyzer.update(features)
         return [] if report is None else self._publish(report, now_ms)
 
-    def on_status(self, status: dict, now_ms: int) -> list[Output]:
+    def on_status(self, status: ModelStatus, now_ms: int) -> list[Output]:
         if not status["error_drift"]:
             return []
         report = self.analyzer.outcome_drift({"error_drift_host": 1.0, "window_quality": status["window_quality"]})
         return self._publish(report, now_ms)
 
     def _publish(self, report: DriftReport, now_ms: int) -> list[Output]:
-        signal = {
+        signal: DriftSignal = {
             "analyzer": self.name,
             "time": now_ms,
             "position": report.position,
@@ -52,7 +53,7 @@ class DriftStage:
         if report.triggered:
             self.triggers += 1
             round_id = f"{self.round_prefix}-{report.position}-{self.triggers}"
-            trigger = {
+            trigger: HpoTrigger = {
                 "round_id": round_id,
                 "time": now_ms,
                 "reason": f"{report.source} drift",

@@ -143,7 +143,7 @@ class FhpoAgent:
                 break
             if queue:
                 candidate, is_shared = queue.pop(0)
-            else:
+            elif opt is not None:
                 candidate, is_shared = self.family.from_point(opt.ask()), False
             trial = self._evaluate(round_id, candidate, train, holdout, span, is_shared)
             outcome.trials.append(trial)

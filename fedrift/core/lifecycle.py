@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from fedrift import json_config
 from fedrift.core.models import FAMILIES, ModelFamily, clean_config
 from schemas import InvalidRecord
+from schemas.records import Deployment
 
 
 class Action(enum.Enum):
@@ -33,14 +34,21 @@ class Action(enum.Enum):
     RESTORE = "RESTORE"
 
     @classmethod
-    def of(cls, deployment: dict) -> Action:
+    def of(cls, deployment: Deployment) -> Action:
         try:
             return cls(deployment["action"])
         except ValueError:
             raise InvalidRecord(f"unknown deployment action {deployment['action']!r}") from None
 
 
-def validate_deployment(d: dict) -> None:
+def new_deployment(model: str, action: Action, config_id: str, time: int, reason: str, evidence: dict[str, float],
+                   config_json: str = "", round_id: str = "") -> Deployment:
+    """A Deployment record (the one place one is built, so its fields match the schema)."""
+    return {"model": model, "action": action.value, "config_id": config_id, "config_json": config_json,
+            "round_id": round_id, "time": time, "reason": reason, "evidence": evidence}
+
+
+def validate_deployment(d: Deployment) -> None:
     """Raise ``InvalidRecord`` for a deployment no stage may act on (every reader checks alike,
     so a bad record cannot leave the controller waiting on a shadow no host runs)."""
     action = Action.of(d)
@@ -48,7 +56,7 @@ def validate_deployment(d: dict) -> None:
         validated_config(FAMILIES[d["model"]], d["config_json"])
 
 
-def usable(deployments: Iterable[dict]) -> list[dict]:
+def usable(deployments: Iterable[Deployment]) -> list[Deployment]:
     """The deployments that pass ``validate_deployment`` (for state restored at start)."""
     out = []
     for d in deployments:

@@ -98,7 +98,9 @@ class PairedGap:
     batches: int
 
 
-def paired_gap(a: Sequence[bool], b: Sequence[bool], batch: int = 500, confidence: float = 0.95) -> PairedGap:
+def paired_gap(
+    a: Sequence[bool] | np.ndarray, b: Sequence[bool] | np.ndarray, batch: int = 500, confidence: float = 0.95
+) -> PairedGap:
     """Difference in accuracy between two systems scored on the same events, by batch means.
 
     Errors on a drifting stream come in runs, so the per-event differences are not independent and

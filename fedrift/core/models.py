@@ -125,7 +125,7 @@ class MiniBatchSGD:
         return SGDClassifier(loss="log_loss", learning_rate="constant", **self._params)
 
     def _scale(self, X: np.ndarray) -> np.ndarray:
-        if self._mean is None or self._n < 2:
+        if self._mean is None or self._m2 is None or self._n < 2:
             return X
         std = np.sqrt(self._m2 / (self._n - 1))
         return (X - self._mean) / np.where(std > 0, std, 1.0)

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 
 from fedrift.core.router import DeficitRouter
 from schemas import FeatureCountMismatch, InvalidRecord, NonFiniteFeature, validate_features
+from schemas.records import InferenceRequest
 
 MAX_ABS_FEATURE = 1e15  # finite but larger values overflow the trees' Gaussian estimators
 
@@ -48,7 +49,7 @@ class PartitionRouting:
     def version(self) -> int:
         return self.router.version
 
-    def check(self, request: dict) -> None:
+    def check(self, request: InferenceRequest) -> None:
         """Raise a ``RecordError`` for a request no model may use; the first valid request of the
         partition fixes the feature count when the settings do not."""
         features = request["features"]
@@ -61,7 +62,7 @@ class PartitionRouting:
         if self.n_features is None:
             self.n_features = len(features)
 
-    def route(self, request: dict) -> str | None:
+    def route(self, request: InferenceRequest) -> str | None:
         """The model that serves ``request``, or None for an id already routed (a duplicate)."""
         self.check(request)
         rid = request["id"]

@@ -7,13 +7,15 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Output:
     topic: str
     record: str
-    value: dict
+    value: Mapping[str, Any]  # a record of schemas.records, e.g. a Prediction
     key: str
     partition: int | None = None

@@ -38,6 +38,7 @@ from fedrift.core.partition import PartitionRouting
 from fedrift.core.records import Output
 from fedrift.core.routing import InputSketch, evidence_due
 from fedrift.topics import MODEL_STATUS, PREDICTIONS, SHADOW_RESULTS
+from schemas.records import Deployment, InferenceRequest, ModelStatus, Prediction, ShadowResult
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ class Pending:
     """What a request leaves behind until its label arrives."""
 
     x: list[float]
-    prediction: object
-    shadow_prediction: object
+    prediction: int | None
+    shadow_prediction: int | None
     production_latency_ms: float
     shadow_latency_ms: float
 
@@ -132,7 +133,7 @@ class ModelReplica:
         """A weights marker of ``partition``; raises ``InvalidRecord`` for an unusable one."""
         self.routing(partition).apply_weights(value)
 
-    def on_request(self, partition: int, request: dict, time_ms: int = 0) -> list[Output]:
+    def on_request(self, partition: int, request: InferenceRequest, time_ms: int = 0) -> list[Output]:
         """Route, predict, answer if serving; learn now if the label came with it (or before it).
         ``time_ms`` is the record's time (for expiring labels that never find their request).
         Raises a ``RecordError`` for a request no model may use."""
@@ -145,7 +146,7 @@ class ModelReplica:
         rid, x = request["id"], request["features"]
         t0 = time.perf_counter()
         proba = self._guarded(self.production.predict_proba_one, x) or {}
-        prediction = max(proba, key=proba.get) if proba else None
+        prediction = max(proba, key=lambda c: proba[c]) if proba else None
         latency = (time.perf_counter() - t0) * 1000
         shadow_pred, shadow_latency = None, 0.0
         if self.shadow is not None and mirrored(rid, self.cfg.shadow_fraction):
@@ -182,8 +183,8 @@ class ModelReplica:
         while self.early and next(iter(self.early.values()))[1] < horizon:
             self.early.popitem(last=False)
 
-    def _prediction(self, request: dict, prediction, proba: dict, latency: float, partition: int) -> Output:
-        value = {
+    def _prediction(self, request: InferenceRequest, prediction, proba: dict, latency: float, partition: int) -> Output:
+        value: Prediction = {
             "request_id": request["id"],
             "model": self.cfg.model,
             "host": self.cfg.host_id,
@@ -203,8 +204,8 @@ class ModelReplica:
         self.n_correct += bool(correct)
         if self.errors.update(int(not correct)):
             self.error_drift = True
-        if p.shadow_prediction is not None and self.shadow is not None:
-            out.append(self._shadow_result(rid, p, label))
+        if p.shadow_prediction is not None and self.shadow_config is not None:
+            out.append(self._shadow_result(rid, p, p.shadow_prediction, config_id(self.shadow_config), label))
         self._guarded(self.production.learn_one, p.x, label)
         if self.shadow is not None:
             self._guarded(self.shadow.learn_one, p.x, label)
@@ -216,15 +217,15 @@ class ModelReplica:
             out.append(self.status())
         return out
 
-    def _shadow_result(self, rid: str, p: Pending, label) -> Output:
-        value = {
+    def _shadow_result(self, rid: str, p: Pending, shadow_prediction: int, shadow_config_id: str, label) -> Output:
+        value: ShadowResult = {
             "request_id": rid,
             "model": self.cfg.model,
             "host": self.cfg.host_id,
             "production_config_id": self.config_id,
-            "shadow_config_id": config_id(self.shadow_config),
+            "shadow_config_id": shadow_config_id,
             "production_prediction": int(p.prediction) if p.prediction is not None else -1,
-            "shadow_prediction": int(p.shadow_prediction),
+            "shadow_prediction": int(shadow_prediction),
             "label": int(label),
             "production_latency_ms": p.production_latency_ms,
             "shadow_latency_ms": p.shadow_latency_ms,
@@ -233,7 +234,7 @@ class ModelReplica:
 
     def status(self) -> Output:
         """The ModelStatus record now (cumulative counters, so a lost one costs nothing)."""
-        value = {
+        value: ModelStatus = {
             "host": self.cfg.host_id,
             "model": self.cfg.model,
             "config_id": self.config_id,
@@ -272,7 +273,7 @@ class ModelReplica:
         """An HPO trigger (a drift): forget the windowed accuracy from before it."""
         self.accuracy.keep_last(self.cfg.keep_after_drift)
 
-    def on_deployment(self, d: dict) -> bool:
+    def on_deployment(self, d: Deployment) -> bool:
         """Apply a deployment of this model; returns whether anything changed. Raises
         ``InvalidRecord`` for an unknown action or configuration."""
         action = Action.of(d)
@@ -286,7 +287,7 @@ class ModelReplica:
         elif action is Action.PROMOTE:
             if config_id(config) == config_id(self.config):
                 return False
-            if self.shadow is None or config_id(self.shadow_config) != config_id(config):
+            if self.shadow is None or self.shadow_config is None or config_id(self.shadow_config) != config_id(config):
                 self.shadow = self._warm(config)
             self.production, self.config, self.shadow, self.shadow_config = self.shadow, config, None, None
             self.config_id = config_id(config)

@@ -233,7 +233,7 @@ class InputSketch:
 
     def to_list(self) -> list[float]:
         """``[mean_1..mean_d, var_1..var_d]`` for the wire."""
-        return [] if self.mean is None else [*self.mean.tolist(), *self.var.tolist()]
+        return [] if self.mean is None or self.var is None else [*self.mean.tolist(), *self.var.tolist()]
 
     @classmethod
     def from_list(cls, values: list[float]) -> InputSketch:
@@ -244,7 +244,9 @@ class InputSketch:
         return sketch
 
     def similarity(self, other: InputSketch) -> float:
-        if self.mean is None or other.mean is None or len(self.mean) != len(other.mean):
+        if self.mean is None or other.mean is None or self.var is None or other.var is None:
+            return 0.0
+        if len(self.mean) != len(other.mean):
             return 0.0
         scale = np.maximum(np.maximum(self.var, other.var), 1e-12)
         v1, v2 = self.var + 1e-6 * scale, other.var + 1e-6 * scale

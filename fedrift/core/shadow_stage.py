@@ -22,15 +22,16 @@ import math
 from collections.abc import Iterable
 
 from fedrift.core.controller import deployment
-from fedrift.core.lifecycle import Action
+from fedrift.core.lifecycle import Action, new_deployment
 from fedrift.core.records import Output
 from fedrift.core.shadow import ShadowEvaluator
 from schemas import InvalidRecord
+from schemas.records import Deployment, ShadowResult
 
 log = logging.getLogger(__name__)
 
 
-def validate_result(r: dict) -> None:
+def validate_result(r: ShadowResult) -> None:
     """Raise ``InvalidRecord`` for a paired result that cannot be counted."""
     for name in ("production_latency_ms", "shadow_latency_ms"):
         if not (math.isfinite(r[name]) and r[name] >= 0):
@@ -39,14 +40,18 @@ def validate_result(r: dict) -> None:
 
 class ShadowStage:
     def __init__(
-        self, alpha: float = 0.05, min_samples: int = 200, max_samples: int = 5000, deployments: Iterable[dict] = ()
+        self,
+        alpha: float = 0.05,
+        min_samples: int = 200,
+        max_samples: int = 5000,
+        deployments: Iterable[Deployment] = (),
     ) -> None:
         self.alpha, self.min_samples, self.max_samples = alpha, min_samples, max_samples
-        self.active: dict[str, tuple[dict, ShadowEvaluator, set[str]]] = {}
+        self.active: dict[str, tuple[Deployment, ShadowEvaluator, set[str]]] = {}
         for d in deployments:
             self.on_deployment(d)
 
-    def on_deployment(self, d: dict) -> None:
+    def on_deployment(self, d: Deployment) -> None:
         action = Action.of(d)
         if action is Action.SHADOW_START:
             ev = ShadowEvaluator(self.alpha, self.alpha, self.min_samples, self.max_samples)
@@ -54,7 +59,7 @@ class ShadowStage:
         elif action in (Action.PROMOTE, Action.REJECT):
             self.active.pop(d["model"], None)
 
-    def on_result(self, r: dict, now_ms: int) -> list[Output]:
+    def on_result(self, r: ShadowResult, now_ms: int) -> list[Output]:
         if r["label"] is None or r["model"] not in self.active:
             return []
         start, ev, seen = self.active[r["model"]]
@@ -66,14 +71,9 @@ class ShadowStage:
             return []
         del self.active[r["model"]]
         log.info("shadow %s for %s: %s (%s)", start["config_id"], r["model"], decision.action, decision.reason)
-        value = {
-            "model": r["model"],
-            "action": decision.action.upper(),
-            "config_id": start["config_id"],
-            "config_json": start["config_json"],
-            "round_id": start["round_id"],
-            "time": now_ms,
-            "reason": decision.reason,
-            "evidence": {k: float(v) for k, v in decision.evidence.items()},
-        }
+        value = new_deployment(
+            r["model"], Action(decision.action.upper()), start["config_id"], now_ms, decision.reason,
+            {k: float(v) for k, v in decision.evidence.items()},
+            config_json=start["config_json"], round_id=start["round_id"],
+        )
         return [deployment(value)]

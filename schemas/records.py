@@ -1,0 +1,234 @@
+"""Typed records: one ``TypedDict`` per Avro record, generated from the newest ``.avsc`` of each
+by ``python -m schemas.typegen``. Do not edit; evolve the ``.avsc`` and regenerate."""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+
+class InferenceRequest(TypedDict):
+    """One inference request from a client; the label is present when it is known at request
+    time."""
+
+    id: str
+    event_time: int
+    features: list[float]
+    label: int | None
+
+
+class Feedback(TypedDict):
+    """A label that arrives after its request."""
+
+    id: str
+    label: int
+    time: int
+
+
+class RoutedRequest(TypedDict):
+    """A request (or a forwarded late label) sent by the router to the hosts of one model. Every
+    model gets every request; exactly one serves it."""
+
+    request: InferenceRequest
+    model: str
+    routing_version: int
+    shadow: bool
+    feedback: bool
+    serve: bool
+
+
+class Prediction(TypedDict):
+    """The one production prediction for a request."""
+
+    request_id: str
+    model: str
+    host: str
+    config_id: str
+    prediction: int | None
+    probabilities: dict[str, float]
+    latency_ms: float
+    routing_version: int
+    event_time: int
+
+
+class FeatureShift(TypedDict):
+    """FeatureShift"""
+
+    feature: str
+    shift: float
+
+
+class DriftSignal(TypedDict):
+    """The drift analyzer's numeric signal after one window of inputs or outcomes."""
+
+    analyzer: str
+    time: int
+    position: int
+    score: float
+    threshold: float
+    drifted: bool
+    source: str
+    components: dict[str, float]
+    top_features: list[FeatureShift]
+
+
+class HpoTrigger(TypedDict):
+    """Start one round of federated hyperparameter optimisation."""
+
+    round_id: str
+    time: int
+    reason: str
+    drift_score: float
+    models: list[str]
+
+
+class LeaderboardEntry(TypedDict):
+    """LeaderboardEntry"""
+
+    config_id: str
+    score: float
+    score_std: float
+    agents: int
+
+
+class AggregateResult(TypedDict):
+    """The aggregator's best configuration for one model after a round."""
+
+    round_id: str
+    model: str
+    best_config_id: str
+    best_config_json: str
+    score: float
+    score_std: float
+    agents: list[str]
+    leaderboard: list[LeaderboardEntry]
+
+
+class PrunedModel(TypedDict):
+    """PrunedModel"""
+
+    model: str
+    reason: str
+
+
+class RoutingWeights(TypedDict):
+    """The controller's current routing weights and the components that produced them."""
+
+    version: int
+    time: int
+    weights: dict[str, float]
+    historical: dict[str, float]
+    alignment: dict[str, float]
+    drift_compensation: dict[str, float]
+    pruned: list[PrunedModel]
+
+
+class ShadowResult(TypedDict):
+    """Production and shadow predictions on the same request, for paired comparison."""
+
+    request_id: str
+    model: str
+    host: str
+    production_config_id: str
+    shadow_config_id: str
+    production_prediction: int
+    shadow_prediction: int
+    label: int | None
+    production_latency_ms: float
+    shadow_latency_ms: float
+
+
+class Deployment(TypedDict):
+    """An instruction to the hosts of one model, with the evidence behind it."""
+
+    model: str
+    action: Literal["SHADOW_START", "PROMOTE", "REJECT", "PRUNE", "RESTORE"]
+    config_id: str
+    config_json: str
+    round_id: str
+    time: int
+    reason: str
+    evidence: dict[str, float]
+
+
+class DeadLetter(TypedDict):
+    """A record a consumer could not decode or validate, kept whole with the reason."""
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    error_type: str
+    error: str
+    consumer: str
+    time: int
+    key: bytes | None
+    raw: bytes | None
+
+
+class UnmaskRequest(TypedDict):
+    """Secure-aggregation dropout recovery: the aggregator names the agents that did not report
+    a masked configuration and asks the survivors for the masks they share with them. On
+    hpo.triggers, beside HpoTrigger."""
+
+    round_id: str
+    model: str
+    time: int
+    dropped: dict[str, list[str]]
+
+
+class UnmaskShare(TypedDict):
+    """A survivor's answer to an UnmaskRequest: the sum of the pairwise masks it added for the
+    dropped agents of one configuration. On hpo.metrics, beside TrialMetric."""
+
+    round_id: str
+    model: str
+    agent: str
+    config_id: str
+    dropped: list[str]
+    share: float
+
+
+class AgentKey(TypedDict):
+    """A model host's X25519 public key for secure aggregation. Each pair of replicas derives
+    its mask secret from the two keys (Diffie-Hellman); the private halves never leave the
+    hosts."""
+
+    host: str
+    model: str
+    public_key: bytes
+    created_ms: int
+
+
+class ModelStatus(TypedDict):
+    """A model host's periodic health report. v3 adds learned_digest, so exactly-once learning
+    can be checked per request id."""
+
+    host: str
+    model: str
+    config_id: str
+    time: int
+    window_quality: float
+    n_seen: int
+    error_drift: bool
+    input_sketch: list[float]
+    epsilon_spent: float
+    n_correct: int
+    learned_digest: str
+
+
+class TrialMetric(TypedDict):
+    """One FHPO agent's differentially-private score of one configuration. v3 adds noise_std:
+    the DP noise the agent put on the quality, so the aggregator does not recompute it from its
+    own defaults."""
+
+    round_id: str
+    model: str
+    agent: str
+    config_id: str
+    config_json: str
+    noised_quality: float
+    noised_latency_ms: float
+    slice_size: int
+    epsilon_spent: float
+    masked_shares: list[float]
+    masked_with: list[str]
+    noise_std: float
