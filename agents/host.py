@@ -36,7 +36,7 @@ from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import PrivacyLedger
 from fedrift.core.records import Output
 from fedrift.core.replica import ModelReplica, ReplicaConfig
-from fedrift.kafka_io import dead_letter, now_ms, producer_config, read_compacted, retrying
+from fedrift.kafka_io import TXN_TIMEOUT_S, dead_letter, exit_if_hung, now_ms, producer_config, read_compacted, retrying
 from fedrift.topics import DEPLOYMENTS, FEEDBACK, HPO_KEYS, HPO_TRIGGERS, REQUESTS, TopicCatalog, deployments_in_force
 from schemas import InvalidRecord, RecordError, codec
 from schemas.records import Deployment
@@ -113,7 +113,7 @@ class ModelHost:
 
     def run(self, max_idle_s: float | None = None, ready_file: str | None = None) -> None:
         self.connect()
-        retrying(lambda: self.producer.init_transactions(30), "init_transactions")
+        retrying(lambda: self._txn(self.producer.init_transactions), "init_transactions")
         self._follow_control()
         self.rounds.warm()
         self.recover()
@@ -215,19 +215,25 @@ class ModelHost:
             offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items() if o >= 0]
             # outputs delivered first: adding offsets while partitions are still being added to the
             # transaction is refused by the broker and retried after a backoff (~100 ms a batch)
-            self.producer.flush(30)
-            self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
-            self.producer.commit_transaction(30)
+            self.producer.flush(TXN_TIMEOUT_S)
+            self._txn(self.producer.send_offsets_to_transaction, offsets, self.consumer.consumer_group_metadata())
+            self._txn(self.producer.commit_transaction)
         except KafkaException as exc:
             if exc.args[0].fatal():
                 raise
             log.warning("host %s: transaction failed (%s); recovering from the checkpoint", self.host_id, exc)
-            retrying(lambda: self.producer.abort_transaction(30), "abort_transaction")
+            retrying(lambda: self._txn(self.producer.abort_transaction), "abort_transaction")
             self.recover()
             return
         if time.monotonic() - self.checkpointed_at >= self.settings.checkpoint_every_s:
             self._checkpoint()
         self._pace_labels()
+
+    @staticmethod
+    def _txn(call, *args):
+        """A transactional producer call with its timeout, ending the process if it hangs past it."""
+        with exit_if_hung():
+            return call(*args, TXN_TIMEOUT_S)
 
     def _pace_labels(self) -> None:
         """Stop reading labels while too many are ahead of their requests; read again at half."""
@@ -299,9 +305,9 @@ class ModelHost:
                 self._send(outputs)
                 for topic, raw, key, headers in letters:
                     self.producer.produce(topic, raw, key, headers=[*headers])
-                self.producer.commit_transaction(30)
+                self._txn(self.producer.commit_transaction)
             except KafkaException:
-                self.producer.abort_transaction(30)
+                self._txn(self.producer.abort_transaction)
                 raise
 
         retrying(attempt, "control transaction")

@@ -6,9 +6,11 @@ Nothing here knows about drift, models or routing; it only moves encoded records
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,6 +272,24 @@ def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[st
     except KeyError:
         return {}
     return state
+
+
+TXN_TIMEOUT_S = 30  # what each transactional call is given
+TXN_HUNG_S = 45  # a transactional call still running this long ignored its timeout
+
+
+@contextmanager
+def exit_if_hung(seconds: float = TXN_HUNG_S) -> Iterator[None]:
+    """End the process (status 1, every thread's stack on stderr) if the block runs past
+    ``seconds``. librdkafka's transactional calls can ignore their timeout and wait for ever when
+    the coordinator's broker dies and comes back (confluentinc/librdkafka#5456, #5511: seen here
+    after SIGKILL of a broker); no call on that producer returns, so the way out is what a crash
+    already does: the supervisor restarts the process from its committed state."""
+    faulthandler.dump_traceback_later(seconds, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def retrying(call, what: str, within_s: float = 120.0, first_backoff_s: float = 0.1):

@@ -3,10 +3,10 @@
 On the 3-node cluster (topics with replication factor 3, min.insync.replicas 2) the whole pipeline
 (Faust worker and model hosts, supervised by ``Pipeline``) serves a drifting, labelled stream (a
 third of the labels late, on ``inference.feedback``). Meanwhile a host of each model (one of them
-while the drift's HPO round runs) and the Faust worker are killed with SIGKILL and restarted by the
-supervisor. (Killing the leader broker too is left to the soak benchmark: in 1 of 3 CI runs the
-restarted node did not serve for minutes and the hosts waited on it.) Then,
-per request id: every acked request has exactly one read_committed prediction, and each model
+while the drift's HPO round runs), the Faust worker and the broker that leads request partition 0
+are killed with SIGKILL and restarted (the processes by the supervisor). A host whose transaction
+call hangs on the dead coordinator ends itself (``kafka_io.exit_if_hung``) and is restarted too,
+so those restarts are allowed beside the kills. Then, per request id: every acked request has exactly one read_committed prediction, and each model
 learned each label exactly once (the hosts' learned-id digests).
 """
 
@@ -18,7 +18,7 @@ import pytest
 
 from fedrift.config import Settings
 from fedrift.exactly_once import verdict, wait_learned
-from fedrift.faults import run_with_kills
+from fedrift.faults import BROKER, run_with_kills
 from fedrift.kafka_io import create_topics
 from fedrift.pipeline import Pipeline
 from fedrift.topics import TopicCatalog
@@ -45,6 +45,7 @@ def test_sigkill_of_hosts_and_the_faust_worker_loses_and_repeats_nothing(kafka3,
         N // 6: "host-gnb-0",
         2 * N // 6: "streams",
         3 * N // 6 + 1500: "host-linear-1",  # the drift at N/2 triggers an HPO round: mid-round
+        4 * N // 6: BROKER,
         5 * N // 6: "host-gnb-0",
     }
     with Pipeline(settings, tmp_path / "logs") as pipeline:
@@ -55,7 +56,9 @@ def test_sigkill_of_hosts_and_the_faust_worker_loses_and_repeats_nothing(kafka3,
         acked = sorted(run["acked"])
         result = verdict(settings.bootstrap, catalog, acked, acked, settings.models, timeout=180)
     assert len(acked) == N and len(run["killed"]) == len(kills), run["killed"]
-    assert restarts == {"host-gnb-0": 2, "streams": 1, "host-linear-1": 1}, restarts
+    killed = {"host-gnb-0": 2, "streams": 1, "host-linear-1": 1}
+    assert all(restarts.get(name, 0) >= n for name, n in killed.items()), restarts
+    assert all(name.startswith("host-") for name in set(restarts) - set(killed)), restarts
     assert not result.missing and not result.duplicated and not result.unexpected, (
         len(result.missing), result.duplicated[:5], result.unexpected[:5]
     )
