@@ -202,7 +202,13 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fedrift", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    _service_commands(sub)
+    _data_commands(sub)
+    return p
 
+
+def _service_commands(sub) -> None:
+    """The broker and the long-running pipeline processes, and the tools that read topics."""
     k = sub.add_parser("kafka", help="run a local Apache Kafka (KRaft) from Maven Central jars")
     k.add_argument("action", choices=["start", "stop", "status"])
     k.add_argument("--nodes", type=int, choices=[1, 3], default=1)
@@ -226,18 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--ready-file", help="touch this file once serving (a readiness signal for supervisors)")
     h.set_defaults(func=cmd_host)
 
-    pr = sub.add_parser("produce", help="produce a CSV or a River drifting stream into inference.requests")
-    src = pr.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="CSV file, header row, last column the label")
-    src.add_argument("--stream", help="River synthetic stream: sea, agrawal, stagger, hyperplane, rbf, led")
-    pr.add_argument("--label-column")
-    pr.add_argument("--n", type=int, default=0, help="number of events (default: whole CSV, 10000 synthetic)")
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--rate", type=float, default=0.0, help="requests per second (0 = as fast as possible)")
-    pr.add_argument("--label-delay", type=int, default=0, help="send labels N requests later as Feedback")
-    pr.add_argument("--quiet", action="store_true")
-    pr.set_defaults(func=cmd_produce)
-
     ro = sub.add_parser("routes", help="follow routing.weights and print each change")
     ro.add_argument("--max-changes", type=int, default=0, help="stop after N changes (0 = follow forever)")
     ro.add_argument("--timeout", type=float, default=0, help="stop after this many idle seconds (0 = never)")
@@ -253,29 +247,39 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--speed", type=float, default=1.0, help="play: speed-up of the recorded pace")
     rp.set_defaults(func=cmd_replay)
 
+
+def _source(parser, n: int, n_help: str, stream_default: str | None = None) -> None:
+    """The stream a data command reads: a CSV file or a River synthetic stream."""
+    src = parser.add_mutually_exclusive_group(required=stream_default is None)
+    src.add_argument("--data", help="CSV file, header row, last column the label")
+    stream_help = "River synthetic stream: shift, sea, agrawal, stagger, hyperplane, rbf, led"
+    src.add_argument("--stream", default=stream_default, help=stream_help)
+    parser.add_argument("--label-column")
+    parser.add_argument("--n", type=int, default=n, help=n_help)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _data_commands(sub) -> None:
+    """Commands that put a stream through the pipeline (or the simulator)."""
+    pr = sub.add_parser("produce", help="produce a CSV or a River drifting stream into inference.requests")
+    _source(pr, 0, "number of events (default: whole CSV, 10000 synthetic)")
+    pr.add_argument("--rate", type=float, default=0.0, help="requests per second (0 = as fast as possible)")
+    pr.add_argument("--label-delay", type=int, default=0, help="send labels N requests later as Feedback")
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=cmd_produce)
+
     sm = sub.add_parser("simulate", help="the whole control loop in one process, against the baselines")
-    smsrc = sm.add_mutually_exclusive_group(required=True)
-    smsrc.add_argument("--data", help="CSV file, header row, last column the label")
-    smsrc.add_argument("--stream", help="River synthetic stream: sea, agrawal, stagger, hyperplane, rbf, led")
-    sm.add_argument("--label-column")
-    sm.add_argument("--n", type=int, default=20_000, help="events of a synthetic stream")
-    sm.add_argument("--seed", type=int, default=0)
+    _source(sm, 20_000, "events of a synthetic stream")
     sm.add_argument("--replicas", type=int, default=Settings().replicas)
     sm.add_argument("--json", action="store_true", help="print one JSON object")
     sm.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser("run", help="the main job: broker, topics, the whole pipeline, a drifting stream through it")
-    rsrc = r.add_mutually_exclusive_group()
-    rsrc.add_argument("--stream", default="shift", help="River synthetic stream (default: shift, abrupt at n/2)")
-    rsrc.add_argument("--data", help="CSV file, header row, last column the label")
-    r.add_argument("--label-column")
-    r.add_argument("--n", type=int, default=12_000)
-    r.add_argument("--seed", type=int, default=0)
+    _source(r, 12_000, "events of a synthetic stream (default: shift, abrupt at n/2)", stream_default="shift")
     r.add_argument("--rate", type=float, default=250.0, help="requests per second")
     r.add_argument("--label-delay", type=int, default=0)
     r.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the last predictions")
     r.set_defaults(func=cmd_run)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

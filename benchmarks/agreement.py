@@ -1,0 +1,126 @@
+"""Does ``fedrift simulate`` describe the product? The pipeline on a real local broker and the
+simulator (the same stage objects on an in-memory bus with a virtual clock) serve the same stream
+with the same settings; this prints, per stream, the served accuracy of each, the drift triggers
+(positions in the stream) and the promotions.
+
+The issue's target: accuracy within 0.5 points, the same triggers (± one analyzer window) and the
+same promotions. CI checks a 10,000-event synthetic stream (tests/integration/
+test_simulator_agreement.py); this runs the real benchmark streams at the default pool.
+
+    .venv/bin/python -m benchmarks.agreement [--streams elec,weather,shift] [--rate 250]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from pathlib import Path
+
+from benchmarks.quality import DATA
+from benchmarks.report import write_result
+from fedrift import datasets
+from fedrift.config import Settings
+from fedrift.core.drift import DriftConfig
+from fedrift.kafka_io import RecordProducer, create_topics
+from fedrift.monitor import PipelineMonitor, PipelineView
+from fedrift.pipeline import Pipeline
+from fedrift.produce import produce, request_events
+from fedrift.simulate import SimConfig, run
+from fedrift.topics import TopicCatalog
+from infra.local_kafka import LocalKafka
+
+SYNTHETIC_N = 20_000
+
+
+def _rows(stream: str) -> tuple[list[str] | None, list]:
+    if stream in ("elec", "weather"):
+        names, rows = datasets.read_csv(DATA / f"{stream}.csv")
+        return names, list(rows)
+    return None, list(datasets.synthetic(stream, SYNTHETIC_N, seed=21))
+
+
+def served(settings: Settings, rows: list, run_id: str, rate: float, log_dir: Path) -> tuple[PipelineView, float]:
+    """Run the pipeline on ``rows``; the monitor's view once every request has its prediction."""
+    catalog = TopicCatalog.from_settings(settings)
+    create_topics(settings.bootstrap, catalog.specs())
+    monitor = PipelineMonitor(settings.bootstrap, catalog)
+    t0 = time.monotonic()
+    try:
+        with Pipeline(settings, log_dir) as pipeline:
+            pipeline.wait_ready()
+            produce(RecordProducer(settings.bootstrap), catalog, request_events(rows, run_id=run_id), rate=rate)
+            deadline = time.monotonic() + 300
+            while monitor.poll(1).n_predicted < len(rows) and time.monotonic() < deadline:
+                pipeline.supervise()
+            view = monitor.poll(3)
+    finally:
+        monitor.close()
+    return view, time.monotonic() - t0
+
+
+def promotions(deployments: list[dict]) -> list[str]:
+    return [f"{d['model']}:{d['config_id']}" for d in deployments if d["action"] == "PROMOTE"]
+
+
+def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path) -> dict:
+    names, rows = _rows(stream)
+    settings = Settings(bootstrap_servers=kafka.bootstrap, topic_prefix=f"agree{uuid.uuid4().hex[:6]}.",
+                        home=log_root / stream / "home", n_features=len(rows[0][0]))
+    view, wall = served(settings, rows, stream, rate, log_root / stream / "logs")
+    t0 = time.monotonic()
+    sim = run(rows, SimConfig.from_settings(settings, run_id=stream, rate=rate), names).result()
+    pipe_triggers = [d["position"] for d in view.drift if d["drifted"]]
+    return {
+        "stream": stream,
+        "n": len(rows),
+        "predicted": view.n_predicted,
+        "duplicates": view.duplicates,
+        "served": view.accuracy(),
+        "simulated": sim["systems"]["fedrift"]["accuracy"],
+        "triggers": {"pipeline": pipe_triggers, "simulator": sim["drift"]["triggers"]},
+        "promotions": {"pipeline": promotions(view.deployments),
+                       "simulator": [f"{p['model']}" for p in sim["shadow"]["promoted"]]},
+        "seconds": {"pipeline": round(wall, 1), "simulator": round(time.monotonic() - t0, 1)},
+    }
+
+
+def table(results: list[dict]) -> str:
+    window = DriftConfig().window
+    lines = [
+        f"| stream | n | served (pipeline) | simulated | gap, points | triggers pipeline / simulator "
+        f"(± {window} events) | promotions pipeline / simulator | s pipeline / simulator |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        t, p, s = r["triggers"], r["promotions"], r["seconds"]
+        gap = (r["served"] - r["simulated"]) * 100 if r["served"] is not None else float("nan")
+        lines.append(
+            f"| {r['stream']} | {r['n']} | {r['served'] * 100:.2f} | {r['simulated'] * 100:.2f} | {gap:+.2f} | "
+            f"{t['pipeline']} / {t['simulator']} | {len(p['pipeline'])} / {len(p['simulator'])} | "
+            f"{s['pipeline']} / {s['simulator']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streams", default="elec,weather,shift")
+    ap.add_argument("--rate", type=float, default=250.0, help="requests/s, the simulator's virtual rate too")
+    args = ap.parse_args()
+    root = Path(__file__).resolve().parents[1] / ".fedrift" / "bench"
+    kafka = LocalKafka(root, base_port=39092)
+    started = kafka.start() != "already running"
+    try:
+        results = [one(kafka, s, args.rate, root / "agreement") for s in args.streams.split(",")]
+    finally:
+        if started:
+            kafka.stop()
+    text = table(results)
+    print(text)
+    data = [DATA / f"{s}.csv" for s in args.streams.split(",") if s in ("elec", "weather")]
+    write_result("agreement", {"args": vars(args), "results": results, "table": text}, data)
+
+
+if __name__ == "__main__":
+    main()
