@@ -60,9 +60,19 @@ def _gap(g: dict) -> str:
     return f"{g['gap'] * 100:+.2f} ({g['low'] * 100:+.2f}, {g['high'] * 100:+.2f})"
 
 
+def _zoo(stream: str, n: int) -> str:
+    from benchmarks.zoo import zoo_best  # zoo imports this module
+
+    z = zoo_best(stream, n)
+    if z is None:
+        return "n/a (run benchmarks.zoo)"
+    return f"{z['accuracy'] * 100:.2f} ({z['member']}, {z['events_per_s']:.0f}/s)"
+
+
 def table(results: list[dict]) -> str:
     head = (
-        "| stream | n | fedrift | patent | uniform | best single | oracle_window | fedrift κt | patent κt "
+        "| stream | n | fedrift | patent | uniform | best single | zoo best (events/s) | oracle_window "
+        "| fedrift κt | patent κt "
         "| fedrift − best single, points (95% CI) | triggers | HPO rounds | promoted/rejected | max ε | s |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -75,7 +85,8 @@ def table(results: list[dict]) -> str:
 
         lines.append(
             f"| {r['stream']} | {r['n']} | **{pct('fedrift')}** | {pct('patent')} | {pct('uniform')} | "
-            f"{pct(best)} ({best[6:]}) | {pct('oracle_window')} | {s['fedrift']['kappa_temporal']:.3f} | "
+            f"{pct(best)} ({best[6:]}) | {_zoo(r['stream'], r['n'])} | {pct('oracle_window')} | "
+            f"{s['fedrift']['kappa_temporal']:.3f} | "
             f"{s['patent']['kappa_temporal']:.3f} | {_gap(r['comparison']['vs_best_single'])} | "
             f"{len(r['drift']['triggers'])} | {r['hpo']['rounds']} | "
             f"{r['shadow']['promotions']}/{r['shadow']['rejections']} | {r['privacy']['epsilon_spent_max']:.1f} | "

@@ -190,11 +190,19 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("give --data FILE.csv or --stream NAME")
     if args.replicas < 1:
         raise UsageError("--replicas must be at least 1")
-    rows = datasets.finite_rows(rows, args.data or args.stream)
+    finite = datasets.finite_rows(rows, args.data or args.stream)
+    data = list(finite) if args.zoo else finite  # the zoo reads the rows again, once per member
     config = SimConfig.from_settings(settings, replicas=args.replicas, seed=args.seed)
     with tqdm(total=total, unit="ev", desc="simulate", disable=args.json, file=sys.stderr) as bar:
-        sim, elapsed = timed_run(rows, config, names, progress=bar)
+        sim, elapsed = timed_run(data, config, names, progress=bar)
     result = sim.result()
+    if args.zoo:
+        from fedrift.zoo import ZOO, prequential
+
+        for name in tqdm(ZOO, unit="model", desc="zoo", disable=args.json, file=sys.stderr):
+            z = prequential(name, data)
+            result["systems"][f"zoo:{name}"] = {"accuracy": z.accuracy, "kappa_temporal": None,
+                                                "events_per_s": z.events_per_s}
     print(to_json(result) if args.json else format_table(result, elapsed))
     return 0
 
@@ -272,6 +280,7 @@ def _data_commands(sub) -> None:
     _source(sm, 20_000, "events of a synthetic stream")
     sm.add_argument("--replicas", type=int, default=Settings().replicas)
     sm.add_argument("--json", action="store_true", help="print one JSON object")
+    sm.add_argument("--zoo", action="store_true", help="also score every River family alone, defaults (slow)")
     sm.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser("run", help="the main job: broker, topics, the whole pipeline, a drifting stream through it")

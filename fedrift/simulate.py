@@ -168,9 +168,10 @@ def run(rows: Iterable[tuple[list[float], int]], config: SimConfig, feature_name
 
 
 def format_table(result: dict, elapsed: float) -> str:
-    lines = [f"{'system':<18} {'accuracy':>9} {'kappa_t':>9}"]
+    lines = [f"{'system':<32} {'accuracy':>9} {'kappa_t':>9}"]
     for name, s in sorted(result["systems"].items(), key=lambda kv: -kv[1]["accuracy"]):
-        lines.append(f"{name:<18} {s['accuracy'] * 100:>8.2f}% {s['kappa_temporal']:>9.3f}")
+        kappa = "-" if s["kappa_temporal"] is None else f"{s['kappa_temporal']:.3f}"
+        lines.append(f"{name:<32} {s['accuracy'] * 100:>8.2f}% {kappa:>9}")
     lines += [
         "",
         f"events {result['n']}, seed {result['seed']}, {elapsed:.1f}s",
