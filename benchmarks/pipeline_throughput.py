@@ -160,18 +160,21 @@ def pipeline_run(bootstrap: str, models: tuple[str, ...], replicas: int, n: int,
                         replicas=replicas, home=home, n_features=5)
     catalog = TopicCatalog.from_settings(settings)
     create_topics(bootstrap, catalog.specs())
+    # one stream for both phases: its concept change (at 3n/4) falls in the burst, so the paced
+    # phase runs on a settled concept, as a latency measurement of the data path should
+    rows = list(datasets.synthetic("shift", n + n // 2, 5))
     with Pipeline(settings, home / "logs" / settings.topic_prefix) as pipeline:
         pipeline.wait_ready()
         producer = RecordProducer(bootstrap, FAST)
-        produce(producer, catalog, request_events(datasets.synthetic("shift", n, 5), run_id="max"))
+        produce(producer, catalog, request_events(rows[:n], run_id="max"))
         msgs = _read(bootstrap, [catalog.name(REQUESTS), catalog.name(PREDICTIONS)], 2 * n)
         first = min(m.timestamp()[1] for m in msgs if m.topic() == catalog.name(REQUESTS))
         last = max(m.timestamp()[1] for m in msgs if m.topic() == catalog.name(PREDICTIONS))
         rate = n / ((last - first) / 1000)
-        paced_n = int(min(n, rate * 20))  # ~40 s at half load
-        rows = datasets.synthetic("shift", paced_n, 6)
-        produce(RecordProducer(bootstrap, {"linger.ms": 0}), catalog, request_events(rows, run_id="half"),
-                rate=rate / 2)
+        paced_n = int(min(n // 2, rate * 20))  # up to ~40 s at half load
+        time.sleep(15)  # the HPO round the concept change started ends before latency is measured
+        produce(RecordProducer(bootstrap, {"linger.ms": 0}), catalog,
+                request_events(rows[n : n + paced_n], run_id="half"), rate=rate / 2)
         msgs = _read(bootstrap, [catalog.name(t) for t in (REQUESTS, PREDICTIONS, ROUTING_WEIGHTS)],
                      2 * (n + paced_n), timeout=300)
         pipeline.supervise()

@@ -44,7 +44,7 @@ class Settings:
     )
     kafka_port: int = field(default=9092, metadata=_env("FEDRIFT_KAFKA_PORT", "first port of the local broker"))
     models: tuple[str, ...] = field(
-        default=("linear", "hat", "arf"), metadata=_env("FEDRIFT_MODELS", "comma-separated model ids in the pool")
+        default=("linear", "hat", "arf", "pa"), metadata=_env("FEDRIFT_MODELS", "comma-separated model ids in the pool")
     )
     replicas: int = field(default=3, metadata=_env("FEDRIFT_REPLICAS", "model-host replicas per model"))
     n_features: int = field(

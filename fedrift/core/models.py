@@ -197,6 +197,12 @@ def _linear(lr: float, l2: float, seed: int) -> Classifier:
     return RiverClassifier(preprocessing.StandardScaler() | est)
 
 
+def _pa(C: float, mode: int, seed: int) -> Classifier:
+    del seed
+    est = multiclass.OneVsRestClassifier(linear_model.PAClassifier(C=C, mode=mode))
+    return RiverClassifier(preprocessing.StandardScaler() | est)
+
+
 def _hat(grace_period: int, delta: float, leaf_prediction: str, seed: int) -> Classifier:
     return RiverClassifier(
         tree.HoeffdingAdaptiveTreeClassifier(
@@ -239,6 +245,14 @@ FAMILIES: dict[str, ModelFamily] = {
             _linear,
             "standardised one-vs-rest logistic regression (River, SGD)",
             memory=lambda c: 10_000.0,
+        ),
+        ModelFamily(
+            "pa",
+            [Real(1e-3, 10.0, prior="log-uniform", name="C"), Categorical([1, 2], name="mode")],
+            {"C": 1.0, "mode": 1},
+            _pa,
+            "standardised passive-aggressive classifier (River): one aggressive update per mistake",
+            memory=lambda c: 1000.0,
         ),
         ModelFamily(
             "hat",

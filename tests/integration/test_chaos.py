@@ -6,8 +6,9 @@ third of the labels late, on ``inference.feedback``). Meanwhile a host of each m
 while the drift's HPO round runs), the Faust worker and the broker that leads request partition 0
 are killed with SIGKILL and restarted (the processes by the supervisor). A host whose transaction
 call hangs on the dead coordinator ends itself (``kafka_io.exit_if_hung``) and is restarted too,
-so those restarts are allowed beside the kills. Then, per request id: every acked request has exactly one read_committed prediction, and each model
-learned each label exactly once (the hosts' learned-id digests).
+so those restarts are allowed beside the kills. Then, per request id: every acked request has
+exactly one read_committed prediction, and each model learned each label exactly once (the hosts'
+learned-id digests).
 """
 
 from __future__ import annotations
