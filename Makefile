@@ -34,7 +34,9 @@ unit: setup
 	$(BIN)/pytest tests/unit fedrift schemas streams agents
 
 bench: setup
+	$(BIN)/python -m benchmarks.zoo --jobs 2
 	$(BIN)/python -m benchmarks.quality --jobs 2
+	$(BIN)/python -m benchmarks.agreement
 	$(BIN)/python -m benchmarks.drift_detection
 	$(BIN)/python -m benchmarks.pipeline_throughput
 	$(BIN)/python -m benchmarks.soak

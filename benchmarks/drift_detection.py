@@ -13,6 +13,7 @@ import numpy as np
 from river import drift
 from river.datasets import synth
 
+from benchmarks.report import write_result
 from fedrift.core.drift import DriftAnalyzer, DriftConfig
 
 CHANGE = 20_000  # where the drifting cases change
@@ -81,29 +82,28 @@ def detect(rows, seed: int) -> dict[str, list[int]]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--seeds", type=int, default=3)
-    args = ap.parse_args()
-    n = args.n
-    print(f"false alarms per 100k events on stable streams (n={n}, mean over {args.seeds} seeds)\n")
-    print("| stream | fedrift | ADWIN | PageHinkley |\n|---|---|---|---|")
+HEAD = "| stream | fedrift | ADWIN | PageHinkley |\n|---|---|---|---|"
+
+
+def stable_table(n: int, seeds: int) -> str:
+    """False alarms per 100k events on each stable stream, mean over seeds."""
+    lines = [HEAD.replace("| stream", "| stable stream")]
     for name in stable_cases(10, 0):
-        counts = {k: [] for k in ("fedrift", "ADWIN", "PageHinkley")}
-        for seed in range(args.seeds):
+        counts: dict[str, list[float]] = {k: [] for k in ("fedrift", "ADWIN", "PageHinkley")}
+        for seed in range(seeds):
             hits = detect(stable_cases(n, seed)[name], seed)
             for k, v in hits.items():
                 counts[k].append(len(v) * 100_000 / n)
-        print(f"| {name} | " + " | ".join(f"{np.mean(counts[k]):.1f}" for k in counts) + " |")
-    print(
-        f"\ndetection delay in events after a change at {CHANGE} (median over {args.seeds} seeds; "
-        "false alarms before the change in brackets; '-' = missed)\n"
-    )
-    print("| stream | fedrift | ADWIN | PageHinkley |\n|---|---|---|---|")
+        lines.append(f"| {name} | " + " | ".join(f"{np.mean(counts[k]):.1f}" for k in counts) + " |")
+    return "\n".join(lines)
+
+
+def drifting_table(seeds: int) -> str:
+    """Events from the change to the first detection (median over seeds), early alarms in brackets."""
+    lines = [HEAD.replace("| stream", "| drifting stream")]
     for name in drifting_cases(CHANGE + 1, 0):
-        cells = {k: ([], 0) for k in ("fedrift", "ADWIN", "PageHinkley")}
-        for seed in range(args.seeds):
+        cells: dict[str, tuple[list, int]] = {k: ([], 0) for k in ("fedrift", "ADWIN", "PageHinkley")}
+        for seed in range(seeds):
             hits = detect(drifting_cases(CHANGE + 20_000, seed)[name], seed)
             for k, v in hits.items():
                 after = [p - CHANGE for p in v if p > CHANGE]
@@ -111,12 +111,30 @@ def main() -> None:
                 delays.append(after[0] if after else None)
                 cells[k] = (delays, early + sum(p <= CHANGE for p in v))
         row = []
-        for _k, (delays, early) in cells.items():
+        for delays, early in cells.values():
             found = [d for d in delays if d is not None]
-            med = f"{int(np.median(found))}" if found else "-"
-            missed = len(delays) - len(found)
-            row.append(f"{med} ({early})" + (f", missed {missed}/{len(delays)}" if missed else ""))
-        print(f"| {name} | " + " | ".join(row) + " |")
+            missed = f"missed {len(delays) - len(found)}/{len(delays)}"
+            if not found:
+                row.append(missed)
+                continue
+            row.append(f"{int(np.median(found))} ({early})" + (f", {missed}" if len(found) < len(delays) else ""))
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--seeds", type=int, default=3)
+    args = ap.parse_args()
+    text = (
+        f"False alarms per 100k events (n = {args.n}, mean over {args.seeds} seeds):\n\n"
+        f"{stable_table(args.n, args.seeds)}\n\n"
+        f"Events from the change at {CHANGE} to the first detection (median over {args.seeds} seeds; "
+        f"alarms before the change in brackets):\n\n{drifting_table(args.seeds)}"
+    )
+    print(text)
+    write_result("drift_detection", {"args": vars(args), "table": text})
 
 
 if __name__ == "__main__":
