@@ -96,7 +96,7 @@ class InMemoryPipeline:
         """The host's FHPO agent and masks; keys derived from the seed, so a run is reproducible."""
         host = f"{model}-{r}"
         agent = FhpoAgent(FAMILIES[model], host, PrivacyLedger(self.cfg.epsilon_budget), self.cfg.fhpo,
-                          seed=self.cfg.seed * 1000 + r)
+                          seed=self.cfg.seed * 1000 + r, noise_seed=self.cfg.seed * 1000 + r)
         peers = {f"{model}-{k}" for k in range(self.cfg.replicas)} - {host}
         rounds = FederatedRounds(agent, model, host, self._keys(host), model.encode(), peers)
         for k in peers:

@@ -91,7 +91,12 @@ class FhpoAgent:
         config: FhpoConfig | None = None,
         seed: int = 0,
         metric: Metric | None = None,
+        noise_seed: int | None = None,
     ) -> None:
+        """``seed`` drives the optimiser. The DP noise comes from diffprivlib's secure generator
+        (``random.SystemRandom``) unless ``noise_seed`` is given: noise that follows from a known
+        seed can be subtracted from the published value, so only the simulator, which publishes
+        nothing, seeds it (for reproducible runs)."""
         self.family = family
         self.agent_id = agent_id
         self.ledger = ledger
@@ -99,7 +104,7 @@ class FhpoAgent:
         self.seed = seed
         self.metric = metric or Accuracy()
         self.window = LocalWindow(self.config.window)
-        self._rng = np.random.default_rng(seed)
+        self._noise_rng = None if noise_seed is None else np.random.default_rng(noise_seed)
         self.exhausted = False
 
     def __getstate__(self) -> dict:  # the family holds lambdas: it travels by name
@@ -166,12 +171,12 @@ class FhpoAgent:
             model.learn_one(x, y)  # test-then-train inside the slice, as in production
         n = len(holdout)
         q_sens = (self.metric.upper - self.metric.lower) / n
-        rs = int(self._rng.integers(2**31))
-        noised_q = Laplace(epsilon=cfg.epsilon_quality, sensitivity=q_sens, random_state=rs).randomise(
+        rs_q, rs_l = (None, None) if self._noise_rng is None else self._noise_rng.integers(2**31, size=2).tolist()
+        noised_q = Laplace(epsilon=cfg.epsilon_quality, sensitivity=q_sens, random_state=rs_q).randomise(
             float(np.mean(qualities))
         )
         noised_l = Laplace(
-            epsilon=cfg.epsilon_latency, sensitivity=cfg.latency_clip_ms / n, random_state=rs + 1
+            epsilon=cfg.epsilon_latency, sensitivity=cfg.latency_clip_ms / n, random_state=rs_l
         ).randomise(float(np.mean(latencies)))
         self.ledger.spend(cfg.epsilon_quality + cfg.epsilon_latency, span)  # raises BudgetSpent if over
         return TrialResult(

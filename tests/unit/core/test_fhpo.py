@@ -75,3 +75,18 @@ def test_replicas_share_the_design_so_their_metrics_combine():
     ids_a = [t.config_id for t in a.run_round("r", fam.defaults).trials if t.shared]
     ids_b = [t.config_id for t in b.run_round("r", fam.defaults).trials if t.shared]
     assert ids_a == ids_b and len(ids_a) == 3
+
+
+def test_published_noise_does_not_follow_from_the_seed():
+    """The attack: knowing the seed (FEDRIFT_SEED, 0 by default), re-draw the noise and subtract it
+    from the published metric. Hosts draw it from the secure generator, so a twin agent with the
+    same seed and data publishes other values; only an explicit ``noise_seed`` repeats them."""
+    def published(noise_seed=None):
+        agent = FhpoAgent(FAMILIES["linear"], "linear-0", PrivacyLedger(10.0), FhpoConfig(holdout=200, min_train=200),
+                          seed=0, noise_seed=noise_seed)
+        _fill(agent)
+        return [t.noised_quality for t in agent.run_round("r1", FAMILIES["linear"].defaults).trials]
+
+    host, twin = published(), published()
+    assert all(a != b for a, b in zip(host, twin, strict=True))
+    assert published(noise_seed=7) == published(noise_seed=7)
