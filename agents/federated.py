@@ -19,15 +19,17 @@ from fedrift.core.fhpo import FhpoAgent, RoundOutcome
 from fedrift.core.records import Output
 from fedrift.pipeline import die_with_parent
 from fedrift.topics import HPO_METRICS
+from schemas.records import TrialMetric, UnmaskShare
 
 log = logging.getLogger(__name__)
 ROUND_MEMORY = 100  # HPO rounds whose mask peers are kept for a later unmask request
 
 
-def _lower_priority() -> None:
-    """Runs in the worker: yield the CPU to serving, and die with the host (even a SIGKILLed one)."""
+def _lower_priority(host_pid: int) -> None:
+    """Runs in the worker: yield the CPU to serving, and die with the host (even a SIGKILLed one,
+    even one killed while this worker was starting)."""
     os.nice(10)
-    die_with_parent()
+    die_with_parent(host_pid)
 
 
 def run_round(agent: FhpoAgent, round_id: str, config: dict, events: list) -> tuple[RoundOutcome, FhpoAgent]:
@@ -67,7 +69,9 @@ class FederatedRounds:
     def warm(self) -> ProcessPoolExecutor:
         """Start the worker process now (it imports the model libraries), not at the first drift."""
         if self.executor is None:
-            self.executor = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_lower_priority)
+            self.executor = ProcessPoolExecutor(
+                1, mp_context=get_context("spawn"), initializer=_lower_priority, initargs=(os.getpid(),)
+            )
             self.executor.submit(os.getpid)  # workers start on the first task
         return self.executor
 
@@ -98,7 +102,7 @@ class FederatedRounds:
         for tr in outcome.trials:
             weighted = tr.noised_quality * tr.slice_size
             masked = tr.shared and bool(masker.peers)
-            value = {
+            value: TrialMetric = {
                 "round_id": round_id,
                 "model": self.model,
                 "agent": self.host_id,
@@ -129,7 +133,7 @@ class FederatedRounds:
                             request["round_id"], cid)
                 continue
             share, covered = answer
-            value = {
+            value: UnmaskShare = {
                 "round_id": request["round_id"],
                 "model": self.model,
                 "agent": self.host_id,

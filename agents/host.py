@@ -39,7 +39,7 @@ from fedrift.core.replica import ModelReplica, ReplicaConfig
 from fedrift.kafka_io import TXN_TIMEOUT_S, dead_letter, exit_if_hung, now_ms, producer_config, read_compacted, retrying
 from fedrift.topics import DEPLOYMENTS, FEEDBACK, HPO_KEYS, HPO_TRIGGERS, REQUESTS, TopicCatalog, deployments_in_force
 from schemas import InvalidRecord, RecordError, codec
-from schemas.records import Deployment
+from schemas.records import AgentKey, Deployment
 
 log = logging.getLogger(__name__)
 BATCH = 500  # input records handled per transaction, at most
@@ -56,6 +56,7 @@ def replica_config(settings: Settings, model: str, replica: int) -> ReplicaConfi
         replicas=settings.replicas,
         n_features=settings.n_features,
         shadow_fraction=settings.shadow_fraction,
+        warm_start=settings.warm_start,
         status_every=settings.status_every,
         pending_limit=settings.pending_labels,
         early_limit=settings.pending_labels,
@@ -293,8 +294,9 @@ class ModelHost:
 
     def _publish_key(self) -> None:
         """Publish this host's public key and read its peers' (later ones arrive on the control path)."""
-        record = {"host": self.host_id, "model": self.model, "public_key": self.rounds.keys.public_bytes}
-        self._control_transaction([Output(HPO_KEYS, "AgentKey", {**record, "created_ms": now_ms()}, self.host_id)])
+        record: AgentKey = {"host": self.host_id, "model": self.model, "public_key": self.rounds.keys.public_bytes,
+                            "created_ms": now_ms()}
+        self._control_transaction([Output(HPO_KEYS, "AgentKey", record, self.host_id)])
         for value in read_compacted(self.settings.bootstrap, self.catalog.name(HPO_KEYS)).values():
             self.rounds.learn_key(value)
 
@@ -319,6 +321,9 @@ class ModelHost:
             self.replica_state.epsilon_spent = self.rounds.agent.ledger.max_loss
             if outcome.status != "ok":
                 outputs.append(self.replica_state.status())  # says so: epsilon_spent at the budget
+            # the ledger reaches disk before its metrics leave: a crash in between over-counts ε
+            # instead of forgetting it (the replica's state is the last committed batch's here)
+            self._checkpoint()
         for msg in self.control.consume(num_messages=50, timeout=0):
             if msg.error():
                 continue

@@ -94,9 +94,12 @@ def table(results: list[dict]) -> str:
     ]
     for r in results:
         t, p, s = r["triggers"], r["promotions"], r["seconds"]
-        gap = (r["served"] - r["simulated"]) * 100 if r["served"] is not None else float("nan")
+        served = "n/a" if r["served"] is None else f"{r['served'] * 100:.2f}"
+        if r["predicted"] < r["n"]:
+            served += f" ({r['predicted']} predicted)"
+        gap = "n/a" if r["served"] is None else f"{(r['served'] - r['simulated']) * 100:+.2f}"
         lines.append(
-            f"| {r['stream']} | {r['n']} | {r['served'] * 100:.2f} | {r['simulated'] * 100:.2f} | {gap:+.2f} | "
+            f"| {r['stream']} | {r['n']} | {served} | {r['simulated'] * 100:.2f} | {gap} | "
             f"{t['pipeline']} / {t['simulator']} | {len(p['pipeline'])} / {len(p['simulator'])} | "
             f"{s['pipeline']} / {s['simulator']} |"
         )

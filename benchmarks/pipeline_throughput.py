@@ -132,14 +132,25 @@ def _paced(bootstrap: str, topic: str, values: list[bytes], rate: float) -> None
     p.flush()
 
 
-def _read(bootstrap: str, topics: list[str], n: int, timeout: float = 600.0) -> list:
+def _read(bootstrap: str, topics: list[str], n: int, timeout: float = 600.0, count=None) -> list:
+    """Read ``topics`` (read_committed) until ``count(messages)`` (default: how many) reaches ``n``."""
     c = _consumer(bootstrap, **{"isolation.level": "read_committed"})
     c.subscribe(topics)
     got, deadline = [], time.monotonic() + timeout
-    while len(got) < n and time.monotonic() < deadline:
+    count = count or len
+    while count(got) < n and time.monotonic() < deadline:
         got += [m for m in c.consume(10_000, 0.2) if m.error() is None]
     c.close()
     return got
+
+
+def _predictions_and_requests(catalog: TopicCatalog, run_id: str):
+    """A ``count`` for ``_read``: the fewer of the run's requests and predictions read so far
+    (the request topic also carries routing-weights markers, which must not count)."""
+    def count(msgs: list) -> int:
+        ours = [m.topic() for m in msgs if (m.key() or b"").decode().startswith(f"{run_id}-")]
+        return min(ours.count(catalog.name(REQUESTS)), ours.count(catalog.name(PREDICTIONS)))
+    return count
 
 
 def models_ceiling(models: tuple[str, ...], n: int) -> float:
@@ -167,7 +178,8 @@ def pipeline_run(bootstrap: str, models: tuple[str, ...], replicas: int, n: int,
         pipeline.wait_ready()
         producer = RecordProducer(bootstrap, FAST)
         produce(producer, catalog, request_events(rows[:n], run_id="max"))
-        msgs = _read(bootstrap, [catalog.name(REQUESTS), catalog.name(PREDICTIONS)], 2 * n)
+        msgs = _read(bootstrap, [catalog.name(REQUESTS), catalog.name(PREDICTIONS)], n,
+                     count=_predictions_and_requests(catalog, "max"))
         first = min(m.timestamp()[1] for m in msgs if m.topic() == catalog.name(REQUESTS))
         last = max(m.timestamp()[1] for m in msgs if m.topic() == catalog.name(PREDICTIONS))
         rate = n / ((last - first) / 1000)
@@ -176,7 +188,7 @@ def pipeline_run(bootstrap: str, models: tuple[str, ...], replicas: int, n: int,
         produce(RecordProducer(bootstrap, {"linger.ms": 0}), catalog,
                 request_events(rows[n : n + paced_n], run_id="half"), rate=rate / 2)
         msgs = _read(bootstrap, [catalog.name(t) for t in (REQUESTS, PREDICTIONS, ROUTING_WEIGHTS)],
-                     2 * (n + paced_n), timeout=300)
+                     paced_n, timeout=300, count=_predictions_and_requests(catalog, "half"))
         pipeline.supervise()
     return {"events_per_s": rate, **_latencies(msgs, catalog)}
 

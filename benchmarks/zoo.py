@@ -19,7 +19,8 @@ from fedrift.zoo import ZOO, prequential
 def one(stream: str, member: str, n: int, seed: int) -> dict:
     _, rows = _rows(stream, n, seed)
     r = prequential(member, rows)
-    return {"stream": stream, "member": member, "n": r.n, "accuracy": r.accuracy, "events_per_s": r.events_per_s}
+    return {"stream": stream, "member": member, "n": r.n, "seed": seed, "accuracy": r.accuracy,
+            "events_per_s": r.events_per_s}
 
 
 def best_by_stream(results: list[dict]) -> dict[str, dict]:
@@ -47,13 +48,15 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def zoo_best(stream: str, n: int) -> dict | None:
-    """The zoo's best on ``stream`` from the last zoo run with the same events, if there is one."""
+def zoo_best(stream: str, n: int, seed: int) -> dict | None:
+    """The zoo's best on ``stream`` from the last zoo run on the same events, if there is one."""
     path = RESULTS / "zoo.json"
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    rows = [r for r in data["results"] if r["stream"] == stream and r["n"] == n]
+    same = [r for r in data["results"] if r["stream"] == stream and r["n"] == n]
+    # a CSV stream is the same whatever the seed; a synthetic one is not
+    rows = [r for r in same if stream in ("elec", "weather") or r.get("seed") == seed]
     return max(rows, key=lambda r: r["accuracy"]) if rows else None
 
 

@@ -62,6 +62,14 @@ class Settings:
     shadow_max_samples: int = field(
         default=5000, metadata=_env("FEDRIFT_SHADOW_MAX_SAMPLES", "paired requests before a shadow times out")
     )
+    warm_start: bool = field(
+        default=True,
+        metadata=_env("FEDRIFT_WARM_START", "a shadow starts from production's learned state where the family allows"),
+    )
+    cold_start_hpo_at: int = field(
+        default=3000,
+        metadata=_env("FEDRIFT_COLD_START_HPO_AT", "requests before one HPO round without drift (0 = none)"),
+    )
     hpo_round_timeout_s: float = field(
         default=120.0,
         metadata=_env("FEDRIFT_HPO_ROUND_TIMEOUT_S", "seconds the aggregator waits for every replica of a round"),
@@ -127,10 +135,13 @@ def _parse(type_name: str, raw: str, env: str):
             return float(raw)
         if type_name == "Path":
             return Path(raw)
+        if type_name == "bool":
+            return {"1": True, "true": True, "yes": True, "on": True,
+                    "0": False, "false": False, "no": False, "off": False}[raw.strip().lower()]
         if type_name.startswith("tuple"):
             return tuple(p.strip() for p in raw.split(",") if p.strip())
         return raw
-    except ValueError as exc:
+    except (ValueError, KeyError) as exc:
         raise ValueError(f"{env}={raw!r}: expected {type_name}") from exc
 
 

@@ -56,6 +56,8 @@ class PipelineConfig:
     shadow_min: int = 200
     shadow_max: int = 5000
     epsilon_budget: float = 10.0
+    cold_start_at: int = 3000
+    warm_start: bool = True
     drift: DriftConfig = field(default_factory=DriftConfig)
     fhpo: FhpoConfig = field(default_factory=FhpoConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
@@ -75,7 +77,7 @@ class InMemoryPipeline:
         self.replicas = {m: [self._replica(m, r) for r in range(cfg.replicas)] for m in cfg.pool}
         self.rounds = {m: [self._rounds(m, r) for r in range(cfg.replicas)] for m in cfg.pool}
         self.controller = Controller(ControllerConfig(cfg.pool, cfg.partitions, cfg.routing))
-        self.drift = DriftStage(DriftAnalyzer(cfg.drift, cfg.seed, feature_names), "drift", "sim")
+        self.drift = DriftStage(DriftAnalyzer(cfg.drift, cfg.seed, feature_names), "drift", "sim", cfg.cold_start_at)
         fh = cfg.fhpo
         self.aggregator = RoundBook(cfg.replicas, 1 + fh.n_shared + fh.n_local, timeout_s=float("inf"))
         self.shadow = ShadowStage(0.05, cfg.shadow_min, cfg.shadow_max)
@@ -89,7 +91,8 @@ class InMemoryPipeline:
     def _replica(self, model: str, r: int) -> ModelReplica:
         c = self.cfg
         config = ReplicaConfig(c.pool, model, r, shadow_fraction=c.shadow_fraction, status_every=c.status_every,
-                               pending_limit=c.pending_labels, early_limit=c.pending_labels, seed=c.seed)
+                               pending_limit=c.pending_labels, early_limit=c.pending_labels,
+                               warm_start=c.warm_start, seed=c.seed)
         return ModelReplica(FAMILIES[model], config)
 
     def _rounds(self, model: str, r: int) -> FederatedRounds:

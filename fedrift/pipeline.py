@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -33,10 +34,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux)."""
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux). A parent that died
+    before this call (while the child was still starting) is caught by ``parent_pid``: the child
+    has been handed to another parent by then, and exits."""
     with contextlib.suppress(OSError, AttributeError):  # not Linux: stop() still cleans up
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
 
 
 @dataclass
@@ -74,7 +79,7 @@ class Pipeline:
                 env=settings_env(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
             )
 
     def _spawn(self, name: str, *args: str) -> None:

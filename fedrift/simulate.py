@@ -49,6 +49,8 @@ class SimConfig:
             "shadow_min": settings.shadow_min_samples,
             "shadow_max": settings.shadow_max_samples,
             "epsilon_budget": settings.epsilon_budget,
+            "cold_start_at": settings.cold_start_hpo_at,
+            "warm_start": settings.warm_start,
         }
         return cls(PipelineConfig(**{**values, **overrides}), run_id=run_id)
 

@@ -2,6 +2,9 @@
 from ``model.status`` in; ``drift.signals`` after every window, and ``hpo.triggers`` when the
 trigger policy fires.
 
+Nobody knows the right hyperparameters at start-up either: once ``cold_start_at`` requests have
+passed without a drift trigger, one round is triggered anyway (``reason`` "cold start").
+
 Round ids are ``<round_prefix>-<position>-<n>``: the prefix tells apart the rounds of two runs of
 the analyzer (a restart counts positions from zero again), the counter two triggers of one run.
 
@@ -23,13 +26,19 @@ log = logging.getLogger(__name__)
 
 
 class DriftStage:
-    def __init__(self, analyzer: DriftAnalyzer, name: str, round_prefix: str) -> None:
+    def __init__(self, analyzer: DriftAnalyzer, name: str, round_prefix: str, cold_start_at: int = 0) -> None:
         self.analyzer, self.name, self.round_prefix = analyzer, name, round_prefix
+        self.cold_start_at = cold_start_at  # requests before the cold-start round; 0 = none
         self.triggers = 0
+        self.requests = 0
 
     def on_request(self, features: list[float], now_ms: int) -> list[Output]:
+        self.requests += 1
         report = self.analyzer.update(features)
-        return [] if report is None else self._publish(report, now_ms)
+        out = [] if report is None else self._publish(report, now_ms)
+        if self.requests == self.cold_start_at and self.triggers == 0:
+            out.append(self._trigger(self.requests, "cold start", 0.0, now_ms))
+        return out
 
     def on_status(self, status: ModelStatus, now_ms: int) -> list[Output]:
         if not status["error_drift"]:
@@ -51,15 +60,13 @@ class DriftStage:
         }
         out = [Output(DRIFT_SIGNALS, "DriftSignal", signal, self.name)]
         if report.triggered:
-            self.triggers += 1
-            round_id = f"{self.round_prefix}-{report.position}-{self.triggers}"
-            trigger: HpoTrigger = {
-                "round_id": round_id,
-                "time": now_ms,
-                "reason": f"{report.source} drift",
-                "drift_score": report.score,
-                "models": [],
-            }
-            out.append(Output(HPO_TRIGGERS, "HpoTrigger", trigger, "*"))
-            log.info("drift at %d (%s, score %.2f): HPO %s", report.position, report.source, report.score, round_id)
+            out.append(self._trigger(report.position, f"{report.source} drift", report.score, now_ms))
         return out
+
+    def _trigger(self, position: int, reason: str, score: float, now_ms: int) -> Output:
+        self.triggers += 1
+        round_id = f"{self.round_prefix}-{position}-{self.triggers}"
+        trigger: HpoTrigger = {"round_id": round_id, "time": now_ms, "reason": reason, "drift_score": score,
+                               "models": []}
+        log.info("%s at %d (score %.2f): HPO %s", reason, position, score, round_id)
+        return Output(HPO_TRIGGERS, "HpoTrigger", trigger, "*")

@@ -72,9 +72,10 @@ def validated_config(family: ModelFamily, config_json: str) -> dict:
     """The full configuration (defaults filled in) of a ``config_json``, or ``InvalidRecord``."""
     given = json_config.loads(config_json)
     dims = {d.name: d for d in family.space}
-    for name, value in given.items():
+    for name, value in list(given.items()):
         if name not in family.defaults:
             raise InvalidRecord(f"{family.name} has no hyperparameter {name!r} (it has {', '.join(family.defaults)})")
+        given[name] = value = _of_kind(value, family.defaults[name], f"{family.name}.{name}")
         if value == family.defaults[name]:
             continue
         if isinstance(value, float) and not math.isfinite(value):
@@ -82,6 +83,16 @@ def validated_config(family: ModelFamily, config_json: str) -> dict:
         if name not in dims or not _inside(dims[name], value):
             raise InvalidRecord(f"{family.name}.{name} = {value!r} is outside its search space")
     return clean_config({**family.defaults, **given})
+
+
+def _of_kind(value, default, name: str):
+    """``value`` as the type of its default (an int where a float is expected becomes that float),
+    so one configuration has one id; a bool, or another type, is ``InvalidRecord``."""
+    if type(value) is type(default):
+        return value
+    if type(default) is float and type(value) is int:
+        return float(value)
+    raise InvalidRecord(f"{name} = {value!r} is a {type(value).__name__}, expected a {type(default).__name__}")
 
 
 def _inside(dim, value) -> bool:

@@ -11,6 +11,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable
@@ -159,8 +160,9 @@ class MiniBatchSGD:
             X = self._scale(np.asarray(self._buf_x, dtype=float))
             if len(self._classes) >= 2:
                 if self._clf is None:
-                    self._clf = self._make()
-                    self._clf.partial_fit(X, self._buf_y, classes=self._classes)
+                    clf = self._make()
+                    clf.partial_fit(X, self._buf_y, classes=self._classes)
+                    self._clf = clf
                 else:
                     self._clf.partial_fit(X, self._buf_y)
             self._buf_x, self._buf_y = [], []
@@ -176,6 +178,8 @@ class ModelFamily:
     factory: Callable[..., Classifier]
     description: str = ""
     memory: Callable[[dict], float] = lambda config: 2000.0  # events the fitted model mostly reflects
+    # (fitted model, its config, a new config) -> the model with the new config and what it learned
+    retuner: Callable[[Classifier, dict, dict], Classifier | None] | None = None
     names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -184,11 +188,39 @@ class ModelFamily:
     def build(self, config: dict, seed: int = 0) -> Classifier:
         return self.factory(seed=seed, **{**self.defaults, **config})
 
+    def retune(self, fitted: Classifier, config: dict, new_config: dict) -> Classifier | None:
+        """A copy of ``fitted`` (built with ``config``) that keeps what it learned and runs with
+        ``new_config``, where the library allows the change; otherwise None."""
+        if self.retuner is None:
+            return None
+        return self.retuner(fitted, {**self.defaults, **config}, {**self.defaults, **new_config})
+
     def to_point(self, config: dict) -> list:
         return [({**self.defaults, **config})[n] for n in self.names]
 
     def from_point(self, point: list) -> dict:
         return clean_config(dict(zip(self.names, point, strict=True)))
+
+
+def _retune_linear(fitted: Classifier, old: dict, new: dict) -> Classifier | None:
+    """New learning rate and L2 on every fitted one-vs-rest model (River's ``mutate``)."""
+    del old
+    if not isinstance(fitted, RiverClassifier):
+        return None
+    est = copy.deepcopy(fitted.estimator)
+    ovr = list(est.steps.values())[-1]
+    for clf in (ovr.classifier, *ovr.classifiers.values()):
+        clf.mutate({"l2": new["l2"], "optimizer": optim.SGD(new["lr"])})
+    return RiverClassifier(est)
+
+
+def _retune_hat(fitted: Classifier, old: dict, new: dict) -> Classifier | None:
+    """New grace period and split confidence on the grown tree; the leaf type cannot change."""
+    if not isinstance(fitted, RiverClassifier) or new["leaf_prediction"] != old["leaf_prediction"]:
+        return None
+    est = copy.deepcopy(fitted.estimator)
+    est.mutate({"grace_period": new["grace_period"], "delta": new["delta"]})
+    return RiverClassifier(est)
 
 
 def _linear(lr: float, l2: float, seed: int) -> Classifier:
@@ -245,6 +277,7 @@ FAMILIES: dict[str, ModelFamily] = {
             _linear,
             "standardised one-vs-rest logistic regression (River, SGD)",
             memory=lambda c: 10_000.0,
+            retuner=_retune_linear,
         ),
         ModelFamily(
             "pa",
@@ -264,6 +297,7 @@ FAMILIES: dict[str, ModelFamily] = {
             {"grace_period": 200, "delta": 1e-7, "leaf_prediction": "nba"},
             _hat,
             "Hoeffding adaptive tree (River)",
+            retuner=_retune_hat,
         ),
         ModelFamily(
             "gnb",

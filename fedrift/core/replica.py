@@ -59,6 +59,7 @@ class ReplicaConfig:
     pending_limit: int = 100_000  # requests waiting for a late label
     early_limit: int = 100_000  # labels waiting for their request: past it the host stops reading labels
     label_horizon_ms: int = 3_600_000  # a held label older than the requests by this much is an orphan
+    warm_start: bool = True  # a shadow starts from production's learned state where the family allows
     seed: int = 0
 
     @property
@@ -301,6 +302,13 @@ class ModelReplica:
         return True
 
     def _warm(self, config: dict) -> Classifier:
+        """The candidate: production's model retuned to ``config`` (it keeps all it learned), or,
+        where the family cannot change those hyperparameters in place, a new model trained on the
+        local window."""
+        if self.cfg.warm_start:
+            retuned = self.family.retune(self.production, self.config, config)
+            if retuned is not None:
+                return retuned
         model = self.family.build(config, seed=self.cfg.seed)
         for _, x, y in self.window.events:
             model.learn_one(x, y)
