@@ -20,8 +20,8 @@ from fedrift import datasets
 from fedrift.config import Settings
 from fedrift.simulate import SimConfig, run
 
-# the benchmark streams live beside the repository (never copied into it); FEDRIFT_BENCH_DATA overrides
-DATA = Path(os.environ.get("FEDRIFT_BENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+# the benchmark streams live beside the repository (never copied into it); BENCHMARK_DATA overrides
+DATA = Path(os.environ.get("BENCHMARK_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 STREAMS = ("elec", "weather", "sea", "agrawal", "hyperplane", "rbf")
 ABRUPT = ("sea", "agrawal")  # concept switches at n/4, n/2, 3n/4
 
