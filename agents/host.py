@@ -80,7 +80,7 @@ class ModelHost:
         self.dlq_owner = model == settings.models[0]  # one model's hosts dead-letter shared inputs
         name = f"{settings.topic_prefix}{self.host_id}"
         self.state_path = settings.home / "hosts" / f"{name}.state"
-        agent = FhpoAgent(self.family, self.host_id, PrivacyLedger(settings.epsilon_budget), fhpo,
+        agent = FhpoAgent(self.family, self.host_id, PrivacyLedger(settings.epsilon_budget), fhpo or settings.fhpo,
                           seed=settings.seed * 1000 + replica)
         keys = host_keys.load_or_create(settings.home / "hosts" / f"{name}.key")
         peers = {f"{model}-{r}" for r in range(settings.replicas)} - {self.host_id}

@@ -11,14 +11,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
+
+from fedrift.core.drift import DriftConfig
+from fedrift.core.fhpo import FhpoConfig
+from fedrift.core.routing import RoutingConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _env(name: str, help_: str) -> dict:
     return {"env": name, "help": help_}
+
+
+def _group(prefix: str, help_: str) -> dict:
+    """A stage's own config dataclass: each of its fields is ``<prefix><FIELD>`` (e.g.
+    ``FEDRIFT_FHPO_N_LOCAL``), documented by the comment beside the field in its module."""
+    return {"group": prefix, "help": help_}
+
+
+_GROUPS: dict[str, type] = {"drift": DriftConfig, "fhpo": FhpoConfig, "routing": RoutingConfig}
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,15 @@ class Settings:
     status_every: int = field(default=200, metadata=_env("FEDRIFT_STATUS_EVERY", "events between ModelStatus"))
     seed: int = field(default=0, metadata=_env("FEDRIFT_SEED", "random seed"))
     log_level: str = field(default="info", metadata=_env("FEDRIFT_LOG_LEVEL", "log level"))
+    drift: DriftConfig = field(
+        default_factory=DriftConfig, metadata=_group("FEDRIFT_DRIFT_", "drift analyzer (fedrift/core/drift.py)")
+    )
+    fhpo: FhpoConfig = field(
+        default_factory=FhpoConfig, metadata=_group("FEDRIFT_FHPO_", "FHPO rounds, DP metrics (fedrift/core/fhpo.py)")
+    )
+    routing: RoutingConfig = field(
+        default_factory=RoutingConfig, metadata=_group("FEDRIFT_ROUTING_", "routing weights (fedrift/core/routing.py)")
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -95,8 +118,11 @@ class Settings:
         unknown = sorted(k for k in environ if k.startswith("FEDRIFT_") and k not in ENV)
         if unknown:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(ENV))}")
-        values = {}
+        values: dict = {}
         for f in fields(cls):
+            if "group" in f.metadata:
+                values[f.name] = _group_from_env(_GROUPS[f.name](), f.metadata["group"], environ)
+                continue
             raw = environ.get(f.metadata["env"])
             if raw is None or raw == "":
                 continue
@@ -123,8 +149,18 @@ def to_env(settings: Settings) -> dict[str, str]:
     out = {}
     for f in fields(Settings):
         value = getattr(settings, f.name)
-        out[f.metadata["env"]] = ",".join(value) if isinstance(value, tuple) else str(value)
+        if "group" in f.metadata:
+            out.update({f.metadata["group"] + g.name.upper(): str(getattr(value, g.name)) for g in fields(value)})
+        else:
+            out[f.metadata["env"]] = ",".join(value) if isinstance(value, tuple) else str(value)
     return out
+
+
+def _group_from_env(default: Any, prefix: str, environ: Mapping[str, str]) -> Any:
+    """``default`` (a stage config dataclass) with the fields set in ``environ`` replaced."""
+    given = {g.name: _parse(str(g.type), environ[prefix + g.name.upper()], prefix + g.name.upper())
+             for g in fields(default) if environ.get(prefix + g.name.upper(), "") != ""}
+    return replace(default, **given)
 
 
 def _parse(type_name: str, raw: str, env: str):
@@ -145,4 +181,12 @@ def _parse(type_name: str, raw: str, env: str):
         raise ValueError(f"{env}={raw!r}: expected {type_name}") from exc
 
 
-ENV: dict[str, str] = {f.metadata["env"]: f.metadata["help"] for f in fields(Settings)}
+ENV: dict[str, str] = {
+    name: help_
+    for f in fields(Settings)
+    for name, help_ in (
+        [(f.metadata["group"] + g.name.upper(), f"{f.metadata['help']}: {g.name}") for g in fields(_GROUPS[f.name])]
+        if "group" in f.metadata
+        else [(f.metadata["env"], f.metadata["help"])]
+    )
+}

@@ -51,6 +51,9 @@ class SimConfig:
             "epsilon_budget": settings.epsilon_budget,
             "cold_start_at": settings.cold_start_hpo_at,
             "warm_start": settings.warm_start,
+            "drift": settings.drift,
+            "fhpo": settings.fhpo,
+            "routing": settings.routing,
         }
         return cls(PipelineConfig(**{**values, **overrides}), run_id=run_id)
 

@@ -25,7 +25,7 @@ def _validate(value: Any) -> None:
 
 def register_aggregator(app: faust.App, settings: Settings, catalog: TopicCatalog, fhpo: FhpoConfig | None = None):
     topics = RawTopics(app, catalog)
-    fh = fhpo or FhpoConfig()
+    fh = fhpo or settings.fhpo
     book = RoundBook(settings.replicas, 1 + fh.n_shared + fh.n_local, settings.hpo_round_timeout_s)
     records = ("TrialMetric", "UnmaskShare")
 

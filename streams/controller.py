@@ -50,7 +50,7 @@ def restored_controller(settings: Settings, catalog: TopicCatalog) -> Controller
         except InvalidRecord:
             continue
     return Controller(
-        ControllerConfig(pool=settings.models, partitions=settings.partitions),
+        ControllerConfig(pool=settings.models, partitions=settings.partitions, routing=settings.routing),
         weights=weights,
         deployments=usable(deployments_in_force(read(DEPLOYMENTS).values())),
         statuses=statuses,

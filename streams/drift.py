@@ -16,7 +16,7 @@ from streams.app import RawTopics, decoded, decoded_batches, now_ms, send_output
 
 def register_drift(app: faust.App, settings: Settings, catalog: TopicCatalog, config: DriftConfig | None = None):
     topics = RawTopics(app, catalog)
-    analyzer = DriftAnalyzer(config or DriftConfig(), seed=settings.seed)
+    analyzer = DriftAnalyzer(config or settings.drift, seed=settings.seed)
     stage = DriftStage(analyzer, f"{settings.topic_prefix}drift-analyzer", round_prefix=f"round-{uuid.uuid4().hex[:6]}",
                        cold_start_at=settings.cold_start_hpo_at)
 

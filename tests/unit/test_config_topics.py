@@ -70,3 +70,14 @@ def test_deployments_in_force_survive_compaction_per_lifecycle():
     ]
     restored = deployments_in_force(_compacted([*history, dep("RESTORE")]).values())
     assert [d["action"] for d in restored] == ["PROMOTE", "SHADOW_START"]
+
+
+def test_every_field_of_a_stage_config_is_a_setting_and_reaches_the_children():
+    from fedrift.config import ENV, Settings, to_env
+    from fedrift.core.fhpo import FhpoConfig
+
+    s = Settings.from_env({"FEDRIFT_FHPO_N_LOCAL": "5", "FEDRIFT_ROUTING_SHARE": "1e-4", "FEDRIFT_DRIFT_WINDOW": "100"})
+    assert (s.fhpo.n_local, s.routing.share, s.drift.window) == (5, 1e-4, 100)
+    assert s.fhpo.holdout == FhpoConfig().holdout  # the rest keep their defaults
+    assert Settings.from_env(to_env(s)) == s
+    assert {f"FEDRIFT_FHPO_{name.upper()}" for name in FhpoConfig.__dataclass_fields__} <= set(ENV)
