@@ -81,7 +81,7 @@ class Settings:
         metadata=_env("FEDRIFT_WARM_START", "a shadow starts from production's learned state where the family allows"),
     )
     cold_start_hpo_at: int = field(
-        default=3000,
+        default=0,  # off: no gain measured on elec or weather, and a round spends ε
         metadata=_env("FEDRIFT_COLD_START_HPO_AT", "requests before one HPO round without drift (0 = none)"),
     )
     hpo_round_timeout_s: float = field(

@@ -56,7 +56,7 @@ class PipelineConfig:
     shadow_min: int = 200
     shadow_max: int = 5000
     epsilon_budget: float = 10.0
-    cold_start_at: int = 3000
+    cold_start_at: int = 0
     warm_start: bool = True
     drift: DriftConfig = field(default_factory=DriftConfig)
     fhpo: FhpoConfig = field(default_factory=FhpoConfig)
