@@ -26,6 +26,15 @@ pytestmark = pytest.mark.integration
 N, CHANGE = 8000, 4000  # datasets.synthetic("shift", N) changes inputs and concept at N/2
 
 
+def _complete_round(view, settings) -> str | None:
+    """A round with metrics from every replica of every model, if there is one yet."""
+    everyone = {f"{m}-{r}" for m in settings.models for r in range(3)}
+    for round_id in sorted({m["round_id"] for m in view.metrics}):
+        if {m["agent"] for m in view.metrics if m["round_id"] == round_id} == everyone:
+            return round_id
+    return None
+
+
 def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
     settings = dataclasses.replace(
         settings,
@@ -88,6 +97,11 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
 
         # late labels (the tails) are still reaching the hosts: wait until they have them all
         wait_learned(settings.bootstrap, catalog, settings.models, N + extra, timeout=120, supervise=pipeline.check)
+        # a model's round may end seconds after another's (the slower model's metrics come later)
+        deadline = time.monotonic() + 120
+        while _complete_round(view, settings) is None and time.monotonic() < deadline:
+            pipeline.check()
+            view = monitor.poll(2)
     monitor.close()
     valid = N + extra
 
@@ -102,12 +116,7 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
     assert over or triggers[0]["source"] == "error", (over, triggers)
 
     # HPO: a round with DP metrics from every replica of every model, and its aggregates
-    complete = None
-    for round_id in {m["round_id"] for m in view.metrics}:
-        agents = {m["agent"] for m in view.metrics if m["round_id"] == round_id}
-        if agents == {f"{m}-{r}" for m in settings.models for r in range(3)}:
-            complete = round_id
-            break
+    complete = _complete_round(view, settings)
     assert complete, sorted({(m["round_id"], m["agent"]) for m in view.metrics})
     metrics = [m for m in view.metrics if m["round_id"] == complete]
     assert all(m["epsilon_spent"] > 0 for m in metrics)
