@@ -11,6 +11,7 @@ import time
 import pytest
 
 from fedrift import datasets
+from fedrift.core.drift import DriftConfig
 from fedrift.core.replica import id_digest
 from fedrift.exactly_once import learned, wait_learned
 from fedrift.kafka_io import RecordProducer, read_compacted
@@ -110,7 +111,10 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
     over = [d["position"] for d in inputs if d["score"] > d["threshold"]]
     assert all(p > CHANGE for p in over), over
     triggers = [d for d in view.drift if d["drifted"]]
-    assert triggers and all(d["position"] > CHANGE for d in triggers)
+    # an error trigger is stamped with the analyzer's request count when the hosts' status reaches
+    # it; a busy worker reads requests behind the hosts, so allow it two analyzer windows of lag
+    lag = 2 * DriftConfig().window
+    assert triggers and all(d["position"] > CHANGE - (lag if d["source"] == "error" else 0) for d in triggers)
     # the change is caught by the input detector, or first by the hosts' error detectors: an outcome
     # trigger re-learns the input reference, so the input score need not cross after it
     assert over or triggers[0]["source"] == "error", (over, triggers)
