@@ -28,10 +28,41 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fedrift.core.replica import ReplicaConfig
 
 log = logging.getLogger(__name__)
 TAG = hashlib.sha256().digest_size
+
+
+class StaleCommit(Exception):
+    """Kafka's committed offsets are behind (or lack) a partition the checkpoint has passed."""
+
+
+def replay_bounds(checkpoint: dict[tuple[str, int], int], committed: dict[tuple[str, int], int]
+                  ) -> dict[tuple[str, int], int]:
+    """Per partition, the offset up to which a restarted host replays with its outputs off.
+
+    A checkpoint is written only after its transaction commits, so Kafka's committed offset of a
+    partition can never be behind the checkpoint's. If it is, or missing, the fetch saw an old
+    state of the group (a coordinator that moved, offsets not yet stable): replaying only up to
+    it would send the outputs between the two a second time, so this refuses and the caller asks
+    again.
+
+    >>> replay_bounds({("t", 0): 5}, {("t", 0): 9, ("t", 1): 3})
+    {('t', 0): 9, ('t', 1): 3}
+    >>> replay_bounds({("t", 0): 5}, {("t", 0): 4})
+    Traceback (most recent call last):
+    ...
+    agents.checkpoint.StaleCommit: committed offsets behind the checkpoint: t/0 at 4 < 5
+    """
+    behind = [f"{t}/{p} at {committed.get((t, p), 'none')} < {o}" for (t, p), o in sorted(checkpoint.items())
+              if o >= 0 and committed.get((t, p), -1) < o]
+    if behind:
+        raise StaleCommit("committed offsets behind the checkpoint: " + ", ".join(behind))
+    return {tp: o for tp, o in committed.items() if o >= 0}
 
 
 @dataclass
@@ -85,3 +116,19 @@ def load(path: Path) -> HostState | None:
         log.warning("checkpoint %s unreadable (%s); not loaded", path, exc)
         return None
     return state if isinstance(state, HostState) else None
+
+
+class TopologyChanged(ValueError):
+    """The pool or the replica count differs from the one this host's checkpoint was made with."""
+
+
+def check_topology(saved: ReplicaConfig, now: ReplicaConfig, path) -> None:
+    """Routing and the ownership of partitions follow from the pool and the replica count: a host
+    that resumed under other ones would answer or learn parts of its history again. Refuse."""
+    before, after = (saved.pool, getattr(saved, "replicas", 1)), (now.pool, now.replicas)
+    if before != after:
+        raise TopologyChanged(
+            f"host {now.host_id}: its checkpoint {path} was made with pool {list(before[0])} and "
+            f"{before[1]} replicas, now {list(after[0])} and {after[1]}; changing them on live topics is not "
+            "supported (it would answer or learn requests twice): use a new FEDRIFT_TOPIC_PREFIX"
+        )

@@ -19,7 +19,6 @@ transactional id is per replica, so a restarted replica fences its zombie.
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from agents import checkpoint
 from agents import keys as host_keys
 from agents.federated import FederatedRounds
 from fedrift.config import Settings
+from fedrift.core.drift_stage import validate_trigger
 from fedrift.core.fhpo import FhpoAgent, FhpoConfig
 from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import PrivacyLedger
@@ -38,7 +38,7 @@ from fedrift.core.records import Output
 from fedrift.core.replica import ModelReplica, ReplicaConfig
 from fedrift.kafka_io import TXN_TIMEOUT_S, dead_letter, exit_if_hung, now_ms, producer_config, read_compacted, retrying
 from fedrift.topics import DEPLOYMENTS, FEEDBACK, HPO_KEYS, HPO_TRIGGERS, REQUESTS, TopicCatalog, deployments_in_force
-from schemas import InvalidRecord, RecordError, codec
+from schemas import RecordError, codec
 from schemas.records import AgentKey, Deployment
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ class ModelHost:
         re-apply the deployments in force, and replay up to the committed offsets silently."""
         state = checkpoint.load(self.state_path)
         if state is not None:
-            check_topology(state.replica.cfg, self.cfg, self.state_path)
+            checkpoint.check_topology(state.replica.cfg, self.cfg, self.state_path)
             state.replica.cfg = self.cfg  # other settings (cadences, limits) may change across restarts
             self.replica_state, offsets = state.replica, state.offsets
             self.rounds.agent.ledger = state.ledger
@@ -178,13 +178,31 @@ class ModelHost:
             if d["model"] == self.model:
                 self._deploy(d)
         partitions = self._inputs()
-        committed = retrying(lambda: self.consumer.committed(partitions, timeout=10), "committed offsets")
-        self.replay_until = {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
+        self.replay_until = self._replay_bounds(partitions, offsets)
+        log.info("host %s resumes at %s and replays silently up to %s", self.host_id, _by_partition(offsets),
+                 _by_partition(self.replay_until))
         start = [TopicPartition(tp.topic, tp.partition, offsets.get((tp.topic, tp.partition), OFFSET_BEGINNING))
                  for tp in partitions]
         self.consumer.assign(start)
         self.labels_paused = False
         self.positions = {(tp.topic, tp.partition): tp.offset for tp in start}
+
+    def _replay_bounds(self, partitions: list[TopicPartition], offsets: dict[tuple[str, int], int],
+                       within_s: float = 120.0) -> dict[tuple[str, int], int]:
+        """Kafka's committed input offsets, asked again while they are behind the checkpoint."""
+        deadline = time.monotonic() + within_s
+        while True:
+            fetched = retrying(lambda: self.consumer.committed(partitions, timeout=10), "committed offsets")
+            failed = [tp for tp in fetched if tp.error is not None]
+            try:
+                if failed:
+                    raise checkpoint.StaleCommit(f"offset fetch failed for {failed}")
+                return checkpoint.replay_bounds(offsets, {(tp.topic, tp.partition): tp.offset for tp in fetched})
+            except checkpoint.StaleCommit as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("host %s: %s; asking again", self.host_id, exc)
+                time.sleep(1.0)
 
     def _inputs(self) -> list[TopicPartition]:
         def count(topic: str) -> int:
@@ -378,24 +396,5 @@ class ModelHost:
             log.warning("host %s: deployment in force refused (%s)", self.host_id, exc.reason)
 
 
-class TopologyChanged(ValueError):
-    """The pool or the replica count differs from the one this host's checkpoint was made with."""
-
-
-def check_topology(saved: ReplicaConfig, now: ReplicaConfig, path) -> None:
-    """Routing and the ownership of partitions follow from the pool and the replica count: a host
-    that resumed under other ones would answer or learn parts of its history again. Refuse."""
-    before, after = (saved.pool, getattr(saved, "replicas", 1)), (now.pool, now.replicas)
-    if before != after:
-        raise TopologyChanged(
-            f"host {now.host_id}: its checkpoint {path} was made with pool {list(before[0])} and "
-            f"{before[1]} replicas, now {list(after[0])} and {after[1]}; changing them on live topics is not "
-            "supported (it would answer or learn requests twice): use a new FEDRIFT_TOPIC_PREFIX"
-        )
-
-
-def validate_trigger(trigger: dict) -> None:
-    if not trigger["round_id"]:
-        raise InvalidRecord("HpoTrigger has an empty round_id")
-    if not math.isfinite(trigger["drift_score"]):
-        raise InvalidRecord(f"drift_score {trigger['drift_score']} is not finite")
+def _by_partition(offsets: dict[tuple[str, int], int]) -> str:
+    return ", ".join(f"{t.rsplit('.', 1)[-1]}/{p}={o}" for (t, p), o in sorted(offsets.items())) or "nothing"

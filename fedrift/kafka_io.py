@@ -214,7 +214,10 @@ def dead_letter(
 
 def read_to_end(bootstrap: str, topic: str, from_ms: int | None = None, timeout: float = 10.0) -> Iterator:
     """Every committed message of ``topic`` (all partitions; from ``from_ms`` if given) up to the
-    high watermarks seen at the start; stops early after ``timeout`` seconds without progress."""
+    high watermarks seen at the start; stops early after ``timeout`` seconds without progress.
+
+    Done when each partition's position reaches its watermark, not its last record: the last
+    offset of a transactional topic is a commit marker that no consumer receives."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
@@ -252,6 +255,10 @@ def read_to_end(bootstrap: str, topic: str, from_ms: int | None = None, timeout:
                 if offset + 1 >= ends[p]:
                     del ends[p]
                 yield msg
+            # a transactional topic ends in a commit marker, never delivered: the position passes it
+            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                if tp.offset >= ends[tp.partition]:
+                    del ends[tp.partition]
     finally:
         consumer.close()
 

@@ -16,10 +16,12 @@ the analyzer (a restart counts positions from zero again), the counter two trigg
 from __future__ import annotations
 
 import logging
+import math
 
 from fedrift.core.drift import DriftAnalyzer, DriftReport
 from fedrift.core.records import Output
 from fedrift.topics import DRIFT_SIGNALS, HPO_TRIGGERS
+from schemas import InvalidRecord
 from schemas.records import DriftSignal, HpoTrigger, ModelStatus
 
 log = logging.getLogger(__name__)
@@ -70,3 +72,11 @@ class DriftStage:
                                "models": []}
         log.info("%s at %d (score %.2f): HPO %s", reason, position, score, round_id)
         return Output(HPO_TRIGGERS, "HpoTrigger", trigger, "*")
+
+
+def validate_trigger(trigger: HpoTrigger) -> None:
+    """Refuse a trigger no round can be run for (control records are validated on read)."""
+    if not trigger["round_id"]:
+        raise InvalidRecord("HpoTrigger has an empty round_id")
+    if not math.isfinite(trigger["drift_score"]):
+        raise InvalidRecord(f"drift_score {trigger['drift_score']} is not finite")

@@ -1,6 +1,9 @@
 import pickle
 
-from agents.checkpoint import HostState, load, save
+import pytest
+from confluent_kafka import OFFSET_BEGINNING
+
+from agents.checkpoint import HostState, StaleCommit, load, replay_bounds, save
 from fedrift import datasets
 from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import PrivacyLedger
@@ -45,7 +48,7 @@ def test_a_tampered_torn_or_missing_checkpoint_is_not_loaded(tmp_path):
 def test_a_host_refuses_a_checkpoint_made_with_another_pool_or_replica_count():
     import pytest
 
-    from agents.host import TopologyChanged, check_topology
+    from agents.checkpoint import TopologyChanged, check_topology
 
     saved = ReplicaConfig(pool=("a", "b"), model="a", replicas=2)
     check_topology(saved, ReplicaConfig(pool=("a", "b"), model="a", replicas=2, status_every=7), "x")
@@ -53,3 +56,12 @@ def test_a_host_refuses_a_checkpoint_made_with_another_pool_or_replica_count():
         check_topology(saved, ReplicaConfig(pool=("a", "b"), model="a", replicas=3), "x")
     with pytest.raises(TopologyChanged, match="pool"):
         check_topology(saved, ReplicaConfig(pool=("a",), model="a", replicas=2), "x")
+
+
+def test_replay_bounds_refuse_committed_offsets_behind_or_missing_for_a_checkpointed_partition():
+    ckpt = {("req", 0): 100, ("req", 1): 50, ("fb", 0): OFFSET_BEGINNING}
+    assert replay_bounds(ckpt, {("req", 0): 100, ("req", 1): 70, ("fb", 0): -1001}) == {("req", 0): 100, ("req", 1): 70}
+    for stale in ({("req", 0): 99, ("req", 1): 70}, {("req", 1): 70}, {("req", 0): -1001, ("req", 1): 70}):
+        with pytest.raises(StaleCommit, match="req/0"):
+            replay_bounds(ckpt, stale)
+    assert replay_bounds({}, {("req", 0): 7}) == {("req", 0): 7}  # a fresh host: whatever Kafka has
