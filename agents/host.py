@@ -13,7 +13,10 @@ with its outputs (predictions, shadow results, status, dead letters) and its inp
 commit, with the offsets of that commit. On a restart, or after any failed transaction, the host
 reloads that state, seeks back to its offsets and replays up to the offsets committed in Kafka
 with outputs switched off, so no output is sent twice and every label is learned once. The
-transactional id is per replica, so a restarted replica fences its zombie.
+transactional id is per replica, so a restarted replica fences its zombie. Each transaction also
+carries a ``HostProgress`` record with its input positions: the replay bound after a restart is
+read from there as well as from the group's committed offsets, so it never rests on one fetch.
+The control path (keys, HPO rounds, deployments) is ``agents.control``.
 """
 
 from __future__ import annotations
@@ -21,30 +24,28 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from agents import checkpoint
 from agents import keys as host_keys
+from agents.control import HostControl
 from agents.federated import FederatedRounds
 from fedrift.config import Settings
-from fedrift.core.drift_stage import validate_trigger
 from fedrift.core.fhpo import FhpoAgent, FhpoConfig
 from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import PrivacyLedger
 from fedrift.core.records import Output
 from fedrift.core.replica import ModelReplica, ReplicaConfig
 from fedrift.kafka_io import TXN_TIMEOUT_S, dead_letter, exit_if_hung, now_ms, producer_config, read_compacted, retrying
-from fedrift.topics import DEPLOYMENTS, FEEDBACK, HPO_KEYS, HPO_TRIGGERS, REQUESTS, TopicCatalog, deployments_in_force
+from fedrift.topics import DEPLOYMENTS, FEEDBACK, HOST_PROGRESS, REQUESTS, TopicCatalog, deployments_in_force
 from schemas import RecordError, codec
-from schemas.records import AgentKey, Deployment
+from schemas.records import HostProgress
 
 log = logging.getLogger(__name__)
 BATCH = 500  # input records handled per transaction, at most
 LINGER_S = 0.01  # how long a batch waits for more records after its first
-CONTROL_RECORDS = ("HpoTrigger", "UnmaskRequest", "Deployment", "AgentKey")
 IDLE_STATUS_S = 1.0  # after this long without input, a host reports what it learned since its last status
 
 
@@ -64,7 +65,7 @@ def replica_config(settings: Settings, model: str, replica: int) -> ReplicaConfi
     )
 
 
-class ModelHost:
+class ModelHost(HostControl):
     def __init__(self, settings: Settings, model: str, replica: int, fhpo: FhpoConfig | None = None) -> None:
         if model not in FAMILIES:
             raise ValueError(f"unknown model {model!r}; the pool has {sorted(FAMILIES)}")
@@ -189,7 +190,10 @@ class ModelHost:
 
     def _replay_bounds(self, partitions: list[TopicPartition], offsets: dict[tuple[str, int], int],
                        within_s: float = 120.0) -> dict[tuple[str, int], int]:
-        """Kafka's committed input offsets, asked again while they are behind the checkpoint."""
+        """What the last committed transaction read up to: the host's progress record (committed
+        with that transaction's outputs; ``init_transactions`` has decided any transaction left
+        open) and the group's committed offsets, the later of the two per partition. Asked again
+        while that is behind the checkpoint."""
         deadline = time.monotonic() + within_s
         while True:
             fetched = retrying(lambda: self.consumer.committed(partitions, timeout=10), "committed offsets")
@@ -197,12 +201,24 @@ class ModelHost:
             try:
                 if failed:
                     raise checkpoint.StaleCommit(f"offset fetch failed for {failed}")
-                return checkpoint.replay_bounds(offsets, {(tp.topic, tp.partition): tp.offset for tp in fetched})
-            except checkpoint.StaleCommit as exc:
+                committed = {(tp.topic, tp.partition): tp.offset for tp in fetched}
+                progress = self._committed_progress()
+                if any(o > committed.get(tp, -1) for tp, o in progress.items()):
+                    log.warning("host %s: committed offsets %s behind the progress record %s", self.host_id,
+                                _by_partition(committed), _by_partition(progress))
+                merged = {tp: max(committed.get(tp, -1), progress.get(tp, -1)) for tp in committed | progress}
+                return checkpoint.replay_bounds(offsets, merged)
+            except (checkpoint.StaleCommit, TimeoutError) as exc:
                 if time.monotonic() > deadline:
                     raise
                 log.warning("host %s: %s; asking again", self.host_id, exc)
                 time.sleep(1.0)
+
+    def _committed_progress(self) -> dict[tuple[str, int], int]:
+        topic = self.catalog.name(HOST_PROGRESS)
+        latest = retrying(lambda: read_compacted(self.settings.bootstrap, topic, complete=True), f"reading {topic}")
+        mine = latest.get(self.host_id) or {"offsets": []}
+        return {(o["topic"], o["partition"]): o["offset"] for o in mine["offsets"]}
 
     def _inputs(self) -> list[TopicPartition]:
         def count(topic: str) -> int:
@@ -232,6 +248,7 @@ class ModelHost:
             for msg in msgs:
                 self._handle(msg)
             offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items() if o >= 0]
+            self._send([self._progress(offsets)])
             # outputs delivered first: adding offsets while partitions are still being added to the
             # transaction is refused by the broker and retried after a backoff (~100 ms a batch)
             self.producer.flush(TXN_TIMEOUT_S)
@@ -247,6 +264,12 @@ class ModelHost:
         if time.monotonic() - self.checkpointed_at >= self.settings.checkpoint_every_s:
             self._checkpoint()
         self._pace_labels()
+
+    def _progress(self, offsets: list[TopicPartition]) -> Output:
+        """The batch's input positions, committed with its outputs (what a restart replays up to)."""
+        record: HostProgress = {"host": self.host_id, "time": now_ms(), "offsets": [
+            {"topic": tp.topic, "partition": tp.partition, "offset": tp.offset} for tp in offsets]}
+        return Output(HOST_PROGRESS, "HostProgress", record, self.host_id)
 
     @staticmethod
     def _txn(call, *args):
@@ -296,104 +319,6 @@ class ModelHost:
     def _send(self, outputs: list[Output]) -> None:
         for o in outputs:
             self.producer.produce(self.catalog.name(o.topic), self.codec.encode(o.record, o.value), o.key.encode())
-
-    # -- control path: keys, HPO triggers, deployments ------------------------------------------
-    def _follow_control(self) -> None:
-        """Read control records from now on; what is in force already comes from compacted topics."""
-        topics = [self.catalog.name(t) for t in (HPO_TRIGGERS, DEPLOYMENTS, HPO_KEYS)]
-        ends = []
-        for topic in topics:
-            md = retrying(lambda t=topic: self.control.list_topics(t, timeout=10), f"metadata of {topic}")
-            for p in md.topics[topic].partitions:
-                tp = TopicPartition(topic, p)
-                _, hi = retrying(lambda tp=tp: self.control.get_watermark_offsets(tp, timeout=10), "watermarks")
-                ends.append(TopicPartition(topic, p, hi))
-        self.control.assign(ends)
-
-    def _publish_key(self) -> None:
-        """Publish this host's public key and read its peers' (later ones arrive on the control path)."""
-        record: AgentKey = {"host": self.host_id, "model": self.model, "public_key": self.rounds.keys.public_bytes,
-                            "created_ms": now_ms()}
-        self._control_transaction([Output(HPO_KEYS, "AgentKey", record, self.host_id)])
-        for value in read_compacted(self.settings.bootstrap, self.catalog.name(HPO_KEYS)).values():
-            self.rounds.learn_key(value)
-
-    def _control_transaction(self, outputs: list[Output], letters: Sequence[tuple] = ()) -> None:
-        def attempt() -> None:
-            self.producer.begin_transaction()
-            try:
-                self._send(outputs)
-                for topic, raw, key, headers in letters:
-                    self.producer.produce(topic, raw, key, headers=[*headers])
-                self._txn(self.producer.commit_transaction)
-            except KafkaException:
-                self._txn(self.producer.abort_transaction)
-                raise
-
-        retrying(attempt, "control transaction")
-
-    def _poll_control(self) -> None:
-        outputs, letters = [], []
-        for trigger, outcome in self.rounds.finished():
-            outputs += self.rounds.metrics(trigger, outcome)
-            self.replica_state.epsilon_spent = self.rounds.agent.ledger.max_loss
-            if outcome.status != "ok":
-                outputs.append(self.replica_state.status())  # says so: epsilon_spent at the budget
-            # the ledger reaches disk before its metrics leave: a crash in between over-counts ε
-            # instead of forgetting it (the replica's state is the last committed batch's here)
-            self._checkpoint()
-        for msg in self.control.consume(num_messages=50, timeout=0):
-            if msg.error():
-                continue
-            try:
-                outputs += self._control_record(msg)
-            except RecordError as exc:
-                log.warning("host %s: control record refused (%s)", self.host_id, exc.reason)
-                if self._owns_control_dlq(msg):
-                    topic, raw, headers = dead_letter(
-                        self.catalog, msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), exc,
-                        self.host_id,
-                    )
-                    letters.append((topic, raw, msg.key(), headers))
-        if outputs or letters:
-            self._control_transaction(outputs, letters)
-        self.rounds.start_next(list(self.replica_state.window.events), dict(self.replica_state.config))
-
-    def _owns_control_dlq(self, msg) -> bool:
-        """One host dead-letters each unusable control record: replica 0 of the model a deployment
-        names, replica 0 of the pool's first model for anything else."""
-        if self.replica != 0:
-            return False
-        if msg.topic() == self.catalog.name(DEPLOYMENTS):
-            try:
-                return self.codec.decode(msg.value())[1]["model"] == self.model
-            except RecordError:
-                pass
-        return self.dlq_owner
-
-    def _control_record(self, msg) -> list[Output]:
-        """Apply one control record; raises ``RecordError`` for one that cannot be used."""
-        name, value = self.codec.decode(msg.value(), expect=CONTROL_RECORDS)
-        if name == "HpoTrigger":
-            validate_trigger(value)
-            if not value["models"] or self.model in value["models"]:
-                self.rounds.waiting.append(value)
-                self.replica_state.on_trigger()
-        elif name == "Deployment" and value["model"] == self.model:
-            if self.replica_state.on_deployment(value):
-                log.info("host %s applied %s %s", self.host_id, value["action"], value["config_id"])
-        elif name == "UnmaskRequest" and value["model"] == self.model:
-            return self.rounds.unmask(value)
-        elif name == "AgentKey":
-            self.rounds.learn_key(value)
-        return []
-
-    def _deploy(self, d: Deployment) -> None:
-        """Re-apply a deployment in force at start; an unusable one is skipped."""
-        try:
-            self.replica_state.on_deployment(d)
-        except RecordError as exc:
-            log.warning("host %s: deployment in force refused (%s)", self.host_id, exc.reason)
 
 
 def _by_partition(offsets: dict[tuple[str, int], int]) -> str:

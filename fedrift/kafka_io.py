@@ -212,12 +212,15 @@ def dead_letter(
     return catalog.dlq(source_topic), codec().encode("DeadLetter", value), headers
 
 
-def read_to_end(bootstrap: str, topic: str, from_ms: int | None = None, timeout: float = 10.0) -> Iterator:
+def read_to_end(bootstrap: str, topic: str, from_ms: int | None = None, timeout: float = 10.0,
+                complete: bool = False) -> Iterator:
     """Every committed message of ``topic`` (all partitions; from ``from_ms`` if given) up to the
     high watermarks seen at the start; stops early after ``timeout`` seconds without progress.
 
     Done when each partition's position reaches its watermark, not its last record: the last
-    offset of a transactional topic is a commit marker that no consumer receives."""
+    offset of a transactional topic is a commit marker that no consumer receives. With
+    ``complete``, stopping early raises ``TimeoutError`` instead (a reader that must not act on
+    a partial view: an open transaction holds the end back until it is decided)."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
@@ -259,11 +262,13 @@ def read_to_end(bootstrap: str, topic: str, from_ms: int | None = None, timeout:
             for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
                 if tp.offset >= ends[tp.partition]:
                     del ends[tp.partition]
+        if ends and complete:
+            raise TimeoutError(f"{topic}: partitions {sorted(ends)} not read to their end within {timeout}s")
     finally:
         consumer.close()
 
 
-def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[str, Any]:
+def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0, complete: bool = False) -> dict[str, Any]:
     """The latest decoded value per key of a compacted state topic, read from the beginning.
 
     Processes call this at start-up to rebuild state (weights, deployments, ledgers) that must
@@ -271,7 +276,7 @@ def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[st
     """
     state: dict[str, Any] = {}
     try:
-        for msg in read_to_end(bootstrap, topic, timeout=timeout):
+        for msg in read_to_end(bootstrap, topic, timeout=timeout, complete=complete):
             try:
                 state[msg.key().decode()] = codec().decode(msg.value())[1]
             except (RecordError, AttributeError):

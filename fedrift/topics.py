@@ -27,6 +27,7 @@ ROUTING_WEIGHTS = "routing.weights"
 MODEL_STATUS = "model.status"
 SHADOW_RESULTS = "shadow.results"
 DEPLOYMENTS = "deployments"
+HOST_PROGRESS = "host.progress"
 DLQ_SUFFIX = ".dlq"
 
 
@@ -56,6 +57,7 @@ BASE_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(MODEL_STATUS, "ModelStatus", "host", cleanup="compact", partitions=1),
     TopicSpec(SHADOW_RESULTS, "ShadowResult", "request id"),
     TopicSpec(DEPLOYMENTS, "Deployment", "model | model/shadow | model/pruning", cleanup="compact", partitions=1),
+    TopicSpec(HOST_PROGRESS, "HostProgress", "host", cleanup="compact", partitions=1),  # each host's committed inputs
 )
 
 

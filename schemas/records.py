@@ -232,3 +232,21 @@ class TrialMetric(TypedDict):
     masked_shares: list[float]
     masked_with: list[str]
     noise_std: float
+
+
+class InputOffset(TypedDict):
+    """The position of one input partition."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class HostProgress(TypedDict):
+    """A model host's input offsets, written in the same Kafka transaction as the outputs of the
+    batch they end. A restarted host replays silently up to these positions, so this record, not
+    a separate offset fetch, says what that transaction committed."""
+
+    host: str
+    time: int
+    offsets: list[InputOffset]

@@ -122,4 +122,9 @@ SAMPLES: dict[str, dict] = {
         "share": -12345.5,
     },
     "AgentKey": {"host": "hat-0", "model": "hat", "public_key": bytes(range(32)), "created_ms": 1_700_000_000_000},
+    "HostProgress": {
+        "host": "hat-0",
+        "time": 1_700_000_000_000,
+        "offsets": [{"topic": "inference.requests", "partition": 0, "offset": 1200}],
+    },
 }

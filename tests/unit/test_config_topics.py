@@ -31,7 +31,9 @@ def test_catalog_covers_the_architecture_with_prefix_and_dlqs():
     cat = TopicCatalog(prefix="p.", models=("m1", "m2"), partitions=4, replication_factor=3)
     specs = {t.name: t for t in cat.specs()}
     compacted = {n for n, t in specs.items() if t.cleanup == "compact"}
-    assert compacted == {"p.routing.weights", "p.hpo.aggregates", "p.model.status", "p.deployments", "p.hpo.keys"}
+    assert compacted == {
+        "p.routing.weights", "p.hpo.aggregates", "p.model.status", "p.deployments", "p.hpo.keys", "p.host.progress"
+    }
     assert not any("routed" in n for n in specs)  # hosts read inference.requests themselves
     assert specs["p.inference.requests.dlq"].record == "DeadLetter"
     assert all(t.replication_factor == 3 for t in specs.values())
