@@ -113,6 +113,8 @@ class HostControl:
                         self.host_id,
                     )
                     letters.append((topic, raw, msg.key(), headers))
+        if any(o.record == "UnmaskShare" for o in outputs):
+            self._checkpoint()  # what was unmasked reaches disk before the answer leaves
         if outputs or letters:
             self._control_transaction(outputs, letters)
         self.rounds.start_next(list(self.replica_state.window.events), dict(self.replica_state.config))

@@ -43,6 +43,7 @@ class FederatedRounds:
         self.peers = peers
         self.peer_keys: dict[str, bytes] = {}  # the other replicas' public keys, from hpo.keys
         self.round_peers: OrderedDict[str, list[str]] = OrderedDict()  # round -> peers its masks used
+        self.revealed: dict[tuple[str, str], set[str]] = {}  # (round, config) -> peers unmasked for so far
         self.waiting: list[dict] = []
         self.running: tuple[dict, Future] | None = None
         self.executor: ProcessPoolExecutor | None = None
@@ -95,7 +96,8 @@ class FederatedRounds:
         masker = self.masker()
         self.round_peers[round_id] = masker.peers
         if len(self.round_peers) > ROUND_MEMORY:
-            self.round_peers.popitem(last=False)
+            forgotten, _ = self.round_peers.popitem(last=False)
+            self.revealed = {k: v for k, v in self.revealed.items() if k[0] != forgotten}
         if not masker.peers:
             log.warning("host %s round %s: no peer keys yet, metrics go in the clear (ε-DP)", self.host_id, round_id)
         out = []
@@ -119,20 +121,37 @@ class FederatedRounds:
             out.append(Output(HPO_METRICS, "TrialMetric", value, self.model))
         return out
 
+    def memory(self) -> dict:
+        """What must survive a restart: which peers each round masked with and was unmasked for."""
+        return {"round_peers": dict(self.round_peers), "revealed": {k: set(v) for k, v in self.revealed.items()}}
+
+    def restore(self, memory: dict | None) -> None:
+        if memory:
+            self.round_peers = OrderedDict(memory["round_peers"])
+            self.revealed = {k: set(v) for k, v in memory["revealed"].items()}
+
     def unmask(self, request: dict) -> list[Output]:
         """Secure-aggregation dropout recovery: reveal only the masks shared with the dropped, and
-        never so many that this host's own value would be exposed."""
-        masker = self.masker(self.round_peers.get(request["round_id"]))
+        never so many, over all requests for the same share, that this host's own value would be
+        exposed (two requests naming one peer each would otherwise add up to all of them). A
+        round this host never masked in is refused (its peers are unknown)."""
+        round_id = request["round_id"]
+        if round_id not in self.round_peers:
+            log.warning("host %s refuses to unmask %s: it published no masked metric there", self.host_id, round_id)
+            return []
+        masker = self.masker(self.round_peers[round_id])
         out = []
         for cid, dropped in request["dropped"].items():
             if self.host_id in dropped:
                 continue
-            answer = masker.recovery_share(dropped, request["round_id"], cid)
+            revealed = self.revealed.setdefault((round_id, cid), set())
+            answer = masker.recovery_share(dropped, round_id, cid, revealed)
             if answer is None:
-                log.warning("host %s refuses to unmask %s/%s: every peer is named dropped", self.host_id,
-                            request["round_id"], cid)
+                log.warning("host %s refuses to unmask %s/%s: with what it revealed before, every peer it "
+                            "masked with would be named dropped", self.host_id, round_id, cid)
                 continue
             share, covered = answer
+            revealed.update(covered)
             value: UnmaskShare = {
                 "round_id": request["round_id"],
                 "model": self.model,

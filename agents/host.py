@@ -81,12 +81,18 @@ class ModelHost(HostControl):
         self.dlq_owner = model == settings.models[0]  # one model's hosts dead-letter shared inputs
         name = f"{settings.topic_prefix}{self.host_id}"
         self.state_path = settings.home / "hosts" / f"{name}.state"
-        agent = FhpoAgent(self.family, self.host_id, PrivacyLedger(settings.epsilon_budget), fhpo or settings.fhpo,
-                          seed=settings.seed * 1000 + replica)
+        agent = FhpoAgent(
+            self.family,
+            self.host_id,
+            PrivacyLedger.model_share(settings.epsilon_budget, len(settings.models)),
+            fhpo or settings.fhpo,
+            seed=settings.seed * 1000 + replica,
+        )
         keys = host_keys.load_or_create(settings.home / "hosts" / f"{name}.key")
         peers = {f"{model}-{r}" for r in range(settings.replicas)} - {self.host_id}
-        self.rounds = FederatedRounds(agent, model, self.host_id, keys, name.removesuffix(f"-{replica}").encode(),
-                                      peers)
+        self.rounds = FederatedRounds(
+            agent, model, self.host_id, keys, name.removesuffix(f"-{replica}").encode(), peers
+        )
         self.replica_state = ModelReplica(self.family, self.cfg)
         self.replay_until: dict[tuple[str, int], int] = {}
         self.positions: dict[tuple[str, int], int] = {}
@@ -172,6 +178,7 @@ class ModelHost(HostControl):
             state.replica.cfg = self.cfg  # other settings (cadences, limits) may change across restarts
             self.replica_state, offsets = state.replica, state.offsets
             self.rounds.agent.ledger = state.ledger
+            self.rounds.restore(state.rounds)
             log.info("host %s restored its checkpoint (%d labels learned)", self.host_id, state.replica.n_learned)
         else:
             self.replica_state, offsets = ModelReplica(self.family, self.cfg), {}
@@ -180,16 +187,23 @@ class ModelHost(HostControl):
                 self._deploy(d)
         partitions = self._inputs()
         self.replay_until = self._replay_bounds(partitions, offsets)
-        log.info("host %s resumes at %s and replays silently up to %s", self.host_id, _by_partition(offsets),
-                 _by_partition(self.replay_until))
-        start = [TopicPartition(tp.topic, tp.partition, offsets.get((tp.topic, tp.partition), OFFSET_BEGINNING))
-                 for tp in partitions]
+        log.info(
+            "host %s resumes at %s and replays silently up to %s",
+            self.host_id,
+            _by_partition(offsets),
+            _by_partition(self.replay_until),
+        )
+        start = [
+            TopicPartition(tp.topic, tp.partition, offsets.get((tp.topic, tp.partition), OFFSET_BEGINNING))
+            for tp in partitions
+        ]
         self.consumer.assign(start)
         self.labels_paused = False
         self.positions = {(tp.topic, tp.partition): tp.offset for tp in start}
 
-    def _replay_bounds(self, partitions: list[TopicPartition], offsets: dict[tuple[str, int], int],
-                       within_s: float = 120.0) -> dict[tuple[str, int], int]:
+    def _replay_bounds(
+        self, partitions: list[TopicPartition], offsets: dict[tuple[str, int], int], within_s: float = 120.0
+    ) -> dict[tuple[str, int], int]:
         """What the last committed transaction read up to: the host's progress record (committed
         with that transaction's outputs; ``init_transactions`` has decided any transaction left
         open) and the group's committed offsets, the later of the two per partition. Asked again
@@ -204,8 +218,12 @@ class ModelHost(HostControl):
                 committed = {(tp.topic, tp.partition): tp.offset for tp in fetched}
                 progress = self._committed_progress()
                 if any(o > committed.get(tp, -1) for tp, o in progress.items()):
-                    log.warning("host %s: committed offsets %s behind the progress record %s", self.host_id,
-                                _by_partition(committed), _by_partition(progress))
+                    log.warning(
+                        "host %s: committed offsets %s behind the progress record %s",
+                        self.host_id,
+                        _by_partition(committed),
+                        _by_partition(progress),
+                    )
                 merged = {tp: max(committed.get(tp, -1), progress.get(tp, -1)) for tp in committed | progress}
                 return checkpoint.replay_bounds(offsets, merged)
             except (checkpoint.StaleCommit, TimeoutError) as exc:
@@ -236,7 +254,8 @@ class ModelHost(HostControl):
         return [TopicPartition(self.requests, p) for p in self.owned] + self.feedback_partitions
 
     def _checkpoint(self) -> None:
-        state = checkpoint.HostState(self.replica_state, self.rounds.agent.ledger, dict(self.positions))
+        state = checkpoint.HostState(self.replica_state, self.rounds.agent.ledger, dict(self.positions),
+                                     self.rounds.memory())
         checkpoint.save(self.state_path, state)
         self.checkpointed_at = time.monotonic()
 
@@ -247,7 +266,8 @@ class ModelHost(HostControl):
             self.producer.begin_transaction()
             for msg in msgs:
                 self._handle(msg)
-            offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items() if o >= 0]
+            committed = checkpoint.commit_positions(self.positions, self.replay_until)
+            offsets = [TopicPartition(t, p, o) for (t, p), o in committed.items()]
             self._send([self._progress(offsets)])
             # outputs delivered first: adding offsets while partitions are still being added to the
             # transaction is refused by the broker and retried after a backoff (~100 ms a batch)
@@ -267,8 +287,11 @@ class ModelHost(HostControl):
 
     def _progress(self, offsets: list[TopicPartition]) -> Output:
         """The batch's input positions, committed with its outputs (what a restart replays up to)."""
-        record: HostProgress = {"host": self.host_id, "time": now_ms(), "offsets": [
-            {"topic": tp.topic, "partition": tp.partition, "offset": tp.offset} for tp in offsets]}
+        record: HostProgress = {
+            "host": self.host_id,
+            "time": now_ms(),
+            "offsets": [{"topic": tp.topic, "partition": tp.partition, "offset": tp.offset} for tp in offsets],
+        }
         return Output(HOST_PROGRESS, "HostProgress", record, self.host_id)
 
     @staticmethod

@@ -68,7 +68,8 @@ class Settings:
         default=0.2, metadata=_env("FEDRIFT_SHADOW_FRACTION", "share of a model's traffic mirrored to its shadow")
     )
     epsilon_budget: float = field(
-        default=10.0, metadata=_env("FEDRIFT_EPSILON_BUDGET", "differential-privacy budget per replica")
+        default=10.0,
+        metadata=_env("FEDRIFT_EPSILON_BUDGET", "ε budget per record of local data, shared by the pool's models"),
     )
     shadow_min_samples: int = field(
         default=200, metadata=_env("FEDRIFT_SHADOW_MIN_SAMPLES", "paired labelled requests before a shadow decision")

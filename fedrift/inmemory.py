@@ -90,16 +90,30 @@ class InMemoryPipeline:
 
     def _replica(self, model: str, r: int) -> ModelReplica:
         c = self.cfg
-        config = ReplicaConfig(c.pool, model, r, shadow_fraction=c.shadow_fraction, status_every=c.status_every,
-                               pending_limit=c.pending_labels, early_limit=c.pending_labels,
-                               warm_start=c.warm_start, seed=c.seed)
+        config = ReplicaConfig(
+            c.pool,
+            model,
+            r,
+            shadow_fraction=c.shadow_fraction,
+            status_every=c.status_every,
+            pending_limit=c.pending_labels,
+            early_limit=c.pending_labels,
+            warm_start=c.warm_start,
+            seed=c.seed,
+        )
         return ModelReplica(FAMILIES[model], config)
 
     def _rounds(self, model: str, r: int) -> FederatedRounds:
         """The host's FHPO agent and masks; keys derived from the seed, so a run is reproducible."""
         host = f"{model}-{r}"
-        agent = FhpoAgent(FAMILIES[model], host, PrivacyLedger(self.cfg.epsilon_budget), self.cfg.fhpo,
-                          seed=self.cfg.seed * 1000 + r, noise_seed=self.cfg.seed * 1000 + r)
+        agent = FhpoAgent(
+            FAMILIES[model],
+            host,
+            PrivacyLedger.model_share(self.cfg.epsilon_budget, len(self.cfg.pool)),
+            self.cfg.fhpo,
+            seed=self.cfg.seed * 1000 + r,
+            noise_seed=self.cfg.seed * 1000 + r,
+        )
         peers = {f"{model}-{k}" for k in range(self.cfg.replicas)} - {host}
         rounds = FederatedRounds(agent, model, host, self._keys(host), model.encode(), peers)
         for k in peers:

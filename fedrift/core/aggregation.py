@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
@@ -93,10 +93,12 @@ class PairwiseMasker:
     def mask(self, round_id: str, cfg: str, value: float) -> float:
         return value + sum(self._signed(p, round_id, cfg) for p in self.secrets)
 
-    def recovery_share(self, dropped: list[str], round_id: str, cfg: str) -> tuple[float, list[str]] | None:
+    def recovery_share(self, dropped: list[str], round_id: str, cfg: str,
+                       revealed: Iterable[str] = ()) -> tuple[float, list[str]] | None:
         """What this agent added to its share for its pairs with the ``dropped`` agents, and which
         of them that covers (a dropped agent it had no key for was never masked with). None when
-        every peer it masked with is named: the answer would expose its own value.
+        the peers named, together with those it ``revealed`` before for the same share, are every
+        peer it masked with: the answers together would expose its own value.
 
         >>> keys = {a: AgentKeys.generate() for a in ("a", "b", "c")}
         >>> public = {a: k.public_bytes for a, k in keys.items()}
@@ -107,7 +109,7 @@ class PairwiseMasker:
         (30.0, ['c'])
         """
         covered = sorted(d for d in dropped if d in self.secrets)
-        if self.secrets and len(covered) == len(self.secrets):
+        if self.secrets and set(covered) | set(revealed) >= set(self.secrets):
             return None
         return sum(self._signed(d, round_id, cfg) for d in covered), covered
 

@@ -4,8 +4,9 @@ hyperparameters on its *local* data, publishing only differentially-private metr
 Per round: candidates are the production configuration, a small design shared by every replica of
 the model (same points, so the aggregator can combine them), and points the local optimiser asks
 for. Each candidate is trained on the older part of the replica's window and scored on the newest
-slice (time order kept). Quality and latency are noised with diffprivlib's Laplace mechanism
-(sensitivity = metric range / slice size) and the optimiser is told only the noised values.
+slice (time order kept), predicting only, so each slice record moves the mean by at most
+range / slice size (``score``). Quality and latency are noised with diffprivlib's Laplace mechanism
+at that sensitivity and the optimiser is told only the noised values.
 """
 
 from __future__ import annotations
@@ -105,7 +106,6 @@ class FhpoAgent:
         self.metric = metric or Accuracy()
         self.window = LocalWindow(self.config.window)
         self._noise_rng = None if noise_seed is None else np.random.default_rng(noise_seed)
-        self.exhausted = False
 
     def __getstate__(self) -> dict:  # the family holds lambdas: it travels by name
         return {**self.__dict__, "family": self.family.name}
@@ -123,8 +123,6 @@ class FhpoAgent:
         so the window can keep filling while the round runs in another thread)."""
         cfg = self.config
         events = list(self.window.events) if events is None else events
-        if self.exhausted:
-            return RoundOutcome("budget spent")
         if len(events) < cfg.min_train + cfg.holdout:
             return RoundOutcome("not enough data")
         train, holdout = events[: -cfg.holdout], events[-cfg.holdout :]
@@ -142,8 +140,7 @@ class FhpoAgent:
         )
         queue = [(c, True) for c in shared]
         while queue or (opt is not None and len(outcome.trials) < len(shared) + cfg.n_local):
-            if not self.ledger.can_spend(per_metric, span):
-                self.exhausted = True
+            if not self.ledger.can_spend(per_metric, span):  # this slice's records: a later slice may pay
                 outcome.status = "budget spent"
                 break
             if queue:
@@ -159,16 +156,8 @@ class FhpoAgent:
 
     def _evaluate(self, round_id, candidate, train, holdout, span, is_shared) -> TrialResult:
         cfg = self.config
-        model = self.family.build(candidate, seed=self.seed)
-        for _, x, y in train:
-            model.learn_one(x, y)
-        qualities, latencies = [], []
-        for _, x, y in holdout:
-            t0 = time.perf_counter()
-            y_pred = model.predict_one(x)
-            latencies.append(min((time.perf_counter() - t0) * 1000.0, cfg.latency_clip_ms))
-            qualities.append(self.metric(y_pred, y))
-            model.learn_one(x, y)  # test-then-train inside the slice, as in production
+        qualities, latencies = score(self.family.build(candidate, seed=self.seed), train, holdout, self.metric,
+                                     cfg.latency_clip_ms)
         n = len(holdout)
         q_sens = (self.metric.upper - self.metric.lower) / n
         rs_q, rs_l = (None, None) if self._noise_rng is None else self._noise_rng.integers(2**31, size=2).tolist()
@@ -192,3 +181,22 @@ class FhpoAgent:
             shared=is_shared,
             noise_std=float(np.sqrt(2.0) * q_sens / cfg.epsilon_quality),
         )
+
+
+def score(model, train: list, holdout: list, metric: Metric, latency_clip_ms: float) -> tuple[list, list]:
+    """Per holdout record, the candidate's quality and its clipped prediction latency (ms).
+
+    The model learns ``train`` and then only predicts on ``holdout``: a record of the slice
+    changes its own term and nothing else, which is what the 1/n sensitivity of the mean
+    assumes. (Learning inside the slice, test-then-train, would let one record move every later
+    prediction: measured, one replaced record changed 115 of 250 hits.)
+    """
+    for _, x, y in train:
+        model.learn_one(x, y)
+    qualities, latencies = [], []
+    for _, x, y in holdout:
+        t0 = time.perf_counter()
+        y_pred = model.predict_one(x)
+        latencies.append(min((time.perf_counter() - t0) * 1000.0, latency_clip_ms))
+        qualities.append(metric(y_pred, y))
+    return qualities, latencies

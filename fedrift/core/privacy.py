@@ -4,8 +4,9 @@ Each metric is ε-DP with respect to one record of the held-out slice it was com
 sensitivity is the metric's range divided by the slice size). Metrics on *disjoint* slices
 compose in parallel, so a record's privacy loss is the sum of ε over the metrics whose slice
 contained it; the ledger keeps one diffprivlib ``BudgetAccountant`` per slice and refuses a spend
-that would take any record past the budget. (Training records are not covered: protecting them
-would need DP training.)
+that would take any record past the budget. Each model's replica has its own ledger with an equal
+share of the per-record budget (``model_share``), since every model scores the same records.
+(Training records are not covered: protecting them would need DP training.)
 
 >>> ledger = PrivacyLedger(budget=1.0)
 >>> ledger.spend(0.6, (0, 100)); ledger.spend(0.6, (100, 200))  # disjoint slices: parallel
@@ -60,6 +61,19 @@ class PrivacyLedger:
             acc.spend(spent, 0.0)
             self._slices[(-(2**62), 2**62)] = acc
             self.total_sequential += spent
+
+    @classmethod
+    def model_share(cls, budget: float, n_models: int) -> PrivacyLedger:
+        """The ledger of one model's replica when ``budget`` is per record across the pool.
+
+        Every model scores every record of a partition (one replica per model owns it), each
+        with its own ledger in its own process, so a record's loss is the sum over the pool's
+        models: each gets an equal share, and the sum stays within ``budget``.
+
+        >>> PrivacyLedger.model_share(10.0, 4).budget
+        2.5
+        """
+        return cls(budget / max(n_models, 1))
 
     @property
     def max_loss(self) -> float:

@@ -53,6 +53,9 @@ def test_budget_is_enforced_and_the_agent_says_so():
     assert agent.run_round("r2", FAMILIES["linear"].defaults).status == "budget spent"
     with pytest.raises(BudgetSpent):
         agent.ledger.spend(0.5, (600, 800))
+    for t in range(800, 1000):  # a fresh slice: its records have spent nothing
+        agent.observe(t, [1.0, 0.0, 0.0], 1)
+    assert len(agent.run_round("r3", FAMILIES["linear"].defaults).trials) == 2
 
 
 def test_not_enough_data_publishes_nothing():
