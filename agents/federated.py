@@ -145,6 +145,11 @@ class FederatedRounds:
             if self.host_id in dropped:
                 continue
             revealed = self.revealed.setdefault((round_id, cid), set())
+            survivors = 1 + len(set(masker.peers) - set(dropped) - revealed)
+            if survivors < self.agent.config.min_survivors:
+                log.warning("host %s refuses to unmask %s/%s: %d survivor(s), fewer than %d", self.host_id,
+                            round_id, cid, survivors, self.agent.config.min_survivors)
+                continue
             answer = masker.recovery_share(dropped, round_id, cid, revealed)
             if answer is None:
                 log.warning("host %s refuses to unmask %s/%s: with what it revealed before, every peer it "

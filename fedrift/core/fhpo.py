@@ -36,6 +36,7 @@ class FhpoConfig:
     holdout: int = 250  # newest events of the local window: the scoring slice
     min_train: int = 250
     window: int = 1000  # local window kept per replica (train = window - holdout)
+    min_survivors: int = 3  # a host helps unmask a share only while this many maskers survive (itself included)
 
 
 @dataclass

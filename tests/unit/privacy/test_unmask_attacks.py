@@ -11,21 +11,21 @@ import pickle
 
 from agents.federated import FederatedRounds
 from fedrift.core.aggregation import AgentKeys
-from fedrift.core.fhpo import FhpoAgent, RoundOutcome, TrialResult
+from fedrift.core.fhpo import FhpoAgent, FhpoConfig, RoundOutcome, TrialResult
 from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import PrivacyLedger
 
-HOSTS = ("linear-0", "linear-1", "linear-2")
 ROUND, CFG, VALUE = "r1", "cfg-1", 173.0  # VALUE: host 0's noised quality × slice size
 
 
-def _rounds() -> dict[str, FederatedRounds]:
-    keys = {h: AgentKeys.generate() for h in HOSTS}
+def _rounds(n: int = 3, min_survivors: int = 2) -> dict[str, FederatedRounds]:
+    hosts = [f"linear-{i}" for i in range(n)]
+    keys = {h: AgentKeys.generate() for h in hosts}
     out = {}
-    for h in HOSTS:
-        agent = FhpoAgent(FAMILIES["linear"], h, PrivacyLedger(10.0))
-        r = FederatedRounds(agent, "linear", h, keys[h], b"ctx", set(HOSTS) - {h})
-        for k in HOSTS:
+    for h in hosts:
+        agent = FhpoAgent(FAMILIES["linear"], h, PrivacyLedger(10.0), FhpoConfig(min_survivors=min_survivors))
+        r = FederatedRounds(agent, "linear", h, keys[h], b"ctx", set(hosts) - {h})
+        for k in hosts:
             r.learn_key({"model": "linear", "host": k, "public_key": keys[k].public_bytes})
         out[h] = r
     return out
@@ -72,3 +72,14 @@ def test_a_request_naming_every_peer_at_once_is_refused():
 
 def test_a_round_the_host_never_masked_in_is_refused():
     assert _rounds()["linear-0"].unmask(_request("linear-1")) == []
+
+
+def test_no_host_helps_unmask_below_the_minimum_group():
+    """Default t = 3: with three maskers one dropout leaves two, and nobody answers; with four,
+    the three survivors do."""
+    three = _rounds(3, min_survivors=FhpoConfig().min_survivors)["linear-0"]
+    _published_share(three)
+    assert three.unmask(_request("linear-2")) == []
+    four = _rounds(4, min_survivors=FhpoConfig().min_survivors)["linear-0"]
+    _published_share(four)
+    assert len(four.unmask(_request("linear-3"))) == 1
