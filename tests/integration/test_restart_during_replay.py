@@ -1,0 +1,61 @@
+"""A host killed again while it replays after a restart answers nothing twice.
+
+A restarted host reads its partitions again from its checkpoint, silently up to what is already
+committed. Until it has caught up with every partition, its read position in some partition is
+behind the committed offset; a transaction in that window must not commit that position (it
+would move the committed offset back, and a restart in that window would answer the stretch
+again). The checkpoint here is taken once, early, so the replay is long; the host is killed
+again in the middle of it. Then, per request id: exactly one prediction, every label learned once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from fedrift import datasets
+from fedrift.exactly_once import verdict, wait_learned
+from fedrift.kafka_io import RecordProducer
+from fedrift.pipeline import Pipeline
+from fedrift.produce import produce, request_events
+from tests.integration.conftest import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+N = 12_000
+HOST = "host-linear-0"
+
+
+def _kill_and_restart(pipeline: Pipeline, timeout: float = 60.0) -> None:
+    pipeline.kill(HOST)
+    pipeline.ready_file(HOST).unlink()
+    deadline = time.monotonic() + timeout
+    while not pipeline.ready_file(HOST).exists() and time.monotonic() < deadline:
+        pipeline.supervise()
+        time.sleep(0.05)
+    assert pipeline.ready_file(HOST).exists(), "the host did not come back"
+
+
+def test_a_host_killed_during_its_replay_answers_nothing_twice(settings, tmp_path):
+    settings = dataclasses.replace(settings, models=("linear",), replicas=1, checkpoint_every_s=3600.0)
+    catalog = ensure_topics(settings)
+    rows = list(datasets.synthetic("sea", N, seed=4))
+    events = list(request_events(rows, run_id="replay"))
+    ids = [v["id"] for base, _, v in events if base == "inference.requests"]
+    with Pipeline(settings, tmp_path / "logs") as pipeline:
+        pipeline.wait_ready()
+        produce(RecordProducer(settings.bootstrap), catalog, events)
+        wait_learned(settings.bootstrap, catalog, settings.models, N, timeout=180, supervise=pipeline.supervise)
+        _kill_and_restart(pipeline)  # its only checkpoint is from its first batch: the replay is ~N records
+        time.sleep(0.3)
+        _kill_and_restart(pipeline)  # mid-replay
+        wait_learned(settings.bootstrap, catalog, settings.models, N, timeout=180, supervise=pipeline.supervise)
+        result = verdict(settings.bootstrap, catalog, ids, ids, settings.models, timeout=120)
+    log = (tmp_path / "logs" / f"{HOST}.log").read_text()
+    assert log.count("restored its checkpoint") == 2, log[-3000:]
+    assert not result.missing and not result.duplicated and not result.unexpected, (
+        len(result.missing), len(result.duplicated), result.duplicated[:5]
+    )
+    assert result.learned == {"linear": N} and result.digest_ok == {"linear": True}, result
