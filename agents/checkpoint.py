@@ -65,6 +65,15 @@ def replay_bounds(checkpoint: dict[tuple[str, int], int], committed: dict[tuple[
     return {tp: o for tp, o in committed.items() if o >= 0}
 
 
+def later(a: dict[tuple[str, int], int], b: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    """Per partition, the later of two offsets (a missing one counts as none).
+
+    >>> later({("t", 0): 5, ("t", 1): -1001}, {("t", 0): 3, ("t", 1): 8, ("t", 2): 2})
+    {('t', 0): 5, ('t', 1): 8, ('t', 2): 2}
+    """
+    return {tp: max(a.get(tp, -1), b.get(tp, -1)) for tp in sorted(a.keys() | b.keys())}
+
+
 def commit_positions(positions: dict[tuple[str, int], int], replay_until: dict[tuple[str, int], int]
                      ) -> dict[tuple[str, int], int]:
     """The input offsets a transaction commits: how far the host has read, but never less than
@@ -87,6 +96,7 @@ class HostState:
     ledger: Any
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset to read per partition
     rounds: dict | None = None  # secure-aggregation memory: peers masked with and unmasked for, per round
+    n_partitions: int | None = None  # of the input topics when it was written
 
 
 def _write_private(path: Path, data: bytes) -> None:

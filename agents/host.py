@@ -46,6 +46,7 @@ from schemas.records import HostProgress
 log = logging.getLogger(__name__)
 BATCH = 500  # input records handled per transaction, at most
 LINGER_S = 0.01  # how long a batch waits for more records after its first
+MAX_FAILED_TRANSACTIONS = 5  # failed in a row on the same input: not transient, the process exits
 IDLE_STATUS_S = 1.0  # after this long without input, a host reports what it learned since its last status
 
 
@@ -98,6 +99,8 @@ class ModelHost(HostControl):
         self.positions: dict[tuple[str, int], int] = {}
         self.running = True
         self.checkpointed_at = 0.0
+        self.failed_in_a_row = 0
+        self.n_partitions: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def connect(self) -> None:
@@ -182,10 +185,15 @@ class ModelHost(HostControl):
             log.info("host %s restored its checkpoint (%d labels learned)", self.host_id, state.replica.n_learned)
         else:
             self.replica_state, offsets = ModelReplica(self.family, self.cfg), {}
+        partitions = self._inputs()
+        if state is not None and state.n_partitions not in (None, self.n_partitions):
+            raise checkpoint.TopologyChanged(
+                f"host {self.host_id}: {self.requests} has {self.n_partitions} partitions, its checkpoint "
+                f"{self.state_path} was made with {state.n_partitions}: labels would hash elsewhere than their requests"
+            )
         for d in deployments_in_force(read_compacted(self.settings.bootstrap, self.catalog.name(DEPLOYMENTS)).values()):
             if d["model"] == self.model:
                 self._deploy(d)
-        partitions = self._inputs()
         self.replay_until = self._replay_bounds(partitions, offsets)
         log.info(
             "host %s resumes at %s and replays silently up to %s",
@@ -198,7 +206,9 @@ class ModelHost(HostControl):
             for tp in partitions
         ]
         self.consumer.assign(start)
+        self.consumer.resume(start)  # a partition paused before stays paused across assign()
         self.labels_paused = False
+        self._warn_if_truncated(start)
         self.positions = {(tp.topic, tp.partition): tp.offset for tp in start}
 
     def _replay_bounds(
@@ -224,8 +234,7 @@ class ModelHost(HostControl):
                         _by_partition(committed),
                         _by_partition(progress),
                     )
-                merged = {tp: max(committed.get(tp, -1), progress.get(tp, -1)) for tp in committed | progress}
-                return checkpoint.replay_bounds(offsets, merged)
+                return checkpoint.replay_bounds(offsets, checkpoint.later(committed, progress))
             except (checkpoint.StaleCommit, TimeoutError) as exc:
                 if time.monotonic() > deadline:
                     raise
@@ -234,9 +243,20 @@ class ModelHost(HostControl):
 
     def _committed_progress(self) -> dict[tuple[str, int], int]:
         topic = self.catalog.name(HOST_PROGRESS)
-        latest = retrying(lambda: read_compacted(self.settings.bootstrap, topic, complete=True), f"reading {topic}")
+        latest = read_compacted(self.settings.bootstrap, topic, complete=True)
         mine = latest.get(self.host_id) or {"offsets": []}
         return {(o["topic"], o["partition"]): o["offset"] for o in mine["offsets"]}
+
+    def _warn_if_truncated(self, start: list[TopicPartition]) -> None:
+        """Say so when retention deleted records this host had not read (it resumes at the log
+        start: those requests are not answered, their labels not learned)."""
+        for tp in start:
+            if tp.offset < 0:
+                continue
+            low, _ = retrying(lambda tp=tp: self.consumer.get_watermark_offsets(tp, timeout=10), "watermarks")
+            if low > tp.offset:
+                log.error("host %s: %s/%d offsets %d..%d were deleted by retention before this host read them",
+                          self.host_id, tp.topic, tp.partition, tp.offset, low - 1)
 
     def _inputs(self) -> list[TopicPartition]:
         def count(topic: str) -> int:
@@ -246,7 +266,7 @@ class ModelHost(HostControl):
                 raise KafkaException(f"topic {topic} has no partitions (does it exist?)")
             return len(parts)
 
-        n = count(self.requests)
+        n = self.n_partitions = count(self.requests)
         if count(self.feedback) != n:
             raise KafkaException(f"{self.feedback} must have as many partitions as {self.requests} ({n})")
         self.owned = [p for p in range(n) if p % self.settings.replicas == self.replica]
@@ -255,7 +275,7 @@ class ModelHost(HostControl):
 
     def _checkpoint(self) -> None:
         state = checkpoint.HostState(self.replica_state, self.rounds.agent.ledger, dict(self.positions),
-                                     self.rounds.memory())
+                                     self.rounds.memory(), self.n_partitions)
         checkpoint.save(self.state_path, state)
         self.checkpointed_at = time.monotonic()
 
@@ -277,10 +297,17 @@ class ModelHost(HostControl):
         except KafkaException as exc:
             if exc.args[0].fatal():
                 raise
+            self.failed_in_a_row += 1
+            if self.failed_in_a_row >= MAX_FAILED_TRANSACTIONS:
+                raise RuntimeError(
+                    f"host {self.host_id}: {self.failed_in_a_row} transactions in a row failed ({exc}) at "
+                    f"{_by_partition(self.positions)}; exiting (the supervisor restarts it and reports a crash loop)"
+                ) from exc
             log.warning("host %s: transaction failed (%s); recovering from the checkpoint", self.host_id, exc)
             retrying(lambda: self._txn(self.producer.abort_transaction), "abort_transaction")
             self.recover()
             return
+        self.failed_in_a_row = 0
         if time.monotonic() - self.checkpointed_at >= self.settings.checkpoint_every_s:
             self._checkpoint()
         self._pace_labels()

@@ -180,6 +180,10 @@ class RecordProducer:
         return self.delivered
 
 
+DLQ_COPY_BYTES = 64 * 1024  # of a dead-lettered record's key and value
+DLQ_REASON_CHARS = 2000
+
+
 def dead_letter(
     catalog: TopicCatalog,
     source_topic: str | None,
@@ -190,8 +194,19 @@ def dead_letter(
     error: Exception,
     consumer: str,
 ) -> tuple[str, bytes, list[tuple[str, bytes]]]:
-    """Build the DLQ topic, the encoded DeadLetter value and its headers for one unusable record."""
+    """Build the DLQ topic, the encoded DeadLetter value and its headers for one unusable record.
+
+    The record's bytes are copied only up to ``DLQ_COPY_BYTES`` (its source position names the
+    whole record): a record near the broker's size limit would otherwise make a dead letter over
+    it, which the producer refuses, and the batch carrying it could never commit.
+    """
     reason = error.reason if isinstance(error, RecordError) else f"{type(error).__name__}: {error}"
+    reason = reason[:DLQ_REASON_CHARS]
+    size = len(raw) if raw is not None else 0
+    if raw is not None and size > DLQ_COPY_BYTES:
+        reason += f" (record of {size} bytes; the first {DLQ_COPY_BYTES} are kept)"
+        raw = raw[:DLQ_COPY_BYTES]
+    key = key[:DLQ_COPY_BYTES] if key is not None else None
     source_topic, partition, offset = source_topic or "", partition if partition is not None else -1, offset or 0
     value: DeadLetter = {
         "source_topic": source_topic,
@@ -234,8 +249,10 @@ def read_to_end(bootstrap: str, topic: str, from_ms: int | None = None, timeout:
     )
     try:
         md = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if md is None or md.error is not None:
+        if md is None or (md.error is not None and md.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
             raise KeyError(f"topic {topic!r} does not exist")
+        if md.error is not None:
+            raise KafkaException(md.error)  # e.g. a leader not available yet: the caller may retry
         starts, ends = [], {}
         for p in md.partitions:
             tp = TopicPartition(topic, p)
@@ -272,18 +289,23 @@ def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0, complete: 
     """The latest decoded value per key of a compacted state topic, read from the beginning.
 
     Processes call this at start-up to rebuild state (weights, deployments, ledgers) that must
-    survive a restart, independent of any consumer group's committed offsets.
+    survive a restart, independent of any consumer group's committed offsets. A topic that does
+    not exist reads as empty; a retriable Kafka error (no leader yet) is retried.
     """
-    state: dict[str, Any] = {}
-    try:
-        for msg in read_to_end(bootstrap, topic, timeout=timeout, complete=complete):
-            try:
-                state[msg.key().decode()] = codec().decode(msg.value())[1]
-            except (RecordError, AttributeError):
-                continue
-    except KeyError:
-        return {}
-    return state
+
+    def read() -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        try:
+            for msg in read_to_end(bootstrap, topic, timeout=timeout, complete=complete):
+                try:
+                    state[msg.key().decode()] = codec().decode(msg.value())[1]
+                except (RecordError, AttributeError):
+                    continue
+        except KeyError:
+            return {}
+        return state
+
+    return retrying(read, f"reading {topic}", within_s=60.0)
 
 
 TXN_TIMEOUT_S = 30  # what each transactional call is given

@@ -31,6 +31,22 @@ from schemas import FeatureCountMismatch, InvalidRecord, NonFiniteFeature, valid
 from schemas.records import InferenceRequest
 
 MAX_ABS_FEATURE = 1e15  # finite but larger values overflow the trees' Gaussian estimators
+MAX_ID_CHARS = 1024  # a request id travels as the key and in the value of every output
+
+
+def validate_id(request_id: str) -> None:
+    """Refuse an id no output could carry: each output repeats it, and one over the producer's
+    size limit could never be committed.
+
+    >>> validate_id("x" * 2000)
+    Traceback (most recent call last):
+    ...
+    schemas.codec.InvalidRecord: request id of 2000 characters (at most 1024)
+    """
+    if not request_id:
+        raise InvalidRecord("request id is empty")
+    if len(request_id) > MAX_ID_CHARS:
+        raise InvalidRecord(f"request id of {len(request_id)} characters (at most {MAX_ID_CHARS})")
 
 
 class PartitionRouting:
@@ -52,6 +68,7 @@ class PartitionRouting:
     def check(self, request: InferenceRequest) -> None:
         """Raise a ``RecordError`` for a request no model may use; the first valid request of the
         partition fixes the feature count when the settings do not."""
+        validate_id(request["id"])
         features = request["features"]
         if not features:
             raise FeatureCountMismatch("request has no features")

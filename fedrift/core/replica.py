@@ -34,7 +34,7 @@ from fedrift.core.fhpo import LocalWindow
 from fedrift.core.lifecycle import Action, validated_config
 from fedrift.core.metrics import WindowedMean
 from fedrift.core.models import FAMILIES, Classifier, ModelFamily, config_id
-from fedrift.core.partition import PartitionRouting
+from fedrift.core.partition import PartitionRouting, validate_id
 from fedrift.core.records import Output
 from fedrift.core.routing import InputSketch, evidence_due
 from fedrift.topics import MODEL_STATUS, PREDICTIONS, SHADOW_RESULTS
@@ -169,6 +169,7 @@ class ModelReplica:
         labels can run ahead of the requests, e.g. while a restarted host catches up). The host
         stops reading labels while more than ``early_limit`` are held (``labels_ahead``); a held
         label expires once the requests are ``label_horizon_ms`` past it (its request never came)."""
+        validate_id(request_id)
         pending = self.pending.pop(request_id, None)
         if pending is None:
             self._remember(self.early, request_id, (label, time_ms), 10 * self.cfg.early_limit)

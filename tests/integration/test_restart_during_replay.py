@@ -38,6 +38,19 @@ def _kill_and_restart(pipeline: Pipeline, timeout: float = 60.0) -> None:
     assert pipeline.ready_file(HOST).exists(), "the host did not come back"
 
 
+def _last_resume(log: str) -> str:
+    return [line for line in log.splitlines() if " resumes at " in line][-1]
+
+
+def _positions(line: str) -> tuple[dict[str, int], dict[str, int]]:
+    """The checkpoint positions and the replay bound of a host's "resumes at" log line."""
+    def parse(part: str) -> dict[str, int]:
+        return {} if part.strip() == "nothing" else {
+            k: int(v) for k, v in (item.split("=") for item in part.strip().split(", "))}
+    at, until = line.split(" resumes at ")[1].split(" and replays silently up to ")
+    return parse(at), parse(until)
+
+
 def test_a_host_killed_during_its_replay_answers_nothing_twice(settings, tmp_path):
     settings = dataclasses.replace(settings, models=("linear",), replicas=1, checkpoint_every_s=3600.0)
     catalog = ensure_topics(settings)
@@ -55,6 +68,9 @@ def test_a_host_killed_during_its_replay_answers_nothing_twice(settings, tmp_pat
         result = verdict(settings.bootstrap, catalog, ids, ids, settings.models, timeout=120)
     log = (tmp_path / "logs" / f"{HOST}.log").read_text()
     assert log.count("restored its checkpoint") == 2, log[-3000:]
+    # the second kill landed mid-replay: the third start resumed behind what was committed
+    resumed, bound = _positions(_last_resume(log))
+    assert any(resumed.get(tp, -1) < o for tp, o in bound.items()), (resumed, bound)
     assert not result.missing and not result.duplicated and not result.unexpected, (
         len(result.missing), len(result.duplicated), result.duplicated[:5]
     )

@@ -3,7 +3,7 @@ import pickle
 import pytest
 from confluent_kafka import OFFSET_BEGINNING
 
-from agents.checkpoint import HostState, StaleCommit, load, replay_bounds, save
+from agents.checkpoint import HostState, StaleCommit, commit_positions, later, load, replay_bounds, save
 from fedrift import datasets
 from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import PrivacyLedger
@@ -65,3 +65,17 @@ def test_replay_bounds_refuse_committed_offsets_behind_or_missing_for_a_checkpoi
         with pytest.raises(StaleCommit, match="req/0"):
             replay_bounds(ckpt, stale)
     assert replay_bounds({}, {("req", 0): 7}) == {("req", 0): 7}  # a fresh host: whatever Kafka has
+
+
+def test_commits_never_go_below_the_replay_bound_nor_name_unread_partitions():
+    positions = {("req", 0): 951, ("req", 1): OFFSET_BEGINNING, ("req", 2): 1300, ("fb", 0): OFFSET_BEGINNING}
+    bound = {("req", 0): 1146, ("req", 1): 700, ("req", 2): 1200}
+    assert commit_positions(positions, bound) == {("req", 0): 1146, ("req", 1): 700, ("req", 2): 1300}
+    assert commit_positions(positions, {}) == {("req", 0): 951, ("req", 2): 1300}
+
+
+def test_the_replay_bound_is_the_later_of_the_group_offsets_and_the_progress_record():
+    committed = {("req", 0): 958, ("req", 1): -1001}
+    progress = {("req", 0): 1146, ("req", 1): 40}
+    assert later(committed, progress) == {("req", 0): 1146, ("req", 1): 40}
+    assert later(progress, committed) == later(committed, progress)
