@@ -47,6 +47,7 @@ class PipelineConfig:
     replicas: int = 3
     partitions: int = 3
     seed: int = 0
+    noise_draw: int = 0  # which draw of the DP noise (the pipeline's is a fresh secure one each run)
     rate: float = 250.0  # requests per second of virtual time
     tick_s: float = 1.0  # how often the controller's clock is checked (``fedrift.core.controller``)
     hpo_latency_s: float = 8.0  # trigger to metrics published: hosts optimise beside serving (measured)
@@ -112,7 +113,7 @@ class InMemoryPipeline:
             PrivacyLedger.model_share(self.cfg.epsilon_budget, len(self.cfg.pool)),
             self.cfg.fhpo,
             seed=self.cfg.seed * 1000 + r,
-            noise_seed=self.cfg.seed * 1000 + r,
+            noise_seed=(self.cfg.seed + 7919 * self.cfg.noise_draw) * 1000 + r,
         )
         peers = {f"{model}-{k}" for k in range(self.cfg.replicas)} - {host}
         rounds = FederatedRounds(agent, model, host, self._keys(host), model.encode(), peers)
