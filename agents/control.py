@@ -20,7 +20,7 @@ from fedrift.core.records import Output
 from fedrift.core.replica import ModelReplica
 from fedrift.kafka_io import dead_letter, now_ms, read_compacted, retrying
 from fedrift.topics import DEPLOYMENTS, HPO_KEYS, HPO_TRIGGERS, TopicCatalog
-from schemas import RecordError
+from schemas import InvalidRecord, RecordError
 from schemas.records import AgentKey, Deployment
 
 if TYPE_CHECKING:
@@ -121,14 +121,18 @@ class HostControl:
 
     def _owns_control_dlq(self, msg) -> bool:
         """One host dead-letters each unusable control record: replica 0 of the model a deployment
-        names, replica 0 of the pool's first model for anything else."""
+        names; for a refused key, the first replica of its model other than the key's own host;
+        replica 0 of the pool's first model for anything else."""
+        try:
+            name, value = self.codec.decode(msg.value())
+        except RecordError:
+            name, value = None, {}
+        if name == "AgentKey":  # refused only by the hosts of its model
+            return value["model"] == self.model and self.replica == (1 if value["host"] == f"{self.model}-0" else 0)
         if self.replica != 0:
             return False
-        if msg.topic() == self.catalog.name(DEPLOYMENTS):
-            try:
-                return self.codec.decode(msg.value())[1]["model"] == self.model
-            except RecordError:
-                pass
+        if msg.topic() == self.catalog.name(DEPLOYMENTS) and name is not None:
+            return value["model"] == self.model
         return self.dlq_owner
 
     def _control_record(self, msg) -> list[Output]:
@@ -144,8 +148,8 @@ class HostControl:
                 log.info("host %s applied %s %s", self.host_id, value["action"], value["config_id"])
         elif name == "UnmaskRequest" and value["model"] == self.model:
             return self.rounds.unmask(value)
-        elif name == "AgentKey":
-            self.rounds.learn_key(value)
+        elif name == "AgentKey" and not self.rounds.learn_key(value):
+            raise InvalidRecord(f"{value['host']} published another public key than the one pinned here")
         return []
 
     def _deploy(self, d: Deployment) -> None:

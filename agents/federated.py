@@ -41,20 +41,38 @@ class FederatedRounds:
     def __init__(self, agent: FhpoAgent, model: str, host_id: str, keys: AgentKeys, context: bytes, peers: set[str]):
         self.agent, self.model, self.host_id, self.keys, self.context = agent, model, host_id, keys, context
         self.peers = peers
-        self.peer_keys: dict[str, bytes] = {}  # the other replicas' public keys, from hpo.keys
+        self.peer_keys: dict[str, bytes] = {}  # the other replicas' public keys, pinned at first sight
+        self.conflicted: set[str] = set()  # peers that published another key since: masked with by nobody
         self.round_peers: OrderedDict[str, list[str]] = OrderedDict()  # round -> peers its masks used
         self.revealed: dict[tuple[str, str], set[str]] = {}  # (round, config) -> peers unmasked for so far
         self.waiting: list[dict] = []
         self.running: tuple[dict, Future] | None = None
         self.executor: ProcessPoolExecutor | None = None
 
-    def learn_key(self, value: dict) -> None:
-        if value.get("model") == self.model and value.get("host") in self.peers:
-            self.peer_keys[value["host"]] = value["public_key"]
+    def learn_key(self, value: dict) -> bool:
+        """Pin a peer's public key the first time it is seen (trust on first use); returns False
+        for a different key later published under a pinned name. Whoever can write ``hpo.keys``
+        could otherwise put their own key in a peer's place and unmask this host's shares; the
+        peer is then left out of masking until an operator resolves it (a legitimate new key
+        after a lost key file looks the same), so the two sides' ``masked_with`` lists disagree
+        and the aggregator drops those configurations instead of summing mismatched masks."""
+        host = value.get("host")
+        if value.get("model") != self.model or host not in self.peers:
+            return True
+        pinned = self.peer_keys.get(host)
+        if pinned is not None and pinned != value["public_key"]:
+            if host not in self.conflicted:
+                log.warning("host %s: %s published another public key; refused, no longer masking with it",
+                            self.host_id, host)
+            self.conflicted.add(host)
+            return False
+        self.peer_keys[host] = value["public_key"]
+        return True
 
     def masker(self, peers: list[str] | None = None) -> PairwiseMasker:
         """Pairwise mask secrets with the peers whose keys are known (or with ``peers`` only)."""
-        public = {h: k for h, k in self.peer_keys.items() if peers is None or h in peers}
+        public = {h: k for h, k in self.peer_keys.items()
+                  if (peers is None or h in peers) and h not in self.conflicted}
         return PairwiseMasker(self.host_id, self.keys.pair_secrets(self.host_id, public, self.context))
 
     def start_next(self, events: list, config: dict) -> None:
@@ -122,13 +140,17 @@ class FederatedRounds:
         return out
 
     def memory(self) -> dict:
-        """What must survive a restart: which peers each round masked with and was unmasked for."""
-        return {"round_peers": dict(self.round_peers), "revealed": {k: set(v) for k, v in self.revealed.items()}}
+        """What must survive a restart: the pinned peer keys, and which peers each round masked
+        with and was unmasked for."""
+        return {"round_peers": dict(self.round_peers), "revealed": {k: set(v) for k, v in self.revealed.items()},
+                "peer_keys": dict(self.peer_keys), "conflicted": set(self.conflicted)}
 
     def restore(self, memory: dict | None) -> None:
         if memory:
             self.round_peers = OrderedDict(memory["round_peers"])
             self.revealed = {k: set(v) for k, v in memory["revealed"].items()}
+            self.peer_keys = dict(memory.get("peer_keys", {}))
+            self.conflicted = set(memory.get("conflicted", ()))
 
     def unmask(self, request: dict) -> list[Output]:
         """Secure-aggregation dropout recovery: reveal only the masks shared with the dropped, and
