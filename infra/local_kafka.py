@@ -2,7 +2,8 @@
 
 ``LocalKafka(home, nodes=1)`` runs one combined broker+controller on port 9092;
 ``nodes=3`` runs three combined nodes (ports 19092/19094/19096, controllers one above each) with
-replication factor 3 and ``min.insync.replicas=2`` for fault tests. Starting formats the KRaft
+replication factor 3 and ``min.insync.replicas=2`` for fault tests; ``secure=True`` runs them with
+TLS, SCRAM-SHA-512 and ACLs only (``infra.security``). Starting formats the KRaft
 storage once, launches detached JVMs logging to files, and returns when every broker answers a
 metadata request. Starting twice is a no-op; stopping sends SIGTERM and kills after a timeout.
 """
@@ -19,6 +20,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from infra.security import SecurityMaterial
 
 KAFKA_DIR = Path(__file__).resolve().parent / "kafka"
 LIB_DIR = KAFKA_DIR / "lib"
@@ -65,13 +68,18 @@ def resolve_jars(quiet: bool = True) -> Path:
 class LocalKafka:
     """Manage a local KRaft cluster of ``nodes`` combined broker/controller processes."""
 
-    def __init__(self, home: Path, nodes: int = 1, base_port: int | None = None) -> None:
+    def __init__(self, home: Path, nodes: int = 1, base_port: int | None = None, secure: bool = False) -> None:
         if nodes not in (1, 3):
             raise KafkaError(f"--nodes must be 1 or 3, not {nodes}")
         self.nodes_count = nodes
         base = base_port if base_port is not None else (9092 if nodes == 1 else 19092)
-        self.root = Path(home) / f"kafka-{nodes}node"
+        self.root = Path(home) / (f"kafka-{nodes}node" + ("-secure" if secure else ""))
         self.nodes = [Node(i + 1, base + 2 * i, base + 2 * i + 1, self.root / f"node{i + 1}") for i in range(nodes)]
+        self.security = SecurityMaterial.ensure(self.root / "security") if secure else None
+
+    def client_config(self) -> dict[str, str]:
+        """Settings every client of this cluster needs besides ``bootstrap.servers`` (the admin's)."""
+        return self.security.client_config() if self.security else {}
 
     @property
     def bootstrap(self) -> str:
@@ -140,7 +148,8 @@ class LocalKafka:
         from confluent_kafka.admin import AdminClient
 
         admin = AdminClient(
-            {"bootstrap.servers": self.bootstrap, "socket.timeout.ms": int(timeout * 1000), "log_level": 0}
+            {"bootstrap.servers": self.bootstrap, "socket.timeout.ms": int(timeout * 1000), "log_level": 0,
+             **self.client_config()}
         )
         try:
             md = admin.list_topics(timeout=timeout)
@@ -188,6 +197,7 @@ class LocalKafka:
             "transaction.state.log.min.isr": 2 if rf >= 3 else 1,
             "share.coordinator.state.topic.replication.factor": rf,
             "share.coordinator.state.topic.min.isr": 2 if rf >= 3 else 1,
+            **(self.security.broker_properties(node.port, node.controller_port) if self.security else {}),
             "group.initial.rebalance.delay.ms": 0,
             "auto.create.topics.enable": "false",
             "log.retention.check.interval.ms": 60000,
@@ -212,8 +222,9 @@ class LocalKafka:
 
     def _format(self, java: str, node: Node, props: Path, cluster_id: str) -> None:
         node.log_dir.mkdir(parents=True, exist_ok=True)
+        scram = self.security.scram_format_args() if self.security else []
         cmd = self._java_cmd(
-            java, node, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)
+            java, node, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props), *scram
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:

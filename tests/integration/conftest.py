@@ -45,6 +45,16 @@ def kafka3() -> Iterator[LocalKafka]:
     cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def kafka_secure() -> Iterator[LocalKafka]:
+    """A 1-node KRaft broker with TLS, SCRAM-SHA-512 and ACLs only (port 29292)."""
+    broker = LocalKafka(TEST_HOME, nodes=1, base_port=int(os.environ.get("FEDRIFT_TEST_KAFKA_SECURE_PORT", "29292")),
+                        secure=True)
+    broker.start(timeout=120)
+    yield broker
+    broker.stop()
+
+
 @pytest.fixture
 def settings(kafka: LocalKafka, tmp_path: Path) -> Settings:
     """Settings for one test: the test broker and a unique topic prefix, so tests never share topics."""
