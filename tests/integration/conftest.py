@@ -7,6 +7,7 @@ it and stops it at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -66,6 +67,33 @@ def settings(kafka: LocalKafka, tmp_path: Path) -> Settings:
         partitions=3,
         n_features=3,
     )
+
+
+@contextlib.contextmanager
+def host_process(
+    settings: Settings, tmp_path: Path, module: str = "fedrift.cli"
+) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """One model host (``linear`` replica 0) in a subprocess, ready when this yields (the process
+    and its log); stopped on exit, also on failure."""
+    ready, log = tmp_path / "ready", tmp_path / "host.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, "host", "--model", "linear", "--replica", "0", "--ready-file", str(ready)],
+            env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ready.exists(), log.read_text()[-3000:]
+        yield proc, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def ensure_topics(settings: Settings) -> TopicCatalog:

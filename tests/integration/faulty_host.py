@@ -1,6 +1,7 @@
 """A model host with one injected, retriable transaction failure, for recovery tests.
 
-``python -m tests.integration.faulty_host MODEL REPLICA READY_FILE`` runs ``ModelHost`` with the
+``python -m tests.integration.faulty_host host --model M --replica R --ready-file F`` (the
+arguments of ``fedrift host``) runs ``ModelHost`` with the
 settings from the environment; its first data transaction that commits while the host has paused
 its labels fails with a timeout (as a broker kill or a slow coordinator would make it), so the
 host aborts and recovers in-process.
@@ -8,8 +9,8 @@ host aborts and recovers in-process.
 
 from __future__ import annotations
 
+import argparse
 import logging
-import sys
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -40,4 +41,10 @@ class FaultyHost(ModelHost):
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    FaultyHost(Settings.from_env(), sys.argv[1], int(sys.argv[2])).run(ready_file=sys.argv[3])
+    ap = argparse.ArgumentParser()
+    ap.add_argument("command", choices=["host"])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--replica", type=int, required=True)
+    ap.add_argument("--ready-file", required=True)
+    args = ap.parse_args()
+    FaultyHost(Settings.from_env(), args.model, args.replica).run(ready_file=args.ready_file)

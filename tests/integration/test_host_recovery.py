@@ -10,17 +10,14 @@ every label must still be learned.
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import time
 
 import pytest
 
 from fedrift.exactly_once import learned
 from fedrift.kafka_io import RecordProducer, now_ms
-from fedrift.pipeline import settings_env
 from fedrift.topics import FEEDBACK, REQUESTS
-from tests.integration.conftest import ensure_topics
+from tests.integration.conftest import ensure_topics, host_process
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +33,7 @@ def test_labels_paused_before_a_failed_transaction_are_read_again(settings, tmp_
                       {"id": f"r{i}", "event_time": now_ms(), "features": [float(i % 7), 1.0], "label": label},
                       key=f"r{i}")
 
-    ready, log = tmp_path / "ready", tmp_path / "host.log"
-    with open(log, "wb") as out:
-        host = subprocess.Popen([sys.executable, "-m", "tests.integration.faulty_host", "linear", "0", str(ready)],
-                                env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists() and host.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert ready.exists(), log.read_text()[-3000:]
+    with host_process(settings, tmp_path, "tests.integration.faulty_host") as (_, log):
         for i in range(20):  # labelled inline: the first commit and the host's only checkpoint
             request(i, i % 2)
         producer.flush()
@@ -65,13 +54,6 @@ def test_labels_paused_before_a_failed_transaction_are_read_again(settings, tmp_
         while got < 340 and time.monotonic() < deadline:
             time.sleep(2)
             got = learned(settings.bootstrap, catalog).get("linear", (0, 0))[0]
-    finally:
-        host.terminate()
-        try:
-            host.wait(20)
-        except subprocess.TimeoutExpired:
-            host.kill()
-            host.wait()
     text = log.read_text()
     assert "injected: commit_transaction timed out" in text and "labels paused" in text, text[-3000:]
     assert got == 340, (got, text[-3000:])  # 40 labelled inline + 300 late, each once

@@ -10,19 +10,15 @@ requests: both are dead-lettered with their reason, every ordinary request is an
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
-import time
 
 import pytest
 from confluent_kafka import Producer
 
 from fedrift.exactly_once import predictions
 from fedrift.kafka_io import RecordProducer, now_ms, read_to_end
-from fedrift.pipeline import settings_env
 from fedrift.topics import REQUESTS
 from schemas import codec
-from tests.integration.conftest import ensure_topics
+from tests.integration.conftest import ensure_topics, host_process
 
 pytestmark = pytest.mark.integration
 
@@ -31,16 +27,7 @@ def test_a_near_limit_input_is_dead_lettered_and_the_rest_answered(settings, tmp
     settings = dataclasses.replace(settings, models=("linear",), replicas=1, partitions=1, n_features=2)
     catalog = ensure_topics(settings)
     requests = catalog.name(REQUESTS)
-    ready, log = tmp_path / "ready", tmp_path / "host.log"
-    with open(log, "wb") as out:
-        host = subprocess.Popen([sys.executable, "-m", "fedrift.cli", "host", "--model", "linear", "--replica", "0",
-                                 "--ready-file", str(ready)], env=settings_env(settings), stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists() and host.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert ready.exists(), log.read_text()[-3000:]
+    with host_process(settings, tmp_path) as (host, log):
         producer = RecordProducer(settings.bootstrap)
         big = Producer({"bootstrap.servers": settings.bootstrap, "message.max.bytes": 1_040_000})
 
@@ -63,13 +50,6 @@ def test_a_near_limit_input_is_dead_lettered_and_the_rest_answered(settings, tmp
         seen = predictions(settings.bootstrap, catalog, 100, timeout=60)
         letters = [codec().decode(m.value())[1] for m in read_to_end(settings.bootstrap, catalog.dlq(requests))]
         alive = host.poll() is None
-    finally:
-        host.terminate()
-        try:
-            host.wait(20)
-        except subprocess.TimeoutExpired:
-            host.kill()
-            host.wait()
     text = log.read_text(errors="replace")
     assert alive and "transaction failed" not in text, text[-3000:]
     assert sorted(seen) == sorted(f"r{i}" for i in range(100)) and set(seen.values()) == {1}
