@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from agents.federated import FederatedRounds
+from fedrift.connection import Connection
 from fedrift.core.drift_stage import validate_trigger
 from fedrift.core.records import Output
 from fedrift.core.replica import ModelReplica
@@ -36,6 +37,7 @@ class HostControl:
 
     settings: Settings
     catalog: TopicCatalog
+    conn: Connection
     codec: Codec
     model: str
     replica: int
@@ -73,7 +75,7 @@ class HostControl:
         record: AgentKey = {"host": self.host_id, "model": self.model, "public_key": self.rounds.keys.public_bytes,
                             "created_ms": now_ms()}
         self._control_transaction([Output(HPO_KEYS, "AgentKey", record, self.host_id)])
-        for value in read_compacted(self.settings.bootstrap, self.catalog.name(HPO_KEYS)).values():
+        for value in read_compacted(self.conn, self.catalog.name(HPO_KEYS)).values():
             self.rounds.learn_key(value)
 
     def _control_transaction(self, outputs: list[Output], letters: Sequence[tuple] = ()) -> None:

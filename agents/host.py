@@ -32,7 +32,9 @@ from agents import checkpoint
 from agents import keys as host_keys
 from agents.control import HostControl
 from agents.federated import FederatedRounds
+from fedrift.access import host_role
 from fedrift.config import Settings
+from fedrift.connection import connect
 from fedrift.core.fhpo import FhpoAgent, FhpoConfig
 from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import PrivacyLedger
@@ -76,6 +78,7 @@ class ModelHost(HostControl):
         self.cfg = replica_config(settings, model, replica)
         self.host_id = self.cfg.host_id
         self.catalog = TopicCatalog.from_settings(settings)
+        self.conn = connect(settings, host_role(model))
         self.codec = codec()
         self.family = FAMILIES[model]
         self.requests, self.feedback = self.catalog.name(REQUESTS), self.catalog.name(FEEDBACK)
@@ -104,22 +107,19 @@ class ModelHost(HostControl):
 
     # -- lifecycle -----------------------------------------------------------------------------
     def connect(self) -> None:
-        bootstrap, prefix = self.settings.bootstrap, self.settings.topic_prefix
+        conn, prefix = self.conn, self.settings.topic_prefix
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
+            conn.conf(**{
                 "group.id": f"{prefix}host.{self.host_id}",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",  # a checkpoint behind the log start: from the start
                 "isolation.level": "read_committed",
                 "log_level": 3,
-            }
+            })
         )
-        self.control = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": f"{prefix}host.{self.host_id}.control", "log_level": 3}
-        )
+        self.control = Consumer(conn.conf(**{"group.id": f"{prefix}host.{self.host_id}.control", "log_level": 3}))
         self.producer = Producer(
-            producer_config(bootstrap, **{"transactional.id": f"{prefix}host.{self.host_id}", "retry.backoff.ms": 20})
+            producer_config(conn, **{"transactional.id": f"{prefix}host.{self.host_id}", "retry.backoff.ms": 20})
         )
 
     def run(self, max_idle_s: float | None = None, ready_file: str | None = None) -> None:
@@ -191,7 +191,7 @@ class ModelHost(HostControl):
                 f"host {self.host_id}: {self.requests} has {self.n_partitions} partitions, its checkpoint "
                 f"{self.state_path} was made with {state.n_partitions}: labels would hash elsewhere than their requests"
             )
-        for d in deployments_in_force(read_compacted(self.settings.bootstrap, self.catalog.name(DEPLOYMENTS)).values()):
+        for d in deployments_in_force(read_compacted(self.conn, self.catalog.name(DEPLOYMENTS)).values()):
             if d["model"] == self.model:
                 self._deploy(d)
         self.replay_until = self._replay_bounds(partitions, offsets)
@@ -243,7 +243,7 @@ class ModelHost(HostControl):
 
     def _committed_progress(self) -> dict[tuple[str, int], int]:
         topic = self.catalog.name(HOST_PROGRESS)
-        latest = read_compacted(self.settings.bootstrap, topic, complete=True)
+        latest = read_compacted(self.conn, topic, complete=True)
         mine = latest.get(self.host_id) or {"offsets": []}
         return {(o["topic"], o["partition"]): o["offset"] for o in mine["offsets"]}
 

@@ -17,33 +17,44 @@ class UsageError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
 
 
-def ensure_broker(settings: Settings, nodes: int = 1) -> str:
-    """Return the bootstrap servers, starting the local broker when none is configured."""
+def ensure_broker(settings: Settings, role: str = "admin") -> Settings:
+    """The settings of a reachable broker: the configured one (checked by connecting as
+    ``role``), or the local one, started when it is not running, secure unless
+    ``FEDRIFT_SECURITY_PROTOCOL=PLAINTEXT``."""
+    from fedrift.connection import connect, for_cluster
     from fedrift.kafka_io import check_broker
 
     if settings.local:
         from infra.local_kafka import LocalKafka
 
-        cluster = LocalKafka(settings.home, nodes=3)
-        if nodes == 1 and cluster.running():
-            nodes = 3  # the 3-node cluster the user started is the one to use
-        kafka = LocalKafka(settings.home, nodes=nodes, base_port=settings.kafka_port if nodes == 1 else None)
+        secure = _secure(settings)
+        nodes = 3 if LocalKafka(settings.home, nodes=3, secure=secure).running() else 1  # one the user started
+        kafka = LocalKafka(settings.home, nodes=nodes, base_port=settings.kafka_port if nodes == 1 else None,
+                           secure=secure)
         state = kafka.start()
-        print(f"local Kafka ({nodes} node{'s' if nodes > 1 else ''}) {state} at {kafka.bootstrap}", file=sys.stderr)
-        return kafka.bootstrap
-    check_broker(settings.bootstrap)
-    return settings.bootstrap
+        how = "SASL_SSL, SCRAM-SHA-512, ACLs" if secure else "PLAINTEXT"
+        print(f"local Kafka ({nodes} node{'s' if nodes > 1 else ''}, {how}) {state} at {kafka.bootstrap}",
+              file=sys.stderr)
+        return for_cluster(settings, kafka)
+    check_broker(connect(settings, role))
+    return settings
+
+
+def _secure(settings: Settings) -> bool:
+    return settings.security_protocol.upper() != "PLAINTEXT"
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     from infra.local_kafka import LocalKafka
 
     base = settings.kafka_port if args.nodes == 1 else None
-    kafka = LocalKafka(settings.home, nodes=args.nodes, base_port=base)
+    secure = _secure(settings) if args.secure is None else args.secure
+    kafka = LocalKafka(settings.home, nodes=args.nodes, base_port=base, secure=secure)
     if args.action == "start":
         t0 = time.monotonic()
         state = kafka.start(timeout=args.timeout)
-        print(f"{state}: {kafka.bootstrap} ({time.monotonic() - t0:.1f}s)")
+        how = f"SASL_SSL, credentials in {kafka.security.directory}" if kafka.security else "PLAINTEXT"
+        print(f"{state}: {kafka.bootstrap} ({how}; {time.monotonic() - t0:.1f}s)")
     elif args.action == "stop":
         print(kafka.stop(timeout=args.timeout))
     else:
@@ -54,13 +65,28 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from fedrift.kafka_io import create_topics
+    from fedrift.provision import provision
+
+    settings = ensure_broker(settings)
+    catalog = provision(settings)
+    print(f"{len(catalog.specs())} topics under prefix {settings.topic_prefix!r} on {settings.bootstrap}"
+          + (f"; role users and ACLs in force ({settings.credentials_dir})" if settings.credentials_dir else ""))
+    return 0
+
+
+def cmd_acls(args: argparse.Namespace, settings: Settings) -> int:
+    """Print what each role may do (the ACLs ``fedrift topics create`` applies)."""
+    from fedrift import access
     from fedrift.topics import TopicCatalog
 
-    bootstrap = ensure_broker(settings)
-    result = create_topics(bootstrap, TopicCatalog.from_settings(settings).specs())
-    for name, state in sorted(result.items()):
-        print(f"{state:8} {name}")
+    catalog = TopicCatalog.from_settings(settings)
+    for role in [access.ADMIN, *access.roles(catalog)]:
+        if role == access.ADMIN:
+            print("admin: super user (creates topics, users and ACLs; the monitor and checks read as it)")
+            continue
+        print(f"{role}:")
+        for g in access.grants(role, catalog, settings.replicas):
+            print(f"  {','.join(g.operations):28} {g.resource} {g.name}{'*' if g.pattern == 'prefixed' else ''}")
     return 0
 
 
@@ -76,7 +102,7 @@ def cmd_streams(args: argparse.Namespace, settings: Settings) -> int:
     from streams.worker import run_worker
 
     if settings.local:
-        ensure_broker(settings)
+        settings = ensure_broker(settings)
     run_worker(settings, args.processors.split(","), ready_file=args.ready_file)
     return 0
 
@@ -99,17 +125,18 @@ def _rows(args: argparse.Namespace):
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from fedrift.kafka_io import RecordProducer, create_topics
+    from fedrift.access import CLIENT
+    from fedrift.connection import connect
+    from fedrift.kafka_io import RecordProducer
     from fedrift.produce import produce, request_events
-    from fedrift.topics import TopicCatalog
+    from fedrift.provision import provision
 
     rows = _rows(args)
-    bootstrap = ensure_broker(settings)
-    catalog = TopicCatalog.from_settings(settings)
-    create_topics(bootstrap, catalog.specs())
+    settings = ensure_broker(settings)
+    catalog = provision(settings)
     with tqdm(desc="requests", unit="ev", total=args.n or None, disable=args.quiet) as bar:
         n = produce(
-            RecordProducer(bootstrap),
+            RecordProducer(connect(settings, CLIENT)),
             catalog,
             request_events(rows, label_delay=args.label_delay),
             rate=args.rate,
@@ -131,16 +158,18 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         rows = islice(rows, args.n) if args.n else rows
     else:
         rows = datasets.synthetic(args.stream, args.n, args.seed)
-    return run(rows, settings, ensure_broker(settings), args.rate, args.label_delay, args.timeout)
+    return run(rows, ensure_broker(settings), args.rate, args.label_delay, args.timeout)
 
 
 def cmd_routes(args: argparse.Namespace, settings: Settings) -> int:
     """Follow routing.weights and print each change."""
+    from fedrift.access import CLIENT
     from fedrift.client import RoutingClient
+    from fedrift.connection import connect
     from fedrift.topics import TopicCatalog
 
-    bootstrap = ensure_broker(settings)
-    client = RoutingClient(bootstrap, TopicCatalog.from_settings(settings), settings.models)
+    settings = ensure_broker(settings, CLIENT)
+    client = RoutingClient(connect(settings, CLIENT), TopicCatalog.from_settings(settings), settings.models)
     shown = 0
     try:
         while args.max_changes == 0 or shown < args.max_changes:
@@ -160,15 +189,17 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from fedrift import replay
+    from fedrift.connection import connect
 
-    bootstrap = ensure_broker(settings)
+    settings = ensure_broker(settings)
+    admin = connect(settings, "admin")
     if args.action == "export":
-        n = replay.export(bootstrap, args.topic, Path(args.file), args.from_time, args.to_time)
+        n = replay.export(admin, args.topic, Path(args.file), args.from_time, args.to_time)
         print(f"exported {n} records from {args.topic} to {args.file}")
     else:
         if not Path(args.file).is_file():
             raise UsageError(f"no such replay file: {args.file}")
-        n = replay.play(bootstrap, Path(args.file), args.topic, pace=args.pace, speed=args.speed)
+        n = replay.play(admin, Path(args.file), args.topic, pace=args.pace, speed=args.speed)
         print(f"played {n} records from {args.file} into {args.topic} ({args.pace})")
     return 0
 
@@ -221,11 +252,18 @@ def _service_commands(sub) -> None:
     k.add_argument("action", choices=["start", "stop", "status"])
     k.add_argument("--nodes", type=int, choices=[1, 3], default=1)
     k.add_argument("--timeout", type=float, default=90.0)
+    mode = k.add_mutually_exclusive_group()
+    mode.add_argument("--secure", dest="secure", action="store_true", default=None,
+                      help="TLS, SASL/SCRAM-SHA-512 and ACLs (the default unless FEDRIFT_SECURITY_PROTOCOL=PLAINTEXT)")
+    mode.add_argument("--plaintext", dest="secure", action="store_false", help="no TLS, no login (debugging)")
     k.set_defaults(func=cmd_kafka)
 
     t = sub.add_parser("topics", help="topic catalog")
     t.add_argument("action", choices=["create"])
     t.set_defaults(func=cmd_topics)
+
+    a = sub.add_parser("acls", help="print what each role's principal may do on the cluster")
+    a.set_defaults(func=cmd_acls)
 
     s = sub.add_parser("streams", help="run Faust stream processors in one worker")
     s.add_argument(

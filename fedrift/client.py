@@ -4,10 +4,10 @@ rule, so a client can route requests itself exactly as the router would."""
 from __future__ import annotations
 
 import threading
-import uuid
 
 from confluent_kafka import Consumer
 
+from fedrift.connection import Connection
 from fedrift.core.router import DeficitRouter
 from fedrift.topics import ROUTING_WEIGHTS, TopicCatalog
 from schemas import RecordError, codec
@@ -16,12 +16,12 @@ from schemas import RecordError, codec
 class RoutingClient:
     """Follows the compacted ``routing.weights`` topic in a background thread.
 
-    >>> client = RoutingClient("127.0.0.1:9092", TopicCatalog(), models=("a", "b"), follow=False)
+    >>> client = RoutingClient(Connection("127.0.0.1:9092"), TopicCatalog(), models=("a", "b"), follow=False)
     >>> [client.choose() for _ in range(4)], client.version
     (['a', 'b', 'a', 'b'], 0)
     """
 
-    def __init__(self, bootstrap: str, catalog: TopicCatalog, models=(), follow: bool = True) -> None:
+    def __init__(self, conn: Connection, catalog: TopicCatalog, models=(), follow: bool = True) -> None:
         self.topic = catalog.name(ROUTING_WEIGHTS)
         self._router = DeficitRouter({m: 1.0 for m in models} or {"default": 1.0})
         self.latest: dict | None = None
@@ -31,13 +31,8 @@ class RoutingClient:
         self._thread = None
         if follow:
             self._consumer = Consumer(
-                {
-                    "bootstrap.servers": bootstrap,
-                    "group.id": f"fedrift-routing-client-{uuid.uuid4().hex[:8]}",
-                    "auto.offset.reset": "earliest",
-                    "enable.auto.commit": False,
-                    "log_level": 3,
-                }
+                conn.conf(**{"group.id": conn.group("routes"), "auto.offset.reset": "earliest",
+                             "enable.auto.commit": False, "log_level": 3})
             )
             self._consumer.subscribe([self.topic])
             self._thread = threading.Thread(target=self._follow, name="routing-client", daemon=True)

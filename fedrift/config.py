@@ -57,6 +57,30 @@ class Settings:
         default=REPO_ROOT / ".fedrift", metadata=_env("FEDRIFT_HOME", "state dir: broker data, logs, Faust data")
     )
     kafka_port: int = field(default=9092, metadata=_env("FEDRIFT_KAFKA_PORT", "first port of the local broker"))
+    security_protocol: str = field(
+        default="SASL_SSL",
+        metadata=_env("FEDRIFT_SECURITY_PROTOCOL", "SASL_SSL, SSL, SASL_PLAINTEXT or PLAINTEXT (debugging only)"),
+    )
+    sasl_mechanism: str = field(
+        default="SCRAM-SHA-512", metadata=_env("FEDRIFT_SASL_MECHANISM", "SASL mechanism (SCRAM-SHA-512/256, PLAIN)")
+    )
+    credentials_dir: str = field(
+        default="",
+        metadata=_env("FEDRIFT_CREDENTIALS_DIR", "dir of per-role <role>.json credentials; empty = the local broker's"),
+    )
+    sasl_username: str = field(
+        default="", metadata=_env("FEDRIFT_SASL_USERNAME", "one SASL user for every role without a credentials file")
+    )
+    sasl_password_file: str = field(
+        default="", metadata=_env("FEDRIFT_SASL_PASSWORD_FILE", "file holding FEDRIFT_SASL_USERNAME's password")
+    )
+    ssl_ca_file: str = field(
+        default="", metadata=_env("FEDRIFT_SSL_CA_FILE", "CA certificate(s), PEM; empty = the local broker's CA")
+    )
+    ssl_cert_file: str = field(
+        default="", metadata=_env("FEDRIFT_SSL_CERT_FILE", "client certificate, PEM (mutual TLS)")
+    )
+    ssl_key_file: str = field(default="", metadata=_env("FEDRIFT_SSL_KEY_FILE", "client private key, PEM"))
     models: tuple[str, ...] = field(
         default=("linear", "hat", "arf", "pa"), metadata=_env("FEDRIFT_MODELS", "comma-separated model ids in the pool")
     )

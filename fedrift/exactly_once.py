@@ -8,12 +8,12 @@ digests, summed per model, equal the digest of the labelled ids).
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer
 
+from fedrift.connection import Connection
 from fedrift.core.replica import id_digest
 from fedrift.kafka_io import read_compacted
 from fedrift.topics import MODEL_STATUS, PREDICTIONS, TopicCatalog
@@ -33,18 +33,17 @@ class Verdict:
         return not (self.missing or self.duplicated or self.unexpected) and all(self.digest_ok.values())
 
 
-def predictions(bootstrap: str, catalog: TopicCatalog, expected: int, timeout: float) -> Counter:
+def predictions(conn: Connection, catalog: TopicCatalog, expected: int, timeout: float) -> Counter:
     """Request id -> read_committed predictions, reading until ``expected`` distinct ids arrived
     and then a few idle seconds more (so a late duplicate is caught)."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"verify-{uuid.uuid4().hex}",
+        conn.conf(**{
+            "group.id": conn.group("verify"),
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "log_level": 3,
-        }
+        })
     )
     consumer.subscribe([catalog.name(PREDICTIONS)])
     seen: Counter = Counter()
@@ -65,19 +64,19 @@ def predictions(bootstrap: str, catalog: TopicCatalog, expected: int, timeout: f
     return seen
 
 
-def learned(bootstrap: str, catalog: TopicCatalog) -> dict[str, tuple[int, int]]:
+def learned(conn: Connection, catalog: TopicCatalog) -> dict[str, tuple[int, int]]:
     """Model -> (labels learned, digest of the learned ids), from the hosts' latest status."""
     out: dict[str, tuple[int, int]] = {}
-    for s in read_compacted(bootstrap, catalog.name(MODEL_STATUS)).values():
+    for s in read_compacted(conn, catalog.name(MODEL_STATUS)).values():
         n, d = out.get(s["model"], (0, 0))
         out[s["model"]] = (n + s["n_seen"], (d + int(s["learned_digest"] or "0", 16)) % 2**64)
     return out
 
 
-def wait_learned(bootstrap: str, catalog: TopicCatalog, models, labels: int, timeout: float, supervise=None) -> None:
+def wait_learned(conn: Connection, catalog: TopicCatalog, models, labels: int, timeout: float, supervise=None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        got = learned(bootstrap, catalog)
+        got = learned(conn, catalog)
         if all(got.get(m, (0, 0))[0] >= labels for m in models):
             return
         if supervise is not None:
@@ -85,10 +84,10 @@ def wait_learned(bootstrap: str, catalog: TopicCatalog, models, labels: int, tim
         time.sleep(1)
 
 
-def verdict(bootstrap: str, catalog: TopicCatalog, sent: list[str], labelled: list[str], models, timeout=120.0):
-    seen = predictions(bootstrap, catalog, len(sent), timeout)
+def verdict(conn: Connection, catalog: TopicCatalog, sent: list[str], labelled: list[str], models, timeout=120.0):
+    seen = predictions(conn, catalog, len(sent), timeout)
     expected = sum(id_digest(i) for i in labelled) % 2**64
-    state = learned(bootstrap, catalog)
+    state = learned(conn, catalog)
     sent_set = set(sent)
     return Verdict(
         missing=[i for i in sent if seen[i] == 0],

@@ -15,6 +15,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from fedrift import datasets
+from fedrift.access import CLIENT
+from fedrift.connection import Connection, connect
 from fedrift.kafka_io import producer_config
 from fedrift.pipeline import Pipeline
 from fedrift.topics import FEEDBACK, REQUESTS, TopicCatalog
@@ -39,9 +41,9 @@ def labelled_stream(n: int, run_id: str, late_every: int = 3, delay: int = 25) -
         yield FEEDBACK, "Feedback", fb
 
 
-def produce_paced(bootstrap: str, catalog: TopicCatalog, events, rate: float, progress: dict) -> None:
+def produce_paced(conn: Connection, catalog: TopicCatalog, events, rate: float, progress: dict) -> None:
     """Produce at ``rate`` requests/s; ``progress["acked"]`` collects the acknowledged request ids."""
-    producer = Producer(producer_config(bootstrap))
+    producer = Producer(producer_config(conn))
     requests = catalog.name(REQUESTS)
 
     def on_delivery(err, msg) -> None:
@@ -69,7 +71,7 @@ def produce_paced(bootstrap: str, catalog: TopicCatalog, events, rate: float, pr
 
 def kill_partition_leader(cluster, topic: str, partition: int) -> int:
     """SIGKILL the node of a local cluster that leads ``topic``/``partition``; returns its id."""
-    md = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(topic, timeout=10)
+    md = AdminClient({"bootstrap.servers": cluster.bootstrap, **cluster.client_config()}).list_topics(topic, timeout=10)
     leader = md.topics[topic].partitions[partition].leader
     node = next(n for n in cluster.nodes if n.node_id == leader)
     os.kill(int(node.pid_file.read_text()), signal.SIGKILL)
@@ -84,8 +86,8 @@ def run_with_kills(pipeline: Pipeline, cluster, catalog: TopicCatalog, n: int, r
     kills = dict(kills)
     progress = {"sent": 0, "done": False, "acked": set()}
     stream = labelled_stream(n, run_id)
-    bootstrap = cluster.bootstrap
-    thread = threading.Thread(target=produce_paced, args=(bootstrap, catalog, stream, rate, progress), daemon=True)
+    client = connect(pipeline.settings, CLIENT)
+    thread = threading.Thread(target=produce_paced, args=(client, catalog, stream, rate, progress), daemon=True)
     thread.start()
     killed, broker_back = [], None
     while not progress["done"]:

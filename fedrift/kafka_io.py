@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from fedrift.connection import Connection
 from fedrift.topics import ResolvedTopic, TopicCatalog
 from schemas import RecordError, codec
 from schemas.records import DeadLetter
@@ -37,13 +38,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def check_broker(bootstrap: str, timeout: float = 10.0) -> int:
-    """Return the number of brokers, or raise ``BrokerUnavailable`` with one clear line."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+def check_broker(conn: Connection, timeout: float = 10.0) -> int:
+    """Return the number of brokers, or raise ``BrokerUnavailable`` with one clear line (a refused
+    login included: a wrong password reads as an authentication error, not a timeout)."""
+    errors: list[str] = []
+    admin = AdminClient(conn.conf(log_level=0, error_cb=lambda e: errors.append(e.str())))
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise BrokerUnavailable(f"no Kafka broker answered at {bootstrap} within {timeout:.0f}s ({exc})") from None
+        admin.poll(0.5)  # serves the error callbacks
+        why = next((e for e in errors if "uthenticat" in e or "SSL" in e), str(exc))
+        raise BrokerUnavailable(f"no Kafka broker answered at {conn.bootstrap} as {conn.role!r} "
+                                f"within {timeout:.0f}s ({why})") from None
     return len(md.brokers)
 
 
@@ -60,11 +66,11 @@ def replication_for(brokers: int, requested: int = 0) -> tuple[int, int | None]:
 
 
 def create_topics(
-    bootstrap: str, topics: Sequence[ResolvedTopic], timeout: float = 30.0, min_insync_replicas: int | None = None
+    conn: Connection, topics: Sequence[ResolvedTopic], timeout: float = 30.0, min_insync_replicas: int | None = None
 ) -> dict[str, str]:
     """Create the topics that do not exist yet; returns ``{name: "created" | "exists"}``. Idempotent.
     A topic with replication factor 0 gets the one that matches the cluster (``replication_for``)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(conn.conf(log_level=0))
     md = admin.list_topics(timeout=timeout)
     existing = set(md.topics)
     result = {t.name: "exists" for t in topics if t.name in existing}
@@ -101,17 +107,9 @@ def _wait_for_leaders(admin: AdminClient, names: Iterable[str], timeout: float) 
         time.sleep(0.2)
 
 
-def producer_config(bootstrap: str, **overrides) -> dict:
+def producer_config(conn: Connection, **overrides) -> dict:
     """Idempotent, fully-acknowledged producer settings used by every fedrift producer."""
-    cfg = {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "log_level": 3,
-    }
-    cfg.update(overrides)
-    return cfg
+    return conn.conf(**{"enable.idempotence": True, "acks": "all", "linger.ms": 5, "log_level": 3, **overrides})
 
 
 @dataclass
@@ -121,13 +119,13 @@ class RecordProducer:
     ``flush()`` raises ``DeliveryFailed`` naming the first failures, so no loss is silent.
     """
 
-    bootstrap: str
+    conn: Connection
     overrides: dict = field(default_factory=dict)
     delivered: int = 0
     failures: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._producer = Producer(producer_config(self.bootstrap, **self.overrides))
+        self._producer = Producer(producer_config(self.conn, **self.overrides))
         self._codec = codec()
 
     def send(
@@ -227,7 +225,7 @@ def dead_letter(
     return catalog.dlq(source_topic), codec().encode("DeadLetter", value), headers
 
 
-def read_to_end(bootstrap: str, topic: str, from_ms: int | None = None, timeout: float = 10.0,
+def read_to_end(conn: Connection, topic: str, from_ms: int | None = None, timeout: float = 10.0,
                 complete: bool = False) -> Iterator:
     """Every committed message of ``topic`` (all partitions; from ``from_ms`` if given) up to the
     high watermarks seen at the start; stops early after ``timeout`` seconds without progress.
@@ -238,15 +236,8 @@ def read_to_end(bootstrap: str, topic: str, from_ms: int | None = None, timeout:
     a partial view: an open transaction holds the end back until it is decided)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"fedrift-reader-{time.monotonic_ns()}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "log_level": 3,
-        }
-    )
+    consumer = Consumer(conn.conf(**{"group.id": conn.group("reader"), "enable.auto.commit": False,
+                                     "isolation.level": "read_committed", "log_level": 3}))
     try:
         md = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if md is None or (md.error is not None and md.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
@@ -285,7 +276,7 @@ def read_to_end(bootstrap: str, topic: str, from_ms: int | None = None, timeout:
         consumer.close()
 
 
-def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0, complete: bool = False) -> dict[str, Any]:
+def read_compacted(conn: Connection, topic: str, timeout: float = 10.0, complete: bool = False) -> dict[str, Any]:
     """The latest decoded value per key of a compacted state topic, read from the beginning.
 
     Processes call this at start-up to rebuild state (weights, deployments, ledgers) that must
@@ -296,7 +287,7 @@ def read_compacted(bootstrap: str, topic: str, timeout: float = 10.0, complete: 
     def read() -> dict[str, Any]:
         state: dict[str, Any] = {}
         try:
-            for msg in read_to_end(bootstrap, topic, timeout=timeout, complete=complete):
+            for msg in read_to_end(conn, topic, timeout=timeout, complete=complete):
                 try:
                     state[msg.key().decode()] = codec().decode(msg.value())[1]
                 except (RecordError, AttributeError):

@@ -4,12 +4,12 @@ accuracy once labels are known), drift signals, routing weights, HPO rounds, sha
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer
 
+from fedrift.connection import Connection
 from fedrift.topics import (
     DEPLOYMENTS,
     DRIFT_SIGNALS,
@@ -71,18 +71,17 @@ class PipelineView:
 class PipelineMonitor:
     """Consumes the catalog's output topics (read_committed) into a ``PipelineView``."""
 
-    def __init__(self, bootstrap: str, catalog: TopicCatalog) -> None:
+    def __init__(self, conn: Connection, catalog: TopicCatalog) -> None:
         self.catalog = catalog
         self.view = PipelineView()
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"fedrift-monitor-{uuid.uuid4().hex[:8]}",
+            conn.conf(**{
+                "group.id": conn.group("monitor"),
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "log_level": 3,
-            }
+            })
         )
         bases = (
             REQUESTS,

@@ -1,6 +1,6 @@
-"""Start, supervise and stop the whole pipeline as processes: one Faust worker with the stream
-processors, and one model-host process per replica. Used by ``fedrift run``, the integration
-tests and the benchmarks.
+"""Start, supervise and stop the whole pipeline as processes: one Faust worker per stream
+processor (each connects as its own role), and one model-host process per replica. Used by
+``fedrift run``, the integration tests and the benchmarks.
 
 A child that dies is restarted with exponential backoff (its restarts are counted for the
 progress line); ``stop`` sends SIGTERM to every child and SIGKILL to any still alive after the
@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedrift.access import PROCESSORS
 from fedrift.config import ENV, Settings, to_env
 
 PR_SET_PDEATHSIG = 1
@@ -86,7 +87,8 @@ class Pipeline:
         self.children[name] = Child(list(args), self._popen(name, list(args)))
 
     def start(self) -> Pipeline:
-        self._spawn("streams", "streams", "--processors", "all")
+        for processor in PROCESSORS:  # each as its own principal
+            self._spawn(f"streams-{processor}", "streams", "--processors", processor)
         for model in self.settings.models:
             for r in range(self.settings.replicas):
                 self.start_host(model, r)

@@ -11,6 +11,7 @@ from typing import Any, BinaryIO, cast
 
 import fastavro
 
+from fedrift.connection import Connection
 from fedrift.kafka_io import RecordProducer, create_topics, read_to_end
 from fedrift.topics import ResolvedTopic
 from schemas.codec import SCHEMA_DIR
@@ -18,9 +19,9 @@ from schemas.codec import SCHEMA_DIR
 REPLAY_SCHEMA = fastavro.parse_schema(json.loads((SCHEMA_DIR / "replay_record.avsc").read_text()))
 
 
-def _records(bootstrap: str, topic: str, from_ms: int | None, to_ms: int | None, timeout: float) -> Iterator[dict]:
+def _records(conn: Connection, topic: str, from_ms: int | None, to_ms: int | None, timeout: float) -> Iterator[dict]:
     try:
-        messages = list(read_to_end(bootstrap, topic, from_ms, timeout))
+        messages = list(read_to_end(conn, topic, from_ms, timeout))
     except KeyError as exc:
         raise ValueError(exc.args[0]) from None
     for msg in messages:
@@ -40,12 +41,13 @@ def _records(bootstrap: str, topic: str, from_ms: int | None, to_ms: int | None,
 
 
 def export(
-    bootstrap: str, topic: str, path: Path, from_ms: int | None = None, to_ms: int | None = None, timeout: float = 10.0
+    conn: Connection, topic: str, path: Path, from_ms: int | None = None, to_ms: int | None = None,
+    timeout: float = 10.0,
 ) -> int:
     """Write ``topic`` (all partitions, optionally a time range) to ``path``; returns the record count.
     Records are ordered by timestamp across partitions (per-partition order is kept)."""
     rows = sorted(
-        _records(bootstrap, topic, from_ms, to_ms, timeout), key=lambda r: (r["timestamp"], r["partition"], r["offset"])
+        _records(conn, topic, from_ms, to_ms, timeout), key=lambda r: (r["timestamp"], r["partition"], r["offset"])
     )
     with open(path, "wb") as fh:
         fastavro.writer(fh, REPLAY_SCHEMA, rows, codec="deflate")
@@ -58,7 +60,7 @@ def _file_records(fh: BinaryIO) -> Iterator[dict[str, Any]]:
         yield cast(dict[str, Any], rec)
 
 
-def play(bootstrap: str, path: Path, topic: str, pace: str = "fast", speed: float = 1.0, progress=None) -> int:
+def play(conn: Connection, path: Path, topic: str, pace: str = "fast", speed: float = 1.0, progress=None) -> int:
     """Produce every record of ``path`` into ``topic`` with its key, value, headers and timestamp,
     into the same partition number (a missing target is created with enough partitions; an existing one
     must have at least as many).
@@ -69,8 +71,8 @@ def play(bootstrap: str, path: Path, topic: str, pace: str = "fast", speed: floa
     with open(path, "rb") as fh:
         partitions = 1 + max((rec["partition"] for rec in _file_records(fh)), default=0)
     # brokers here do not create topics on first use: create the target when it is missing
-    create_topics(bootstrap, [ResolvedTopic(topic, "replay", partitions, 0, "delete", None)])
-    producer = RecordProducer(bootstrap)
+    create_topics(conn, [ResolvedTopic(topic, "replay", partitions, 0, "delete", None)])
+    producer = RecordProducer(conn)
     sent, first_ts, t0 = 0, None, time.monotonic()
     with open(path, "rb") as fh:
         for rec in _file_records(fh):

@@ -12,11 +12,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from fedrift.access import ADMIN, CLIENT
 from fedrift.config import Settings
-from fedrift.kafka_io import RecordProducer, create_topics
+from fedrift.connection import Connection, connect
+from fedrift.kafka_io import RecordProducer
 from fedrift.monitor import PipelineMonitor, PipelineView, plot
 from fedrift.pipeline import Pipeline
 from fedrift.produce import produce, request_events
+from fedrift.provision import provision
 from fedrift.topics import TopicCatalog
 
 
@@ -25,21 +28,20 @@ def _interrupt(signum, _frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(rows, settings: Settings, bootstrap: str, rate: float, label_delay: int, timeout: float) -> int:
-    """Exit status 0 when every valid request got exactly one prediction."""
+def run(rows, settings: Settings, rate: float, label_delay: int, timeout: float) -> int:
+    """Exit status 0 when every valid request got exactly one prediction. ``settings`` name a
+    reachable broker (``cli.ensure_broker``)."""
     run_id = f"run{int(time.time())}"
-    settings = dataclasses.replace(settings, bootstrap_servers=bootstrap,
-                                   topic_prefix=settings.topic_prefix or f"{run_id}.")
-    catalog = TopicCatalog.from_settings(settings)
-    create_topics(bootstrap, catalog.specs())
+    settings = dataclasses.replace(settings, topic_prefix=settings.topic_prefix or f"{run_id}.")
+    catalog = provision(settings)
     out_dir = settings.home / "runs" / run_id
     print(f"topics under prefix {settings.topic_prefix!r}; logs in {out_dir}", file=sys.stderr)
     pipeline = Pipeline(settings, out_dir / "logs").start()
-    monitor = PipelineMonitor(bootstrap, catalog)
+    monitor = PipelineMonitor(connect(settings, ADMIN), catalog)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         pipeline.wait_ready()
-        produced = _start_producer(rows, run_id, bootstrap, catalog, rate, label_delay)
+        produced = _start_producer(rows, run_id, connect(settings, CLIENT), catalog, rate, label_delay)
         _follow(pipeline, monitor, produced, timeout)
         monitor.poll(3.0)  # let the last control records arrive
     finally:
@@ -52,13 +54,14 @@ def run(rows, settings: Settings, bootstrap: str, rate: float, label_delay: int,
     return 0 if view.n_predicted == produced["n"] - len(view.dead_letters) and view.duplicates == 0 else 1
 
 
-def _start_producer(rows, run_id: str, bootstrap: str, catalog: TopicCatalog, rate: float, label_delay: int) -> dict:
+def _start_producer(rows, run_id: str, client: Connection, catalog: TopicCatalog, rate: float,
+                    label_delay: int) -> dict:
     produced: dict[str, Any] = {"n": 0, "done": False, "error": None}
 
     def producer() -> None:
         try:
             events = request_events(rows, run_id=run_id, label_delay=label_delay)
-            produced["n"] = produce(RecordProducer(bootstrap), catalog, events, rate=rate)
+            produced["n"] = produce(RecordProducer(client), catalog, events, rate=rate)
         except Exception as exc:  # reported by the main thread
             produced["error"] = exc
         produced["done"] = True

@@ -65,6 +65,11 @@ def resolve_jars(quiet: bool = True) -> Path:
     return LIB_DIR
 
 
+def cluster_root(home: Path, nodes: int, secure: bool) -> Path:
+    """Where a local cluster keeps its data, logs and (when secure) its security material."""
+    return Path(home) / (f"kafka-{nodes}node" + ("-secure" if secure else ""))
+
+
 class LocalKafka:
     """Manage a local KRaft cluster of ``nodes`` combined broker/controller processes."""
 
@@ -73,7 +78,7 @@ class LocalKafka:
             raise KafkaError(f"--nodes must be 1 or 3, not {nodes}")
         self.nodes_count = nodes
         base = base_port if base_port is not None else (9092 if nodes == 1 else 19092)
-        self.root = Path(home) / (f"kafka-{nodes}node" + ("-secure" if secure else ""))
+        self.root = cluster_root(home, nodes, secure)
         self.nodes = [Node(i + 1, base + 2 * i, base + 2 * i + 1, self.root / f"node{i + 1}") for i in range(nodes)]
         self.security = SecurityMaterial.ensure(self.root / "security") if secure else None
 

@@ -10,6 +10,7 @@ from typing import Any
 import faust
 
 from fedrift.config import Settings
+from fedrift.connection import Connection
 from fedrift.core.aggregator import RoundBook, validate_metric, validate_share
 from fedrift.core.fhpo import FhpoConfig
 from fedrift.topics import HPO_METRICS, TopicCatalog
@@ -23,7 +24,9 @@ def _validate(value: Any) -> None:
         validate_metric(value)
 
 
-def register_aggregator(app: faust.App, settings: Settings, catalog: TopicCatalog, fhpo: FhpoConfig | None = None):
+def register_aggregator(
+    app: faust.App, settings: Settings, catalog: TopicCatalog, conn: Connection, fhpo: FhpoConfig | None = None
+):
     topics = RawTopics(app, catalog)
     fh = fhpo or settings.fhpo
     book = RoundBook(settings.replicas, 1 + fh.n_shared + fh.n_local, settings.hpo_round_timeout_s)

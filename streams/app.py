@@ -7,13 +7,16 @@ serializers), so Faust and confluent-kafka processes read and write exactly the 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 
+from fedrift.access import faust_app_id
 from fedrift.config import Settings
+from fedrift.connection import Connection
 from fedrift.core.records import Output
 from fedrift.kafka_io import check_broker, dead_letter, now_ms, replication_for  # noqa: F401 (re-exported)
 from fedrift.topics import TopicCatalog
@@ -22,19 +25,22 @@ from schemas import RecordError, codec
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, app_id: str = "fedrift-streams") -> faust.App:
-    """A Faust app on the configured broker; at-least-once, commits only processed offsets."""
+def create_app(settings: Settings, conn: Connection) -> faust.App:
+    """A Faust app on the configured broker, connected as ``conn``'s role (one of the
+    stream-processor roles of ``fedrift.access``); at-least-once, commits only processed offsets."""
+    role = conn.role
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        f"{settings.topic_prefix}{app_id}",
-        broker=f"kafka://{settings.bootstrap}",
+        faust_app_id(settings.topic_prefix, role),
+        broker=";".join(f"kafka://{b}" for b in conn.bootstrap.split(",")),
+        broker_credentials=faust_credentials(conn),
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
-        datadir=str(settings.home / "faust" / app_id),
+        datadir=str(settings.home / "faust" / f"{settings.topic_prefix}{role}"),
         web_enabled=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=replication_for(check_broker(settings.bootstrap), settings.replication_factor)[0],
+        topic_replication_factor=replication_for(check_broker(conn), settings.replication_factor)[0],
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_every=500,
@@ -43,6 +49,23 @@ def create_app(settings: Settings, app_id: str = "fedrift-streams") -> faust.App
         producer_linger_ms=5,
     )
     return app
+
+
+def faust_credentials(conn: Connection) -> faust.types.auth.CredentialsT | None:
+    """The same security settings as ``conn.security``, in the form aiokafka (under Faust) takes."""
+    sec = conn.security
+    protocol = sec.get("security.protocol", "PLAINTEXT")
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=sec.get("ssl.ca.location"))
+        if "ssl.certificate.location" in sec:
+            context.load_cert_chain(sec["ssl.certificate.location"], sec.get("ssl.key.location"))
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=sec["sasl.username"], password=sec["sasl.password"],
+                                     ssl_context=context, mechanism=sec["sasl.mechanisms"])
+    return faust.SSLCredentials(context)
 
 
 async def decoded(stream, topics: RawTopics, record: str, consumer: str, validate=None, owner: bool = True):

@@ -12,6 +12,7 @@ import logging
 import faust
 
 from fedrift.config import Settings
+from fedrift.connection import Connection
 from fedrift.core.controller import Controller, ControllerConfig, validate_aggregate, validate_status
 from fedrift.core.lifecycle import usable, validate_deployment
 from fedrift.core.partition import validated_weights
@@ -32,9 +33,9 @@ from streams.app import RawTopics, decoded, decoded_batches, now_ms, send_output
 log = logging.getLogger(__name__)
 
 
-def restored_controller(settings: Settings, catalog: TopicCatalog) -> Controller:
+def restored_controller(settings: Settings, catalog: TopicCatalog, conn: Connection) -> Controller:
     """The controller as the compacted topics leave it (an unusable weights record is skipped)."""
-    read = lambda base: read_compacted(settings.bootstrap, catalog.name(base))  # noqa: E731
+    read = lambda base: read_compacted(conn, catalog.name(base))  # noqa: E731
     weights = read(ROUTING_WEIGHTS).get("weights")
     try:
         if weights:
@@ -57,9 +58,11 @@ def restored_controller(settings: Settings, catalog: TopicCatalog) -> Controller
     )
 
 
-def register_controller(app: faust.App, settings: Settings, catalog: TopicCatalog, interval_s: float = 1.0):
+def register_controller(
+    app: faust.App, settings: Settings, catalog: TopicCatalog, conn: Connection, interval_s: float = 1.0
+):
     topics = RawTopics(app, catalog)
-    ctl = restored_controller(settings, catalog)
+    ctl = restored_controller(settings, catalog, conn)
 
     @app.agent(topics.get(catalog.name(MODEL_STATUS)), name="controller-status")
     async def follow_status(stream):

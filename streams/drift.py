@@ -8,13 +8,16 @@ import uuid
 import faust
 
 from fedrift.config import Settings
+from fedrift.connection import Connection
 from fedrift.core.drift import DriftAnalyzer, DriftConfig
 from fedrift.core.drift_stage import DriftStage
 from fedrift.topics import MODEL_STATUS, REQUESTS, TopicCatalog
 from streams.app import RawTopics, decoded, decoded_batches, now_ms, send_outputs
 
 
-def register_drift(app: faust.App, settings: Settings, catalog: TopicCatalog, config: DriftConfig | None = None):
+def register_drift(
+    app: faust.App, settings: Settings, catalog: TopicCatalog, conn: Connection, config: DriftConfig | None = None
+):
     topics = RawTopics(app, catalog)
     analyzer = DriftAnalyzer(config or settings.drift, seed=settings.seed)
     stage = DriftStage(analyzer, f"{settings.topic_prefix}drift-analyzer", round_prefix=f"round-{uuid.uuid4().hex[:6]}",

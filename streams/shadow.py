@@ -6,6 +6,7 @@ from __future__ import annotations
 import faust
 
 from fedrift.config import Settings
+from fedrift.connection import Connection
 from fedrift.core.lifecycle import usable, validate_deployment
 from fedrift.core.shadow_stage import ShadowStage, validate_result
 from fedrift.kafka_io import read_compacted
@@ -13,9 +14,9 @@ from fedrift.topics import DEPLOYMENTS, SHADOW_RESULTS, TopicCatalog, deployment
 from streams.app import RawTopics, decoded, now_ms, send_outputs
 
 
-def register_shadow(app: faust.App, settings: Settings, catalog: TopicCatalog) -> ShadowStage:
+def register_shadow(app: faust.App, settings: Settings, catalog: TopicCatalog, conn: Connection) -> ShadowStage:
     topics = RawTopics(app, catalog)
-    restored = usable(deployments_in_force(read_compacted(settings.bootstrap, catalog.name(DEPLOYMENTS)).values()))
+    restored = usable(deployments_in_force(read_compacted(conn, catalog.name(DEPLOYMENTS)).values()))
     stage = ShadowStage(
         min_samples=settings.shadow_min_samples, max_samples=settings.shadow_max_samples, deployments=restored
     )

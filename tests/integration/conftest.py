@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from fedrift.access import ADMIN, CLIENT
 from fedrift.config import REPO_ROOT, Settings
-from fedrift.kafka_io import create_topics
+from fedrift.connection import Connection, connect, for_cluster
 from fedrift.pipeline import settings_env
+from fedrift.provision import provision
 from fedrift.topics import TopicCatalog
 from infra.local_kafka import LocalKafka
 
@@ -30,7 +32,8 @@ TEST_PORT = int(os.environ.get("FEDRIFT_TEST_KAFKA_PORT", "29092"))
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[LocalKafka]:
-    broker = LocalKafka(TEST_HOME, nodes=1, base_port=TEST_PORT)
+    """The secure test broker: TLS, SCRAM-SHA-512 and ACLs, like ``make run``'s."""
+    broker = LocalKafka(TEST_HOME, nodes=1, base_port=TEST_PORT, secure=True)
     started_here = broker.start() != "already running"
     yield broker
     if started_here:
@@ -40,33 +43,33 @@ def kafka() -> Iterator[LocalKafka]:
 @pytest.fixture(scope="session")
 def kafka3() -> Iterator[LocalKafka]:
     """A 3-node KRaft cluster of its own (ports from 29192), for the replication and chaos tests."""
-    cluster = LocalKafka(TEST_HOME, nodes=3, base_port=int(os.environ.get("FEDRIFT_TEST_KAFKA3_PORT", "29192")))
+    cluster = LocalKafka(TEST_HOME, nodes=3, base_port=int(os.environ.get("FEDRIFT_TEST_KAFKA3_PORT", "29192")),
+                         secure=True)
     cluster.start(timeout=120)
     yield cluster
     cluster.stop()
 
 
-@pytest.fixture(scope="session")
-def kafka_secure() -> Iterator[LocalKafka]:
-    """A 1-node KRaft broker with TLS, SCRAM-SHA-512 and ACLs only (port 29292)."""
-    broker = LocalKafka(TEST_HOME, nodes=1, base_port=int(os.environ.get("FEDRIFT_TEST_KAFKA_SECURE_PORT", "29292")),
-                        secure=True)
-    broker.start(timeout=120)
-    yield broker
-    broker.stop()
-
-
 @pytest.fixture
 def settings(kafka: LocalKafka, tmp_path: Path) -> Settings:
     """Settings for one test: the test broker and a unique topic prefix, so tests never share topics."""
-    return Settings(
-        bootstrap_servers=kafka.bootstrap,
+    return for_cluster(Settings(
         topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
         home=tmp_path / "home",
         models=("m1", "m2", "m3"),
         partitions=3,
         n_features=3,
-    )
+    ), kafka)
+
+
+def admin(settings: Settings) -> Connection:
+    """The admin's connection (a super user: the tests' own reads and checks)."""
+    return connect(settings, ADMIN)
+
+
+def client(settings: Settings) -> Connection:
+    """A client's connection (produces requests and labels, as a user would)."""
+    return connect(settings, CLIENT)
 
 
 @contextlib.contextmanager
@@ -97,9 +100,8 @@ def host_process(
 
 
 def ensure_topics(settings: Settings) -> TopicCatalog:
-    catalog = TopicCatalog.from_settings(settings)
-    create_topics(settings.bootstrap, catalog.specs())
-    return catalog
+    """The catalog's topics, and its role users and ACLs."""
+    return provision(settings)
 
 
 class Worker:
@@ -129,21 +131,14 @@ class Worker:
 
 
 def consume(
-    bootstrap: str, topics: list[str], until, timeout: float = 120.0, worker: Worker | None = None, settle: float = 0
+    conn: Connection, topics: list[str], until, timeout: float = 120.0, worker: Worker | None = None, settle: float = 0
 ):
     """Read ``topics`` from the beginning until ``until(messages)`` is true, then keep reading for
     ``settle`` seconds more (so an extra, duplicate message would be caught); returns the messages."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "log_level": 3,
-        }
-    )
+    consumer = Consumer(conn.conf(**{"group.id": conn.group("test"), "auto.offset.reset": "earliest",
+                                     "enable.auto.commit": False, "log_level": 3}))
     consumer.subscribe(topics)
     messages = []
     deadline = time.monotonic() + timeout

@@ -24,7 +24,7 @@ from fedrift.topics import (
     SHADOW_RESULTS,
 )
 from schemas import codec
-from tests.integration.conftest import consume, ensure_topics
+from tests.integration.conftest import admin, client, consume, ensure_topics
 from tests.samples import SAMPLES
 
 pytestmark = pytest.mark.integration
@@ -61,8 +61,8 @@ BAD = [
 def test_each_bad_control_record_is_dead_lettered_once_and_serving_goes_on(settings, tmp_path):
     settings = dataclasses.replace(settings, models=("gnb", "linear"), replicas=1, n_features=5, partitions=1)
     catalog = ensure_topics(settings)
-    monitor = PipelineMonitor(settings.bootstrap, catalog)
-    producer = RecordProducer(settings.bootstrap)
+    monitor = PipelineMonitor(admin(settings), catalog)
+    producer = RecordProducer(client(settings))
     rows = list(datasets.synthetic("shift", 1200, seed=2))
     with Pipeline(settings, tmp_path / "logs") as pipeline:
         pipeline.wait_ready()
@@ -76,7 +76,7 @@ def test_each_bad_control_record_is_dead_lettered_once_and_serving_goes_on(setti
         while monitor.poll(1).n_predicted < len(rows) and time.monotonic() < deadline:
             pipeline.supervise()
         dlqs = sorted({catalog.dlq(catalog.name(base)) for base, *_ in BAD})
-        letters = consume(settings.bootstrap, dlqs, lambda m: len(m) >= len(BAD), timeout=60, settle=3)
+        letters = consume(admin(settings), dlqs, lambda m: len(m) >= len(BAD), timeout=60, settle=3)
         restarts = pipeline.supervise()
     view = monitor.view
     monitor.close()

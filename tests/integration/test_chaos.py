@@ -3,7 +3,7 @@
 On the 3-node cluster (topics with replication factor 3, min.insync.replicas 2) the whole pipeline
 (Faust worker and model hosts, supervised by ``Pipeline``) serves a drifting, labelled stream (a
 third of the labels late, on ``inference.feedback``). Meanwhile a host of each model (one of them
-while the drift's HPO round runs), the Faust worker and the broker that leads request partition 0
+while the drift's HPO round runs), the routing controller's Faust worker and the broker that leads request partition 0
 are killed with SIGKILL and restarted (the processes by the supervisor). A host whose transaction
 call hangs on the dead coordinator ends itself (``kafka_io.exit_if_hung``) and is restarted too,
 so those restarts are allowed beside the kills. Then, per request id: every acked request has
@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from fedrift.access import ADMIN
 from fedrift.config import Settings
+from fedrift.connection import connect, for_cluster
 from fedrift.exactly_once import verdict, wait_learned
 from fedrift.faults import BROKER, run_with_kills
-from fedrift.kafka_io import TXN_HUNG_S, create_topics
+from fedrift.kafka_io import TXN_HUNG_S
 from fedrift.pipeline import Pipeline
-from fedrift.topics import TopicCatalog
+from fedrift.provision import provision
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +40,7 @@ def _guard_exits(log: Path) -> int:
 
 
 def test_sigkill_of_hosts_and_the_faust_worker_loses_and_repeats_nothing(kafka3, tmp_path):
-    settings = Settings(
-        bootstrap_servers=kafka3.bootstrap,
+    settings = for_cluster(Settings(
         topic_prefix=f"c{uuid.uuid4().hex[:8]}.",
         home=tmp_path / "home",
         models=("gnb", "linear"),
@@ -47,12 +48,11 @@ def test_sigkill_of_hosts_and_the_faust_worker_loses_and_repeats_nothing(kafka3,
         partitions=4,
         n_features=5,
         checkpoint_every_s=1.0,
-    )
-    catalog = TopicCatalog.from_settings(settings)
-    create_topics(settings.bootstrap, catalog.specs())
+    ), kafka3)
+    catalog = provision(settings)
     kills = {
         N // 6: "host-gnb-0",
-        2 * N // 6: "streams",
+        2 * N // 6: "streams-controller",
         3 * N // 6 + 1500: "host-linear-1",  # the drift at N/2 triggers an HPO round: mid-round
         4 * N // 6: BROKER,
         5 * N // 6: "host-gnb-0",
@@ -60,13 +60,13 @@ def test_sigkill_of_hosts_and_the_faust_worker_loses_and_repeats_nothing(kafka3,
     with Pipeline(settings, tmp_path / "logs") as pipeline:
         pipeline.wait_ready()
         run = run_with_kills(pipeline, kafka3, catalog, N, RATE, kills)
-        wait_learned(settings.bootstrap, catalog, settings.models, N, timeout=300, supervise=pipeline.supervise)
+        wait_learned(connect(settings, ADMIN), catalog, settings.models, N, timeout=300, supervise=pipeline.supervise)
         restarts = pipeline.supervise()
         guard_exits = {name: _guard_exits(tmp_path / "logs" / f"{name}.log") for name in pipeline.children}
         acked = sorted(run["acked"])
-        result = verdict(settings.bootstrap, catalog, acked, acked, settings.models, timeout=180)
+        result = verdict(connect(settings, ADMIN), catalog, acked, acked, settings.models, timeout=180)
     assert len(acked) == N and len(run["killed"]) == len(kills), run["killed"]
-    killed = {"host-gnb-0": 2, "streams": 1, "host-linear-1": 1}
+    killed = {"host-gnb-0": 2, "streams-controller": 1, "host-linear-1": 1}
     for name in set(killed) | set(restarts):
         extra = restarts.get(name, 0) - killed.get(name, 0)
         hung = guard_exits.get(name, 0)

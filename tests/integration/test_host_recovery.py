@@ -17,7 +17,7 @@ import pytest
 from fedrift.exactly_once import learned
 from fedrift.kafka_io import RecordProducer, now_ms
 from fedrift.topics import FEEDBACK, REQUESTS
-from tests.integration.conftest import ensure_topics, host_process
+from tests.integration.conftest import admin, client, ensure_topics, host_process
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def test_labels_paused_before_a_failed_transaction_are_read_again(settings, tmp_
     settings = dataclasses.replace(settings, models=("linear",), replicas=1, partitions=1, n_features=2,
                                    pending_labels=50, checkpoint_every_s=3600.0)
     catalog = ensure_topics(settings)
-    producer = RecordProducer(settings.bootstrap)
+    producer = RecordProducer(client(settings))
 
     def request(i: int, label) -> None:
         producer.send(catalog.name(REQUESTS), "InferenceRequest",
@@ -53,7 +53,7 @@ def test_labels_paused_before_a_failed_transaction_are_read_again(settings, tmp_
         deadline, got = time.monotonic() + 60, 0
         while got < 340 and time.monotonic() < deadline:
             time.sleep(2)
-            got = learned(settings.bootstrap, catalog).get("linear", (0, 0))[0]
+            got = learned(admin(settings), catalog).get("linear", (0, 0))[0]
     text = log.read_text()
     assert "injected: commit_transaction timed out" in text and "labels paused" in text, text[-3000:]
     assert got == 340, (got, text[-3000:])  # 40 labelled inline + 300 late, each once

@@ -18,7 +18,7 @@ from fedrift.exactly_once import predictions
 from fedrift.kafka_io import RecordProducer, now_ms, read_to_end
 from fedrift.topics import REQUESTS
 from schemas import codec
-from tests.integration.conftest import ensure_topics, host_process
+from tests.integration.conftest import admin, client, ensure_topics, host_process
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +28,8 @@ def test_a_near_limit_input_is_dead_lettered_and_the_rest_answered(settings, tmp
     catalog = ensure_topics(settings)
     requests = catalog.name(REQUESTS)
     with host_process(settings, tmp_path) as (host, log):
-        producer = RecordProducer(settings.bootstrap)
-        big = Producer({"bootstrap.servers": settings.bootstrap, "message.max.bytes": 1_040_000})
+        producer = RecordProducer(client(settings))
+        big = Producer(client(settings).conf(**{"message.max.bytes": 1_040_000}))
 
         def ordinary(i: int) -> None:
             producer.send(requests, "InferenceRequest",
@@ -47,8 +47,8 @@ def test_a_near_limit_input_is_dead_lettered_and_the_rest_answered(settings, tmp
         for i in range(50, 100):
             ordinary(i)
         producer.flush()
-        seen = predictions(settings.bootstrap, catalog, 100, timeout=60)
-        letters = [codec().decode(m.value())[1] for m in read_to_end(settings.bootstrap, catalog.dlq(requests))]
+        seen = predictions(admin(settings), catalog, 100, timeout=60)
+        letters = [codec().decode(m.value())[1] for m in read_to_end(admin(settings), catalog.dlq(requests))]
         alive = host.poll() is None
     text = log.read_text(errors="replace")
     assert alive and "transaction failed" not in text, text[-3000:]

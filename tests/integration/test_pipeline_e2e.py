@@ -20,7 +20,7 @@ from fedrift.pipeline import Pipeline
 from fedrift.produce import produce, request_events
 from fedrift.topics import MODEL_STATUS, REQUESTS
 from schemas import codec
-from tests.integration.conftest import ensure_topics
+from tests.integration.conftest import admin, client, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -62,11 +62,11 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
     }
     poison_at = dict(zip((1000, 2500, 5000, 7000), poison, strict=True))
     rows = list(datasets.synthetic("shift", N, seed=3))
-    monitor = PipelineMonitor(settings.bootstrap, catalog)
+    monitor = PipelineMonitor(admin(settings), catalog)
     logs = tmp_path / "logs"
     with Pipeline(settings, logs) as pipeline:
         pipeline.wait_ready()
-        producer = RecordProducer(settings.bootstrap)
+        producer = RecordProducer(client(settings))
 
         def events():
             for i, ev in enumerate(request_events(rows, run_id="e2e")):
@@ -97,7 +97,7 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
         view = monitor.poll(3)
 
         # late labels (the tails) are still reaching the hosts: wait until they have them all
-        wait_learned(settings.bootstrap, catalog, settings.models, N + extra, timeout=120, supervise=pipeline.check)
+        wait_learned(admin(settings), catalog, settings.models, N + extra, timeout=120, supervise=pipeline.check)
         # a model's round may end seconds after another's (the slower model's metrics come later)
         deadline = time.monotonic() + 120
         while _complete_round(view, settings) is None and time.monotonic() < deadline:
@@ -147,11 +147,11 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
 
     # every model learned every label exactly once, inline or late (per id: the learned-id digests)
     labelled = [rid for rid, (_, label) in view.requests.items() if label is not None and rid not in poison]
-    state = learned(settings.bootstrap, catalog)
+    state = learned(admin(settings), catalog)
     digest = sum(id_digest(rid) for rid in labelled) % 2**64
     for model in settings.models:
         assert state[model] == (valid, digest), (model, state[model][0], valid)
-    status = read_compacted(settings.bootstrap, catalog.name(MODEL_STATUS))
+    status = read_compacted(admin(settings), catalog.name(MODEL_STATUS))
     assert all(0 < s["n_correct"] <= s["n_seen"] for s in status.values())
 
     # every valid request got exactly one production prediction

@@ -8,7 +8,7 @@ from confluent_kafka import Consumer
 from fedrift.kafka_io import RecordProducer, create_topics, now_ms
 from fedrift.replay import export, play
 from fedrift.topics import REQUESTS, ResolvedTopic
-from tests.integration.conftest import ensure_topics
+from tests.integration.conftest import admin, client, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -19,13 +19,10 @@ def _recent() -> int:
     return now_ms() - 60_000
 
 
-def _all(bootstrap, topic, n):
+def _all(conn, topic, n):
     import time
-    import uuid
 
-    c = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest", "log_level": 3}
-    )
+    c = Consumer(conn.conf(**{"group.id": conn.group("test"), "auto.offset.reset": "earliest", "log_level": 3}))
     c.subscribe([topic])
     got, deadline = [], time.monotonic() + 60
     while len(got) < n and time.monotonic() < deadline:
@@ -37,7 +34,7 @@ def _all(bootstrap, topic, n):
 def test_export_then_play_keeps_values_keys_timestamps_and_headers(settings, tmp_path):
     catalog = ensure_topics(settings)
     source = catalog.name(REQUESTS)
-    producer, recent = RecordProducer(settings.bootstrap), _recent()
+    producer, recent = RecordProducer(client(settings)), _recent()
     for i in range(500):
         producer.send(
             source,
@@ -49,17 +46,17 @@ def test_export_then_play_keeps_values_keys_timestamps_and_headers(settings, tmp
         )
     producer.flush()
     path = tmp_path / "requests.avro"
-    assert export(settings.bootstrap, source, path) == 500
+    assert export(admin(settings), source, path) == 500
     target = f"{settings.topic_prefix}replayed"
     create_topics(
-        settings.bootstrap, [ResolvedTopic(target, "InferenceRequest", settings.partitions, 1, "delete", None)]
+        admin(settings), [ResolvedTopic(target, "InferenceRequest", settings.partitions, 1, "delete", None)]
     )
-    assert play(settings.bootstrap, path, target, pace="fast") == 500
+    assert play(admin(settings), path, target, pace="fast") == 500
 
     def snapshot(msgs):
         return sorted((m.partition(), m.key(), m.value(), m.timestamp()[1], tuple(m.headers() or [])) for m in msgs)
 
-    original, replayed = _all(settings.bootstrap, source, 500), _all(settings.bootstrap, target, 500)
+    original, replayed = _all(admin(settings), source, 500), _all(admin(settings), target, 500)
     assert len(replayed) == 500
     assert snapshot(replayed) == snapshot(original)
     # per-partition order is kept too
@@ -71,8 +68,8 @@ def test_recorded_pace_waits_the_recorded_gaps(settings, tmp_path):
     import time
 
     topic = f"{settings.topic_prefix}paced"
-    create_topics(settings.bootstrap, [ResolvedTopic(topic, "Feedback", 1, 1, "delete", None)])
-    producer, recent = RecordProducer(settings.bootstrap), _recent()
+    create_topics(admin(settings), [ResolvedTopic(topic, "Feedback", 1, 1, "delete", None)])
+    producer, recent = RecordProducer(client(settings)), _recent()
     for i in range(5):
         producer.send(
             topic,
@@ -83,7 +80,7 @@ def test_recorded_pace_waits_the_recorded_gaps(settings, tmp_path):
         )
     producer.flush()
     path = tmp_path / "paced.avro"
-    assert export(settings.bootstrap, topic, path) == 5
+    assert export(admin(settings), topic, path) == 5
     t0 = time.monotonic()
-    play(settings.bootstrap, path, f"{settings.topic_prefix}paced2", pace="recorded")
+    play(admin(settings), path, f"{settings.topic_prefix}paced2", pace="recorded")
     assert time.monotonic() - t0 >= 1.2 - 0.05  # 4 gaps of 300 ms

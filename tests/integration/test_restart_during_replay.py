@@ -22,7 +22,7 @@ from fedrift.exactly_once import verdict, wait_learned
 from fedrift.kafka_io import RecordProducer
 from fedrift.pipeline import Pipeline
 from fedrift.produce import produce, request_events
-from tests.integration.conftest import ensure_topics
+from tests.integration.conftest import admin, client, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -76,16 +76,16 @@ def test_a_host_killed_during_its_replay_answers_nothing_twice(settings, tmp_pat
     ids = [v["id"] for base, _, v in events if base == "inference.requests"]
     with Pipeline(settings, tmp_path / "logs") as pipeline:
         pipeline.wait_ready()
-        produce(RecordProducer(settings.bootstrap), catalog, events)
-        wait_learned(settings.bootstrap, catalog, settings.models, N, timeout=180, supervise=pipeline.supervise)
+        produce(RecordProducer(client(settings)), catalog, events)
+        wait_learned(admin(settings), catalog, settings.models, N, timeout=180, supervise=pipeline.supervise)
         state = settings.home / "hosts" / f"{settings.topic_prefix}linear-0.state"
         _kill_and_restart(pipeline)  # its only checkpoint is from its first batch: the replay is ~N records
         # the restarted host checkpoints after its first batch (~500 records into its replay) and
         # not again: killed right then, its next start resumes there, far behind the bound
         _when_checkpointed_again(state)
         _kill_and_restart(pipeline)
-        wait_learned(settings.bootstrap, catalog, settings.models, N, timeout=180, supervise=pipeline.supervise)
-        result = verdict(settings.bootstrap, catalog, ids, ids, settings.models, timeout=120)
+        wait_learned(admin(settings), catalog, settings.models, N, timeout=180, supervise=pipeline.supervise)
+        result = verdict(admin(settings), catalog, ids, ids, settings.models, timeout=120)
     log = (tmp_path / "logs" / f"{HOST}.log").read_text()
     assert log.count("restored its checkpoint") == 2, log[-3000:]
     # the second kill landed mid-replay: the third start resumed behind what was committed

@@ -15,13 +15,13 @@ from fedrift.pipeline import Pipeline
 from fedrift.produce import produce, request_events
 from fedrift.topics import HPO_AGGREGATES, HPO_KEYS, HPO_METRICS, HPO_TRIGGERS, MODEL_STATUS
 from schemas import codec
-from tests.integration.conftest import ensure_topics
+from tests.integration.conftest import admin, client, ensure_topics
 
 pytestmark = pytest.mark.integration
 
 
 def _records(settings, topic: str) -> list[tuple[str, dict]]:
-    return [codec().decode(m.value()) for m in read_to_end(settings.bootstrap, topic, timeout=5)]
+    return [codec().decode(m.value()) for m in read_to_end(admin(settings), topic, timeout=5)]
 
 
 def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
@@ -36,7 +36,7 @@ def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
     rows = list(datasets.synthetic("sea", 3000, seed=5))  # stable: the analyzer stays quiet
     with Pipeline(settings, tmp_path / "logs") as pipeline:
         pipeline.wait_ready(120)
-        producer = RecordProducer(settings.bootstrap)
+        producer = RecordProducer(client(settings))
         produce(producer, catalog, request_events(rows, run_id="fill"), rate=500)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # every replica has its local window

@@ -16,7 +16,7 @@ from fedrift.monitor import PipelineMonitor
 from fedrift.pipeline import Pipeline
 from fedrift.produce import produce, request_events
 from fedrift.simulate import SimConfig, run
-from tests.integration.conftest import ensure_topics
+from tests.integration.conftest import admin, client, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +27,10 @@ def test_pipeline_and_simulator_serve_the_same_accuracy(settings, tmp_path):
     settings = dataclasses.replace(settings, models=("linear", "hat", "gnb"), replicas=3, n_features=5)
     rows = list(datasets.synthetic("shift", N, seed=21))
     catalog = ensure_topics(settings)
-    monitor = PipelineMonitor(settings.bootstrap, catalog)
+    monitor = PipelineMonitor(admin(settings), catalog)
     with Pipeline(settings, tmp_path / "logs") as pipeline:
         pipeline.wait_ready()
-        produce(RecordProducer(settings.bootstrap), catalog, request_events(rows, run_id="agree"), rate=RATE)
+        produce(RecordProducer(client(settings)), catalog, request_events(rows, run_id="agree"), rate=RATE)
         deadline = time.monotonic() + 120
         while monitor.poll(1).n_predicted < N and time.monotonic() < deadline:
             pipeline.supervise()

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from fedrift.access import PROCESSORS
+
 pytestmark = pytest.mark.integration
 
 
@@ -42,6 +44,9 @@ def _alive(pid: int) -> bool:
     return state[state.rindex(")") + 2] != "Z"
 
 
+CHILDREN = len(PROCESSORS) + 1  # a Faust worker per processor, one host
+
+
 def _wait(condition, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -56,6 +61,8 @@ def _start_run(kafka, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEDRIFT_")}
     env.update(
         FEDRIFT_BOOTSTRAP_SERVERS=kafka.bootstrap,
+        FEDRIFT_CREDENTIALS_DIR=str(kafka.security.directory),
+        FEDRIFT_SSL_CA_FILE=str(kafka.security.ca.cert),
         FEDRIFT_HOME=str(tmp_path / "home"),
         FEDRIFT_TOPIC_PREFIX=f"s{uuid.uuid4().hex[:8]}.",
         FEDRIFT_MODELS="gnb",
@@ -68,7 +75,7 @@ def _start_run(kafka, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
         stdout=subprocess.DEVNULL,
         stderr=err.open("wb"),
     )
-    ready = lambda: len(list((tmp_path / "home" / "runs").glob("*/logs/*.ready"))) == 2  # noqa: E731
+    ready = lambda: len(list((tmp_path / "home" / "runs").glob("*/logs/*.ready"))) == CHILDREN  # noqa: E731
     _wait(ready, 120, "the run's children to be ready")
     return proc, err
 
@@ -94,7 +101,7 @@ def test_a_killed_child_is_restarted_and_sigterm_stops_everything(kafka, tmp_pat
 def test_children_die_with_a_killed_run(kafka, tmp_path):
     proc, _ = _start_run(kafka, tmp_path)
     children = _children(proc.pid)
-    assert len(children) == 2
+    assert len(children) == CHILDREN
     proc.kill()
     proc.wait()
     _wait(lambda: not any(_alive(p) for p in children), 30, "the orphaned children to die")

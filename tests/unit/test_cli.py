@@ -14,12 +14,17 @@ def _run(*args, env_extra=None):
 
 
 def test_unreachable_broker_is_one_line():
-    proc = _run(
-        "produce", "--stream", "sea", "--n", "5", "--quiet", env_extra={"FEDRIFT_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
-    )
+    proc = _run("produce", "--stream", "sea", "--n", "5", "--quiet",
+                env_extra={"FEDRIFT_BOOTSTRAP_SERVERS": "127.0.0.1:1", "FEDRIFT_SECURITY_PROTOCOL": "PLAINTEXT"})
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("fedrift produce: no Kafka broker answered at 127.0.0.1:1")
+
+
+def test_a_secure_cluster_without_credentials_is_one_line():
+    proc = _run("topics", "create", env_extra={"FEDRIFT_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("fedrift topics: no credentials for role 'admin'")
 
 
 def test_missing_data_file_and_bad_setting_are_one_line():

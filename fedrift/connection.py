@@ -1,0 +1,112 @@
+"""How a fedrift process reaches Kafka: the bootstrap servers and the security settings of its role.
+
+Every Kafka client fedrift makes (confluent-kafka here, aiokafka under Faust in ``streams/app.py``)
+is built from one ``Connection``, so a secure cluster is configured once, in the settings. Each
+process connects as the principal of its *role* (``fedrift.access``): its SCRAM credentials come
+from ``<credentials dir>/<role>.json``, or from one user given in the settings for every role.
+
+>>> c = Connection("127.0.0.1:9092", {"security.protocol": "PLAINTEXT"}, "client", "dev.client.")
+>>> c.conf(acks="all")["bootstrap.servers"], c.group("routes")[:16]
+('127.0.0.1:9092', 'dev.client.route')
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fedrift.config import Settings
+from infra.security import MECHANISM
+
+if TYPE_CHECKING:
+    from infra.local_kafka import LocalKafka
+
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One principal's way into one cluster; ``conf`` gives confluent-kafka settings."""
+
+    bootstrap: str
+    security: Mapping[str, str] = field(default_factory=dict)
+    role: str = "admin"
+    group_prefix: str = ""
+
+    def conf(self, **overrides: Any) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap, **self.security, **overrides}
+
+    def group(self, purpose: str) -> str:
+        """A fresh consumer group id under this role's prefix (the only groups its ACLs allow)."""
+        return f"{self.group_prefix}{purpose}-{uuid.uuid4().hex[:12]}"
+
+    @property
+    def secure(self) -> bool:
+        return self.security.get("security.protocol", "PLAINTEXT") != "PLAINTEXT"
+
+
+def local_broker(settings: Settings, nodes: int = 1) -> Settings:
+    """``settings`` pointed at the local cluster fedrift runs (``fedrift kafka start``): its
+    bootstrap servers and, when secure, its CA and credentials directory."""
+    from infra.local_kafka import LocalKafka
+
+    secure = settings.security_protocol.upper() != "PLAINTEXT"
+    base_port = settings.kafka_port if nodes == 1 else None
+    return for_cluster(settings, LocalKafka(settings.home, nodes=nodes, base_port=base_port, secure=secure))
+
+
+def for_cluster(settings: Settings, kafka: LocalKafka) -> Settings:
+    """``settings`` pointed at a local cluster object (its security material, if any)."""
+    resolved = replace(settings, bootstrap_servers=kafka.bootstrap)
+    if kafka.security is None:
+        return replace(resolved, security_protocol="PLAINTEXT")
+    return replace(resolved, security_protocol="SASL_SSL", sasl_mechanism=MECHANISM,
+                   credentials_dir=str(kafka.security.directory), ssl_ca_file=str(kafka.security.ca.cert))
+
+
+def connect(settings: Settings, role: str) -> Connection:
+    """The connection of ``role`` (e.g. ``host-linear``, ``controller``, ``client``, ``admin``)."""
+    if settings.local:
+        settings = local_broker(settings)
+    protocol = settings.security_protocol.upper()
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"FEDRIFT_SECURITY_PROTOCOL={settings.security_protocol!r}: choose one of {PROTOCOLS}")
+    security = {"security.protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        for key, path in (("ssl.ca.location", settings.ssl_ca_file), ("ssl.certificate.location",
+                          settings.ssl_cert_file), ("ssl.key.location", settings.ssl_key_file)):
+            if path:
+                security[key] = str(_readable(path, key))
+    if protocol.startswith("SASL"):
+        username, password = credentials(settings, role)
+        security.update({"sasl.mechanisms": settings.sasl_mechanism, "sasl.username": username,
+                         "sasl.password": password})
+    return Connection(settings.bootstrap, security, role, f"{settings.topic_prefix}{role}.")
+
+
+def credentials(settings: Settings, role: str) -> tuple[str, str]:
+    """``(username, password)`` of ``role``: its file in the credentials directory, else the one
+    user the settings name for every role."""
+    if settings.credentials_dir:
+        path = Path(settings.credentials_dir) / f"{role}.json"
+        if path.is_file():
+            creds = json.loads(path.read_text())
+            return creds["username"], creds["password"]
+    if settings.sasl_username:
+        if not settings.sasl_password_file:
+            raise ValueError("FEDRIFT_SASL_USERNAME is set but FEDRIFT_SASL_PASSWORD_FILE is not")
+        return settings.sasl_username, _readable(settings.sasl_password_file, "password").read_text().strip()
+    where = f"{settings.credentials_dir}/{role}.json" if settings.credentials_dir else "FEDRIFT_CREDENTIALS_DIR"
+    raise ValueError(f"no credentials for role {role!r}: {where} is missing and FEDRIFT_SASL_USERNAME is unset "
+                     "(create them with `fedrift topics create`, or set FEDRIFT_SECURITY_PROTOCOL=PLAINTEXT)")
+
+
+def _readable(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{what}: no such file {path}")
+    return p
