@@ -22,14 +22,16 @@ from pathlib import Path
 from benchmarks.quality import DATA
 from benchmarks.report import write_result
 from fedrift import datasets
+from fedrift.access import ADMIN, CLIENT
 from fedrift.config import Settings
+from fedrift.connection import connect, for_cluster
 from fedrift.core.drift import DriftConfig
-from fedrift.kafka_io import RecordProducer, create_topics
+from fedrift.kafka_io import RecordProducer
 from fedrift.monitor import PipelineMonitor, PipelineView
 from fedrift.pipeline import Pipeline
 from fedrift.produce import produce, request_events
+from fedrift.provision import provision
 from fedrift.simulate import SimConfig, run
-from fedrift.topics import TopicCatalog
 from infra.local_kafka import LocalKafka
 
 SYNTHETIC_N = 20_000
@@ -44,14 +46,13 @@ def _rows(stream: str) -> tuple[list[str] | None, list]:
 
 def served(settings: Settings, rows: list, run_id: str, rate: float, log_dir: Path) -> tuple[PipelineView, float]:
     """Run the pipeline on ``rows``; the monitor's view once every request has its prediction."""
-    catalog = TopicCatalog.from_settings(settings)
-    create_topics(settings.bootstrap, catalog.specs())
-    monitor = PipelineMonitor(settings.bootstrap, catalog)
+    catalog = provision(settings)
+    monitor = PipelineMonitor(connect(settings, ADMIN), catalog)
     t0 = time.monotonic()
     try:
         with Pipeline(settings, log_dir) as pipeline:
             pipeline.wait_ready()
-            produce(RecordProducer(settings.bootstrap), catalog, request_events(rows, run_id=run_id), rate=rate)
+            produce(RecordProducer(connect(settings, CLIENT)), catalog, request_events(rows, run_id=run_id), rate=rate)
             deadline = time.monotonic() + 300
             while monitor.poll(1).n_predicted < len(rows) and time.monotonic() < deadline:
                 pipeline.supervise()
@@ -78,8 +79,8 @@ def noise_draws(rows, settings: Settings, stream: str, rate: float, names, draws
 
 def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path, draws: int = 1) -> dict:
     names, rows = _rows(stream)
-    settings = Settings(bootstrap_servers=kafka.bootstrap, topic_prefix=f"agree{uuid.uuid4().hex[:6]}.",
-                        home=log_root / stream / "home", n_features=len(rows[0][0]))
+    settings = for_cluster(Settings(topic_prefix=f"agree{uuid.uuid4().hex[:6]}.", home=log_root / stream / "home",
+                                    n_features=len(rows[0][0])), kafka)
     view, wall = served(settings, rows, stream, rate, log_root / stream / "logs")
     t0 = time.monotonic()
     sims = noise_draws(rows, settings, stream, rate, names, draws)

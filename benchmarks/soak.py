@@ -9,7 +9,6 @@ of each kind (a host, the Faust worker, the broker leading request partition 0) 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import tempfile
 import time
@@ -17,12 +16,13 @@ import uuid
 from pathlib import Path
 
 from benchmarks.report import write_result
+from fedrift.access import ADMIN
 from fedrift.config import Settings
+from fedrift.connection import connect, for_cluster
 from fedrift.exactly_once import verdict, wait_learned
 from fedrift.faults import BROKER, run_with_kills
-from fedrift.kafka_io import create_topics
 from fedrift.pipeline import Pipeline
-from fedrift.topics import TopicCatalog
+from fedrift.provision import provision
 from infra.local_kafka import LocalKafka
 
 
@@ -33,24 +33,25 @@ def main() -> None:
     ap.add_argument("--kill-every", type=int, default=100_000)
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="fedrift-soak-"))
-    cluster = LocalKafka(Path(__file__).resolve().parents[1] / ".fedrift" / "soak", nodes=3, base_port=39192)
+    cluster = LocalKafka(Path(__file__).resolve().parents[1] / ".fedrift" / "soak", nodes=3, base_port=39192,
+                         secure=True)
     settings = Settings(bootstrap_servers="", topic_prefix=f"soak{uuid.uuid4().hex[:6]}.", home=home,
                         models=("gnb", "linear"), replicas=2, partitions=4, n_features=5)
-    victims = itertools.cycle(["host-gnb-0", "streams", BROKER, "host-linear-1"])
+    victims = itertools.cycle(["host-gnb-0", "streams-controller", BROKER, "host-linear-1"])
     kills = {at: next(victims) for at in range(args.kill_every, args.n, args.kill_every)}
     t0 = time.monotonic()
     cluster.start(timeout=120)
     try:
-        settings = dataclasses.replace(settings, bootstrap_servers=cluster.bootstrap)
-        catalog = TopicCatalog.from_settings(settings)
-        create_topics(cluster.bootstrap, catalog.specs())
+        settings = for_cluster(settings, cluster)
+        catalog = provision(settings)
+        admin = connect(settings, ADMIN)
         with Pipeline(settings, home / "logs") as pipeline:
             pipeline.wait_ready()
             run = run_with_kills(pipeline, cluster, catalog, args.n, args.rate, kills, run_id="soak")
-            wait_learned(cluster.bootstrap, catalog, settings.models, args.n, 600, pipeline.supervise)
+            wait_learned(admin, catalog, settings.models, args.n, 600, pipeline.supervise)
             restarts = pipeline.supervise()
             acked = sorted(run["acked"])
-            result = verdict(cluster.bootstrap, catalog, acked, acked, settings.models, timeout=600)
+            result = verdict(admin, catalog, acked, acked, settings.models, timeout=600)
     finally:
         cluster.stop()
     wall = time.monotonic() - t0

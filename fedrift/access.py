@@ -4,8 +4,8 @@ The roles follow the processes: each model's hosts (``host-<model>``), the four 
 processors (``drift``, ``aggregator``, ``controller``, ``shadow``; ``streams`` when one worker
 runs them all), ``client`` (produces requests and labels, reads predictions and routing
 updates) and ``admin`` (creates topics, reads everything for the monitor and checks; a super
-user). A reader of a topic may write that topic's dead-letter topic, since the reader is who
-dead-letters a bad record. Grants are plain records here; ``fedrift.provision`` applies them as
+user). A pipeline role that reads a topic may write that topic's dead-letter topic, since the
+reader is who dead-letters a bad record. Grants are plain records here; ``fedrift.provision`` applies them as
 Kafka ACLs. What ACLs cannot express (a principal that may write a shared topic may write any
 key on it) is in ``docs/security.md``.
 
@@ -46,16 +46,17 @@ ALL_PROCESSORS = "streams"
 
 @dataclass(frozen=True)
 class Access:
-    """The base topics a role reads and writes."""
+    """The base topics a role reads and writes; a pipeline role also dead-letters what it reads."""
 
     reads: tuple[str, ...]
     writes: tuple[str, ...]
+    dead_letters: bool = True
 
 
 HOST = Access(reads=(REQUESTS, FEEDBACK, DEPLOYMENTS, HPO_TRIGGERS, HPO_KEYS, HOST_PROGRESS),
               writes=(PREDICTIONS, SHADOW_RESULTS, MODEL_STATUS, HPO_METRICS, HPO_KEYS, HOST_PROGRESS))
 ACCESS: dict[str, Access] = {
-    CLIENT: Access(reads=(PREDICTIONS, ROUTING_WEIGHTS), writes=(REQUESTS, FEEDBACK)),
+    CLIENT: Access(reads=(PREDICTIONS, ROUTING_WEIGHTS), writes=(REQUESTS, FEEDBACK), dead_letters=False),
     "drift": Access(reads=(REQUESTS, MODEL_STATUS), writes=(DRIFT_SIGNALS, HPO_TRIGGERS)),
     "aggregator": Access(reads=(HPO_METRICS,), writes=(HPO_AGGREGATES, HPO_TRIGGERS)),
     "controller": Access(reads=(MODEL_STATUS, REQUESTS, DRIFT_SIGNALS, DEPLOYMENTS, HPO_AGGREGATES, ROUTING_WEIGHTS),
@@ -106,7 +107,7 @@ def grants(role: str, catalog: TopicCatalog, replicas: int) -> list[Grant]:
     a, name = access(role), catalog.name
     out = [Grant("topic", name(t), ("read",)) for t in a.reads]
     out += [Grant("topic", name(t), ("write",)) for t in a.writes]
-    out += [Grant("topic", catalog.dlq(name(t)), ("write",)) for t in a.reads]
+    out += [Grant("topic", catalog.dlq(name(t)), ("write",)) for t in a.reads if a.dead_letters]
     out.append(Grant("group", f"{catalog.prefix}{role}.", ("read",), "prefixed"))  # its short-lived readers
     if role.startswith("host-"):
         ids = [f"{catalog.prefix}host.{role.removeprefix('host-')}-{r}" for r in range(replicas)]

@@ -47,6 +47,14 @@ def _secure(settings: Settings) -> bool:
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     from infra.local_kafka import LocalKafka
 
+    if args.action == "configure":
+        from pathlib import Path
+
+        from infra.container import write_container_broker
+
+        for path in write_container_broker(Path(args.dir), host=args.host):
+            print(f"wrote {path}")
+        return 0
     base = settings.kafka_port if args.nodes == 1 else None
     secure = _secure(settings) if args.secure is None else args.secure
     kafka = LocalKafka(settings.home, nodes=args.nodes, base_port=base, secure=secure)
@@ -249,7 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _service_commands(sub) -> None:
     """The broker and the long-running pipeline processes, and the tools that read topics."""
     k = sub.add_parser("kafka", help="run a local Apache Kafka (KRaft) from Maven Central jars")
-    k.add_argument("action", choices=["start", "stop", "status"])
+    k.add_argument("action", choices=["start", "stop", "status", "configure"],
+                   help="configure: write a secure broker's certificates, credentials and settings for a container")
+    k.add_argument("--dir", default="/security", help="configure: where to write them")
+    k.add_argument("--host", default="kafka", help="configure: the broker's host name on the network")
     k.add_argument("--nodes", type=int, choices=[1, 3], default=1)
     k.add_argument("--timeout", type=float, default=90.0)
     mode = k.add_mutually_exclusive_group()

@@ -65,6 +65,15 @@ def resolve_jars(quiet: bool = True) -> Path:
     return LIB_DIR
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id, like Kafka's ``Uuid.randomUuid`` (never starting with "-", which the
+    format tool would read as an option)."""
+    cid = "-"
+    while cid.startswith("-"):
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cid
+
+
 def cluster_root(home: Path, nodes: int, secure: bool) -> Path:
     """Where a local cluster keeps its data, logs and (when secure) its security material."""
     return Path(home) / (f"kafka-{nodes}node" + ("-secure" if secure else ""))
@@ -174,40 +183,12 @@ class LocalKafka:
         if path.exists():
             return path.read_text().strip()
         self.root.mkdir(parents=True, exist_ok=True)
-        cid = "-"
-        while cid.startswith("-"):  # like Kafka's Uuid.randomUuid: a leading "-" reads as an option
-            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cid = new_cluster_id()
         path.write_text(cid)
         return cid
 
     def _write_properties(self, node: Node) -> Path:
-        rf = self.nodes_count
-        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
-        props = {
-            "process.roles": "broker,controller",
-            "node.id": node.node_id,
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": node.directory / "data",
-            "num.partitions": 1,
-            "default.replication.factor": rf,
-            "min.insync.replicas": 2 if rf >= 3 else 1,
-            "offsets.topic.replication.factor": rf,
-            "offsets.topic.num.partitions": 10,
-            "transaction.state.log.replication.factor": rf,
-            "transaction.state.log.min.isr": 2 if rf >= 3 else 1,
-            "share.coordinator.state.topic.replication.factor": rf,
-            "share.coordinator.state.topic.min.isr": 2 if rf >= 3 else 1,
-            **(self.security.broker_properties(node.port, node.controller_port) if self.security else {}),
-            "group.initial.rebalance.delay.ms": 0,
-            "auto.create.topics.enable": "false",
-            "log.retention.check.interval.ms": 60000,
-            "log.cleaner.backoff.ms": 5000,
-        }
+        props = server_properties(node, self.nodes, self.security)
         node.directory.mkdir(parents=True, exist_ok=True)
         path = node.directory / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
@@ -261,6 +242,40 @@ class LocalKafka:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     raise KafkaError(f"port {port} is already in use by another process; set FEDRIFT_KAFKA_PORT")
+
+
+def server_properties(node: Node, nodes: list[Node], security: SecurityMaterial | None, bind: str = "127.0.0.1",
+                      host: str = "127.0.0.1") -> dict[str, object]:
+    """One combined broker/controller's ``server.properties``: listening on ``bind``, reached by
+    clients and peers as ``host``; TLS, SCRAM and ACLs when ``security`` is given."""
+    rf = len(nodes)
+    voters = ",".join(f"{n.node_id}@{host}:{n.controller_port}" for n in nodes)
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": node.node_id,
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://{bind}:{node.port},CONTROLLER://{bind}:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{node.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": node.directory / "data",
+        "num.partitions": 1,
+        "default.replication.factor": rf,
+        "min.insync.replicas": 2 if rf >= 3 else 1,
+        "offsets.topic.replication.factor": rf,
+        "offsets.topic.num.partitions": 10,
+        "transaction.state.log.replication.factor": rf,
+        "transaction.state.log.min.isr": 2 if rf >= 3 else 1,
+        "share.coordinator.state.topic.replication.factor": rf,
+        "share.coordinator.state.topic.min.isr": 2 if rf >= 3 else 1,
+        **(security.broker_properties(node.port, node.controller_port, bind, host) if security else {}),
+        "group.initial.rebalance.delay.ms": 0,
+        "auto.create.topics.enable": "false",
+        "log.retention.check.interval.ms": 60000,
+        "log.cleaner.backoff.ms": 5000,
+    }
+    return props
 
 
 def _alive(pid: int) -> bool:

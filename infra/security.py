@@ -31,14 +31,15 @@ class SecurityMaterial:
     admin_password: str
 
     @classmethod
-    def ensure(cls, directory: Path) -> SecurityMaterial:
-        """Load the cluster's material, creating it the first time."""
+    def ensure(cls, directory: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> SecurityMaterial:
+        """Load the cluster's material, creating it the first time (the brokers' certificate
+        for ``hosts``)."""
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         creds = directory / "admin.json"
         if not creds.is_file():
             ca = make_ca(directory)
-            make_certificate(directory, ca, "broker")
+            make_certificate(directory, ca, "broker", hosts)
             fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 json.dump({"username": ADMIN, "password": secrets.token_urlsafe(24)}, fh)
@@ -58,12 +59,13 @@ class SecurityMaterial:
         """``kafka-storage format`` arguments that create the admin's SCRAM credentials."""
         return ["--add-scram", f"{MECHANISM}=[name={ADMIN},password={self.admin_password}]"]
 
-    def broker_properties(self, port: int, controller_port: int) -> dict[str, object]:
+    def broker_properties(self, port: int, controller_port: int, bind: str = "127.0.0.1",
+                          host: str = "127.0.0.1") -> dict[str, object]:
         jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{ADMIN}" '
                 f'password="{self.admin_password}";')
         return {
-            "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}",
+            "listeners": f"SASL_SSL://{bind}:{port},CONTROLLER://{bind}:{controller_port}",
+            "advertised.listeners": f"SASL_SSL://{host}:{port}",
             "inter.broker.listener.name": "SASL_SSL",
             "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SSL",
             "sasl.enabled.mechanisms": MECHANISM,
@@ -79,6 +81,13 @@ class SecurityMaterial:
             "allow.everyone.if.no.acl.found": "false",
             "super.users": f"User:{ADMIN};{BROKER_PRINCIPAL}",
         }
+
+    def client_properties(self) -> str:
+        """The admin's settings for Kafka's own command-line tools (``--command-config``)."""
+        jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{ADMIN}" '
+                f'password="{self.admin_password}";')
+        return (f"security.protocol=SASL_SSL\nsasl.mechanism={MECHANISM}\nsasl.jaas.config={jaas}\n"
+                f"ssl.truststore.type=PEM\nssl.truststore.location={self.ca.cert}\n")
 
     def client_config(self, username: str = ADMIN, password: str | None = None) -> dict[str, str]:
         """confluent-kafka settings for a client of this cluster (the admin's by default)."""

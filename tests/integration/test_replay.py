@@ -69,7 +69,7 @@ def test_recorded_pace_waits_the_recorded_gaps(settings, tmp_path):
 
     topic = f"{settings.topic_prefix}paced"
     create_topics(admin(settings), [ResolvedTopic(topic, "Feedback", 1, 1, "delete", None)])
-    producer, recent = RecordProducer(client(settings)), _recent()
+    producer, recent = RecordProducer(admin(settings)), _recent()  # a topic outside the catalog
     for i in range(5):
         producer.send(
             topic,

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import yaml
 
+from fedrift.access import PROCESSORS
 from fedrift.cli import build_parser
 from fedrift.config import ENV, REPO_ROOT
+from infra.container import write_container_broker
 
 
 def _subcommands() -> set[str]:
@@ -34,7 +36,7 @@ def test_dockerfile_copies_every_package():
         assert f"COPY {pkg} " in text and Path(REPO_ROOT / pkg).is_dir()
 
 
-def test_every_replica_has_a_host_with_its_own_state_and_the_worker_all_processors():
+def test_every_replica_has_a_host_with_its_own_state_and_every_processor_a_worker():
     services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
     hosts = {n: s for n, s in services.items() if s.get("command", [None])[0] == "host"}
     env = services["topics"]["environment"]
@@ -43,4 +45,30 @@ def test_every_replica_has_a_host_with_its_own_state_and_the_worker_all_processo
         (m, str(r)) for m in models for r in range(replicas)
     }
     assert all(s["environment"]["FEDRIFT_HOME"] in s["volumes"][0] for s in hosts.values())
-    assert services["streams"]["command"] == ["streams", "--processors", "all"]
+    workers = [s["command"] for s in services.values() if s.get("command", [None])[0] == "streams"]
+    assert sorted(workers) == sorted(["streams", "--processors", p] for p in PROCESSORS)
+
+
+def test_the_broker_is_secure_and_publishes_nothing():
+    services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    assert not any("ports" in s for s in services.values())
+    assert services["security"]["command"][:2] == ["kafka", "configure"]
+    assert services["kafka"]["entrypoint"][-1] == "/security/start-kafka.sh"
+    for name, svc in services.items():
+        env = svc.get("environment", {})
+        if "FEDRIFT_BOOTSTRAP_SERVERS" in env:
+            assert env["FEDRIFT_SECURITY_PROTOCOL"] == "SASL_SSL", name
+            assert any(v.startswith("security:/security") for v in svc["volumes"]), name
+
+
+def test_the_container_broker_gets_tls_scram_and_acls_only(tmp_path):
+    written = {p.name: p for p in write_container_broker(tmp_path, host="kafka")}
+    props = dict(line.split("=", 1) for line in written["server.properties"].read_text().splitlines())
+    assert props["listeners"] == "SASL_SSL://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093"
+    assert props["advertised.listeners"] == "SASL_SSL://kafka:9092"
+    assert "PLAINTEXT" not in props["listener.security.protocol.map"].replace("SASL_", "")
+    assert props["allow.everyone.if.no.acl.found"] == "false" and props["auto.create.topics.enable"] == "false"
+    assert "--add-scram" in written["start-kafka.sh"].read_text()
+    assert all(p.stat().st_mode & 0o077 == 0 for p in written.values())
+    again = {p.name for p in write_container_broker(tmp_path, host="kafka")}
+    assert "cluster.id" not in again  # a second run keeps the cluster's identity

@@ -1,0 +1,48 @@
+"""The role table: least privilege as the threat models state it, and consistent with the topics."""
+
+from fedrift import access
+from fedrift.topics import BASE_TOPICS, TopicCatalog
+
+CATALOG = TopicCatalog(prefix="p.", models=("linear", "hat"))
+
+
+def _topics(role: str, op: str) -> set[str]:
+    return {g.name for g in access.grants(role, CATALOG, replicas=3)
+            if g.resource == "topic" and g.pattern == "literal" and op in g.operations}
+
+
+def test_no_host_or_client_can_set_routing_or_deployments():
+    for role in ("host-linear", "host-hat", "client"):
+        assert not _topics(role, "write") & {"p.routing.weights", "p.deployments"}, role
+    assert "p.model.status" not in _topics("client", "write")
+
+
+def test_the_aggregator_reads_only_the_masked_metrics():
+    assert _topics("aggregator", "read") == {"p.hpo.metrics"}
+    assert not any(t.startswith("p.inference.") for t in _topics("aggregator", "read"))
+
+
+def test_every_topic_has_a_writer_and_a_reader_and_the_worker_role_is_the_union():
+    roles = access.roles(CATALOG)
+    written = set().union(*(_topics(r, "write") for r in roles))
+    read = set().union(*(_topics(r, "read") for r in roles))
+    for spec in BASE_TOPICS:
+        assert CATALOG.name(spec.base) in written and CATALOG.name(spec.base) in read, spec.base
+    for op in ("read", "write"):
+        assert _topics("streams", op) == set().union(*(_topics(p, op) for p in access.PROCESSORS))
+
+
+def test_a_hosts_groups_and_transactional_ids_are_its_models_own():
+    grants = access.grants("host-linear", CATALOG, replicas=2)
+    ids = {g.name for g in grants if g.resource == "transactional_id"}
+    assert ids == {"p.host.linear-0", "p.host.linear-1"}
+    groups = {g.name for g in grants if g.resource == "group" and g.pattern == "literal"}
+    assert groups == {"p.host.linear-0", "p.host.linear-0.control", "p.host.linear-1", "p.host.linear-1.control"}
+    assert all(g.pattern == "literal" for g in grants if g.resource != "group" or not g.name.endswith("."))
+
+
+def test_only_stream_processors_get_their_faust_apps_topics():
+    prefixed = {r: [g for g in access.grants(r, CATALOG, 1) if g.resource == "topic" and g.pattern == "prefixed"]
+                for r in access.roles(CATALOG)}
+    assert {r for r, g in prefixed.items() if g} == {*access.PROCESSORS, access.ALL_PROCESSORS}
+    assert [g.name for g in prefixed["controller"]] == ["p.fedrift-controller-"]
