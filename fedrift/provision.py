@@ -2,8 +2,9 @@
 user per role with exactly its ACLs (``fedrift.access``). Idempotent; run by ``fedrift topics
 create``, ``fedrift run`` and the tests before anything else touches the topics.
 
-Role credentials live in the credentials directory (``<role>.json``, 0600): the local secure
-broker's security directory by default. A role without a file gets a fresh random password;
+Role credentials live in the credentials directory (``<role>.json``, 0600; beside each, the
+role's client settings as ``<role>.properties``): the local secure broker's security directory
+by default. A role without a file gets a fresh random password;
 every role's SCRAM credential is (re)written from its file, so the files and the cluster agree.
 """
 
@@ -50,7 +51,18 @@ def provision(settings: Settings) -> TopicCatalog:
         roles = access.roles(catalog)
         ensure_users(admin, Path(settings.credentials_dir), roles, settings.sasl_mechanism)
         apply_acls(admin, {credentials(settings, r)[0]: access.grants(r, catalog, settings.replicas) for r in roles})
+        for role in roles:
+            write_client_config(Path(settings.credentials_dir) / f"{role}.properties", connect(settings, role))
     return catalog
+
+
+def write_client_config(path: Path, conn: Connection) -> None:
+    """A role's client settings as a librdkafka properties file (``kcat -F``, or any
+    confluent-kafka client), 0600: what a user's own producer or consumer needs to connect."""
+    text = "".join(f"{k}={v}\n" for k, v in conn.conf().items())
+    if not path.is_file() or path.read_text() != text:
+        path.unlink(missing_ok=True)
+        _write_private(path, text)
 
 
 def ensure_users(admin: Connection, directory: Path, roles: list[str], mechanism: str) -> None:
