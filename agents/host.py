@@ -62,6 +62,7 @@ def replica_config(settings: Settings, model: str, replica: int) -> ReplicaConfi
         shadow_fraction=settings.shadow_fraction,
         warm_start=settings.warm_start,
         status_every=settings.status_every,
+        tuning=settings.replica,
         pending_limit=settings.pending_labels,
         early_limit=settings.pending_labels,
         seed=settings.seed,

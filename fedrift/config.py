@@ -15,8 +15,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from fedrift.core.controller import ControllerTuning
 from fedrift.core.drift import DriftConfig
 from fedrift.core.fhpo import FhpoConfig
+from fedrift.core.replica import ReplicaTuning
 from fedrift.core.routing import RoutingConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +34,8 @@ def _group(prefix: str, help_: str) -> dict:
     return {"group": prefix, "help": help_}
 
 
-_GROUPS: dict[str, type] = {"drift": DriftConfig, "fhpo": FhpoConfig, "routing": RoutingConfig}
+_GROUPS: dict[str, type] = {"drift": DriftConfig, "fhpo": FhpoConfig, "routing": RoutingConfig,
+                            "replica": ReplicaTuning, "controller": ControllerTuning}
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,13 @@ class Settings:
     )
     routing: RoutingConfig = field(
         default_factory=RoutingConfig, metadata=_group("FEDRIFT_ROUTING_", "routing weights (fedrift/core/routing.py)")
+    )
+    replica: ReplicaTuning = field(
+        default_factory=ReplicaTuning, metadata=_group("FEDRIFT_REPLICA_", "host replicas (fedrift/core/replica.py)")
+    )
+    controller: ControllerTuning = field(
+        default_factory=ControllerTuning,
+        metadata=_group("FEDRIFT_CONTROLLER_", "routing controller (fedrift/core/controller.py)"),
     )
 
     @classmethod

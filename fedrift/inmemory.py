@@ -28,14 +28,14 @@ from typing import Any, cast
 from agents.federated import FederatedRounds
 from fedrift.core.aggregation import AgentKeys
 from fedrift.core.aggregator import RoundBook
-from fedrift.core.controller import Controller, ControllerConfig
+from fedrift.core.controller import Controller, ControllerConfig, ControllerTuning
 from fedrift.core.drift import DriftAnalyzer, DriftConfig
 from fedrift.core.drift_stage import DriftStage
 from fedrift.core.fhpo import FhpoAgent, FhpoConfig
 from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import PrivacyLedger
 from fedrift.core.records import Output
-from fedrift.core.replica import ModelReplica, ReplicaConfig
+from fedrift.core.replica import ModelReplica, ReplicaConfig, ReplicaTuning
 from fedrift.core.routing import RoutingConfig
 from fedrift.core.shadow_stage import ShadowStage
 from schemas.records import InferenceRequest
@@ -62,6 +62,8 @@ class PipelineConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     fhpo: FhpoConfig = field(default_factory=FhpoConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    replica: ReplicaTuning = field(default_factory=ReplicaTuning)
+    controller: ControllerTuning = field(default_factory=ControllerTuning)
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -77,7 +79,7 @@ class InMemoryPipeline:
         self.cfg = cfg
         self.replicas = {m: [self._replica(m, r) for r in range(cfg.replicas)] for m in cfg.pool}
         self.rounds = {m: [self._rounds(m, r) for r in range(cfg.replicas)] for m in cfg.pool}
-        self.controller = Controller(ControllerConfig(cfg.pool, cfg.partitions, cfg.routing))
+        self.controller = Controller(ControllerConfig(cfg.pool, cfg.partitions, cfg.routing, cfg.controller))
         self.drift = DriftStage(DriftAnalyzer(cfg.drift, cfg.seed, feature_names), "drift", "sim", cfg.cold_start_at)
         fh = cfg.fhpo
         self.aggregator = RoundBook(cfg.replicas, 1 + fh.n_shared + fh.n_local, timeout_s=float("inf"))
@@ -97,6 +99,7 @@ class InMemoryPipeline:
             r,
             shadow_fraction=c.shadow_fraction,
             status_every=c.status_every,
+            tuning=c.replica,
             pending_limit=c.pending_labels,
             early_limit=c.pending_labels,
             warm_start=c.warm_start,

@@ -54,6 +54,8 @@ class SimConfig:
             "drift": settings.drift,
             "fhpo": settings.fhpo,
             "routing": settings.routing,
+            "replica": settings.replica,
+            "controller": settings.controller,
         }
         return cls(PipelineConfig(**{**values, **overrides}), run_id=run_id)
 

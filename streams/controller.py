@@ -51,7 +51,8 @@ def restored_controller(settings: Settings, catalog: TopicCatalog, conn: Connect
         except InvalidRecord:
             continue
     return Controller(
-        ControllerConfig(pool=settings.models, partitions=settings.partitions, routing=settings.routing),
+        ControllerConfig(pool=settings.models, partitions=settings.partitions, routing=settings.routing,
+                         tuning=settings.controller),
         weights=weights,
         deployments=usable(deployments_in_force(read(DEPLOYMENTS).values())),
         statuses=statuses,

@@ -38,13 +38,20 @@ from schemas.records import AggregateResult, Deployment, DriftSignal, ModelStatu
 
 
 @dataclass(frozen=True)
+class ControllerTuning:
+    """The controller's memory and publishing cadence (settable as ``FEDRIFT_CONTROLLER_<FIELD>``)."""
+
+    input_half_life: float = 250.0  # events: the current-input sketch's memory
+    publish_change: float = 1e-3  # a weight must move this much for a new version
+    idle_s: float = 2.0  # re-weight on the clock when no evidence arrived for this long
+
+
+@dataclass(frozen=True)
 class ControllerConfig:
     pool: tuple[str, ...]
     partitions: int = 3  # request partitions: one weights marker each
     routing: RoutingConfig = field(default_factory=RoutingConfig)
-    input_half_life: float = 250.0  # events: the current-input sketch's memory
-    publish_change: float = 1e-3  # a weight must move this much for a new version
-    idle_s: float = 2.0  # re-weight on the clock when no evidence arrived for this long
+    tuning: ControllerTuning = field(default_factory=ControllerTuning)
 
 
 def validate_status(s: ModelStatus) -> None:
@@ -77,7 +84,7 @@ class Controller:
         self.controller = RoutingController(config.routing)
         self.status: dict[str, ModelStatus] = {}  # host -> latest ModelStatus
         self.batch: dict[str, list[int]] = {}  # model -> [correct, scored] since the last observe
-        self.current = InputSketch(half_life=config.input_half_life)
+        self.current = InputSketch(half_life=config.tuning.input_half_life)
         self.production = {m: config_id(FAMILIES[m].defaults) for m in config.pool if m in FAMILIES}
         self.shadows: set[str] = set()
         self.before_drift: dict[str, float] | None = None
@@ -182,7 +189,7 @@ class Controller:
     def tick(self, now_ms: int) -> list[Output]:
         """Re-weight if nothing did for ``idle_s`` (alignment moves with the inputs even while no
         labels arrive)."""
-        if now_ms - self.updated_ms < self.cfg.idle_s * 1000:
+        if now_ms - self.updated_ms < self.cfg.tuning.idle_s * 1000:
             return []
         return self._reweight(now_ms)
 
@@ -204,7 +211,7 @@ class Controller:
             )
             out.append(deployment(value))
         self.pruned = dict(decision.pruned)
-        if not any(abs(w - self.last_published.get(m, -1.0)) > self.cfg.publish_change
+        if not any(abs(w - self.last_published.get(m, -1.0)) > self.cfg.tuning.publish_change
                    for m, w in decision.weights.items()):
             self.controller.version -= 1  # nothing published: keep versions dense
             return out

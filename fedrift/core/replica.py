@@ -27,7 +27,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fedrift.core.drift import ErrorDriftDetector
 from fedrift.core.fhpo import LocalWindow
@@ -44,6 +44,17 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ReplicaTuning:
+    """The replica's windows and memories (settable as ``FEDRIFT_REPLICA_<FIELD>``)."""
+
+    accuracy_window: int = 1000  # windowed accuracy for pruning and drift compensation ...
+    keep_after_drift: int = 300  # ... cut to its last N events at a drift trigger
+    local_window: int = 1000  # labelled events kept for FHPO rounds
+    remember_ids: int = 100_000  # request ids remembered per partition for de-duplication
+    label_horizon_ms: int = 3_600_000  # a held label older than the requests by this much is an orphan
+
+
+@dataclass(frozen=True)
 class ReplicaConfig:
     pool: tuple[str, ...]  # every model of the pool, in the order every host uses
     model: str
@@ -52,13 +63,9 @@ class ReplicaConfig:
     n_features: int = 0  # 0: the first valid request of each partition fixes it
     shadow_fraction: float = 0.2  # stable share of requests a shadow also answers
     status_every: int = 200  # labelled events between ModelStatus records (more at a cold start)
-    accuracy_window: int = 1000  # windowed accuracy for pruning and drift compensation ...
-    keep_after_drift: int = 300  # ... cut to its last N events at a drift trigger
-    local_window: int = 1000  # labelled events kept for FHPO rounds
-    remember_ids: int = 100_000  # request ids remembered per partition for de-duplication
+    tuning: ReplicaTuning = field(default_factory=ReplicaTuning)
     pending_limit: int = 100_000  # requests waiting for a late label
     early_limit: int = 100_000  # labels waiting for their request: past it the host stops reading labels
-    label_horizon_ms: int = 3_600_000  # a held label older than the requests by this much is an orphan
     warm_start: bool = True  # a shadow starts from production's learned state where the family allows
     seed: int = 0
 
@@ -104,11 +111,11 @@ class ModelReplica:
         self.pending: OrderedDict[str, Pending] = OrderedDict()
         self.early: OrderedDict[str, tuple[object, int]] = OrderedDict()  # id -> (label, its time)
         self.stream_time = 0  # latest request time seen (ms)
-        self.accuracy = WindowedMean(config.accuracy_window)
+        self.accuracy = WindowedMean(config.tuning.accuracy_window)
         self.errors = ErrorDriftDetector()
         self.error_drift = False
         self.sketch = InputSketch(family.memory(self.config))
-        self.window = LocalWindow(config.local_window)
+        self.window = LocalWindow(config.tuning.local_window)
         self.n_learned = self.n_correct = self.n_reported = 0
         self.learned_digest = 0
         self.model_errors = 0
@@ -127,7 +134,8 @@ class ModelReplica:
     # -- data path ----------------------------------------------------------------------------
     def routing(self, partition: int) -> PartitionRouting:
         if partition not in self.partitions:
-            self.partitions[partition] = PartitionRouting(self.cfg.pool, self.cfg.n_features, self.cfg.remember_ids)
+            cfg = self.cfg
+            self.partitions[partition] = PartitionRouting(cfg.pool, cfg.n_features, cfg.tuning.remember_ids)
         return self.partitions[partition]
 
     def on_weights(self, partition: int, value: dict) -> None:
@@ -181,7 +189,7 @@ class ModelReplica:
         return len(self.early) > self.cfg.early_limit
 
     def _expire_orphans(self) -> None:
-        horizon = self.stream_time - self.cfg.label_horizon_ms
+        horizon = self.stream_time - self.cfg.tuning.label_horizon_ms
         while self.early and next(iter(self.early.values()))[1] < horizon:
             self.early.popitem(last=False)
 
@@ -273,7 +281,7 @@ class ModelReplica:
     # -- control path -------------------------------------------------------------------------
     def on_trigger(self) -> None:
         """An HPO trigger (a drift): forget the windowed accuracy from before it."""
-        self.accuracy.keep_last(self.cfg.keep_after_drift)
+        self.accuracy.keep_last(self.cfg.tuning.keep_after_drift)
 
     def on_deployment(self, d: Deployment) -> bool:
         """Apply a deployment of this model; returns whether anything changed. Raises

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from fedrift import datasets
 from fedrift.core.models import FAMILIES
 from fedrift.core.partition import PartitionRouting
-from fedrift.core.replica import ModelReplica, ReplicaConfig, id_digest, mirrored
+from fedrift.core.replica import ModelReplica, ReplicaConfig, ReplicaTuning, id_digest, mirrored
 from schemas import FeatureCountMismatch, InvalidRecord, NonFiniteFeature
 
 POOL = ("gnb", "linear", "hat")
@@ -186,7 +186,8 @@ def test_a_model_that_fails_on_a_request_answers_null_and_the_replica_goes_on():
 
 
 def test_labels_ahead_of_their_requests_are_held_then_paced_and_orphans_expire():
-    rep = ModelReplica(FAMILIES["gnb"], ReplicaConfig(pool=POOL, model="gnb", early_limit=3, label_horizon_ms=1000))
+    rep = ModelReplica(FAMILIES["gnb"], ReplicaConfig(pool=POOL, model="gnb", early_limit=3,
+                                                      tuning=ReplicaTuning(label_horizon_ms=1000)))
     for i in range(5):  # a restarted host read the labels faster than the requests
         rep.on_label(f"r{i}", i % 2, time_ms=100 + i)
     assert rep.labels_ahead and rep.n_learned == 0  # the host pauses the labels here; nothing is dropped
