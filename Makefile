@@ -44,6 +44,7 @@ bench: setup
 
 kafka-stop:
 	-$(BIN)/fedrift kafka stop
+	-$(BIN)/fedrift kafka stop --plaintext
 
 clean: kafka-stop
 	rm -rf .fedrift infra/kafka/lib infra/kafka/target
