@@ -8,12 +8,13 @@ every label exactly once and the outputs already committed are not sent again (t
 never ahead of Kafka, because it is written only after the commit).
 
 The file holds raw local data (the window) and is only ever read by the host that wrote it:
-written 0600, fsynced, atomically renamed, and authenticated with HMAC-SHA256 under a key kept
-beside it (0600) that never leaves the host; the pickle is only loaded once its tag verifies, so
-write access to the file alone is not code execution.
+written 0600, fsynced, atomically renamed, and authenticated with HMAC-SHA256 under a key that
+never leaves the host, kept in its own directory (``key_path``, 0700/0600); the pickle is only
+loaded once its tag verifies, so write access to the checkpoints is not code execution, and a
+file that fails is refused (``CheckpointRefused``).
 
 >>> import tempfile
->>> path = Path(tempfile.mkdtemp()) / "linear-0.state"
+>>> path = Path(tempfile.mkdtemp()) / "hosts" / "linear-0.state"
 >>> save(path, HostState(replica="r", ledger=None, offsets={("t", 0): 5}))
 >>> load(path).offsets, oct(path.stat().st_mode & 0o777)
 ({('t', 0): 5}, '0o600')
@@ -116,11 +117,19 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def key_path(path: Path) -> Path:
+    """Where the HMAC key of checkpoint ``path`` lives: in a ``keys`` directory beside the
+    checkpoints' directory, not beside the file, so the two can be given different protection
+    (write access to the checkpoints alone is then no way to forge one)."""
+    return path.parent.parent / "keys" / f"{path.name}.hmac-key"
+
+
 def _key(path: Path) -> bytes:
-    key_path = path.with_name(path.name + ".hmac-key")
-    if not key_path.is_file():
-        _write_private(key_path, os.urandom(32))
-    return key_path.read_bytes()
+    kp = key_path(path)
+    if not kp.is_file():
+        _write_private(kp, os.urandom(32))
+        os.chmod(kp.parent, 0o700)
+    return kp.read_bytes()
 
 
 def save(path: Path, state: HostState) -> None:
@@ -128,21 +137,28 @@ def save(path: Path, state: HostState) -> None:
     _write_private(path, hmac.new(_key(path), body, hashlib.sha256).digest() + body)
 
 
+class CheckpointRefused(ValueError):
+    """A checkpoint exists but fails authentication (or, authentic, cannot be read): its state,
+    the ε ledger's memory included, is lost."""
+
+
 def load(path: Path) -> HostState | None:
-    """The host's last state, or None (no file, or one that fails authentication or loading)."""
+    """The host's last state; None when it has none. Raises ``CheckpointRefused`` for a file
+    that fails authentication, before anything of it is unpickled."""
     if not path.is_file():
         return None
     data = path.read_bytes()
     tag, body = data[:TAG], data[TAG:]
     if not hmac.compare_digest(tag, hmac.new(_key(path), body, hashlib.sha256).digest()):
-        log.warning("checkpoint %s fails authentication; not loaded", path)
-        return None
+        raise CheckpointRefused(f"checkpoint {path} fails authentication (tampered, torn, or its key {key_path(path)} "
+                                "replaced); not loaded")
     try:
         state = pickle.loads(body)
     except Exception as exc:  # written by an incompatible version
-        log.warning("checkpoint %s unreadable (%s); not loaded", path, exc)
-        return None
-    return state if isinstance(state, HostState) else None
+        raise CheckpointRefused(f"checkpoint {path} unreadable ({exc}); not loaded") from None
+    if not isinstance(state, HostState):
+        raise CheckpointRefused(f"checkpoint {path} holds a {type(state).__name__}, not a HostState")
+    return state
 
 
 class TopologyChanged(ValueError):

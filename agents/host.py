@@ -176,7 +176,13 @@ class ModelHost(HostControl):
     def recover(self) -> None:
         """Load the last checkpoint (or start fresh from the beginning of every input partition),
         re-apply the deployments in force, and replay up to the committed offsets silently."""
-        state = checkpoint.load(self.state_path)
+        refused = False
+        try:
+            state = checkpoint.load(self.state_path)
+        except checkpoint.CheckpointRefused as exc:
+            log.error("%s; host %s starts from the stream, its past records' ε budget counted as spent",
+                      exc, self.host_id)
+            state, refused = None, True
         if state is not None:
             checkpoint.check_topology(state.replica.cfg, self.cfg, self.state_path)
             state.replica.cfg = self.cfg  # other settings (cadences, limits) may change across restarts
@@ -196,6 +202,8 @@ class ModelHost(HostControl):
             if d["model"] == self.model:
                 self._deploy(d)
         self.replay_until = self._replay_bounds(partitions, offsets)
+        if refused:  # a record's window position is below the count of input records before it
+            self.rounds.agent.ledger.exhaust_before(sum(self.replay_until.values()))
         log.info(
             "host %s resumes at %s and replays silently up to %s",
             self.host_id,

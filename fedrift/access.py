@@ -4,10 +4,10 @@ The roles follow the processes: each model's hosts (``host-<model>``), the four 
 processors (``drift``, ``aggregator``, ``controller``, ``shadow``; ``streams`` when one worker
 runs them all), ``client`` (produces requests and labels, reads predictions and routing
 updates) and ``admin`` (creates topics, reads everything for the monitor and checks; a super
-user). A pipeline role that reads a topic may write that topic's dead-letter topic, since the
-reader is who dead-letters a bad record. Grants are plain records here; ``fedrift.provision`` applies them as
-Kafka ACLs. What ACLs cannot express (a principal that may write a shared topic may write any
-key on it) is in ``docs/security.md``.
+user). The one reader that dead-letters a topic's bad records may write its ``.dlq``. Grants
+are plain records here; ``fedrift.provision`` applies them as Kafka ACLs, each role as the user
+``<topic prefix><role>``. What ACLs cannot express (a principal that may write a shared topic
+may write any key on it) is in ``docs/security.md``.
 
 >>> from fedrift.topics import TopicCatalog
 >>> cat = TopicCatalog(prefix="p.", models=("linear",))
@@ -46,27 +46,28 @@ ALL_PROCESSORS = "streams"
 
 @dataclass(frozen=True)
 class Access:
-    """The base topics a role reads and writes; a pipeline role also dead-letters what it reads."""
+    """The base topics a role reads and writes, and those whose bad records it dead-letters
+    (it owns their ``.dlq``: one reader per topic, so a record is dead-lettered once)."""
 
     reads: tuple[str, ...]
     writes: tuple[str, ...]
-    dead_letters: bool = True
+    dead_letters: tuple[str, ...] = ()
 
 
 HOST = Access(reads=(REQUESTS, FEEDBACK, DEPLOYMENTS, HPO_TRIGGERS, HPO_KEYS, HOST_PROGRESS),
-              writes=(PREDICTIONS, SHADOW_RESULTS, MODEL_STATUS, HPO_METRICS, HPO_KEYS, HOST_PROGRESS))
+              writes=(PREDICTIONS, SHADOW_RESULTS, MODEL_STATUS, HPO_METRICS, HPO_KEYS, HOST_PROGRESS),
+              dead_letters=(REQUESTS, FEEDBACK, DEPLOYMENTS, HPO_TRIGGERS, HPO_KEYS))
 ACCESS: dict[str, Access] = {
-    CLIENT: Access(reads=(PREDICTIONS, ROUTING_WEIGHTS), writes=(REQUESTS, FEEDBACK), dead_letters=False),
+    CLIENT: Access(reads=(PREDICTIONS, ROUTING_WEIGHTS), writes=(REQUESTS, FEEDBACK)),
     "drift": Access(reads=(REQUESTS, MODEL_STATUS), writes=(DRIFT_SIGNALS, HPO_TRIGGERS)),
-    "aggregator": Access(reads=(HPO_METRICS,), writes=(HPO_AGGREGATES, HPO_TRIGGERS)),
+    "aggregator": Access(reads=(HPO_METRICS,), writes=(HPO_AGGREGATES, HPO_TRIGGERS), dead_letters=(HPO_METRICS,)),
     "controller": Access(reads=(MODEL_STATUS, REQUESTS, DRIFT_SIGNALS, DEPLOYMENTS, HPO_AGGREGATES, ROUTING_WEIGHTS),
-                         writes=(REQUESTS, ROUTING_WEIGHTS, DEPLOYMENTS)),
-    "shadow": Access(reads=(SHADOW_RESULTS, DEPLOYMENTS), writes=(DEPLOYMENTS,)),
+                         writes=(REQUESTS, ROUTING_WEIGHTS, DEPLOYMENTS),
+                         dead_letters=(MODEL_STATUS, DRIFT_SIGNALS, HPO_AGGREGATES)),
+    "shadow": Access(reads=(SHADOW_RESULTS, DEPLOYMENTS), writes=(DEPLOYMENTS,), dead_letters=(SHADOW_RESULTS,)),
 }
-ACCESS[ALL_PROCESSORS] = Access(
-    reads=tuple(dict.fromkeys(t for p in PROCESSORS for t in ACCESS[p].reads)),
-    writes=tuple(dict.fromkeys(t for p in PROCESSORS for t in ACCESS[p].writes)),
-)
+ACCESS[ALL_PROCESSORS] = Access(*(tuple(dict.fromkeys(t for p in PROCESSORS for t in getattr(ACCESS[p], f)))
+                                  for f in ("reads", "writes", "dead_letters")))
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def grants(role: str, catalog: TopicCatalog, replicas: int) -> list[Grant]:
     a, name = access(role), catalog.name
     out = [Grant("topic", name(t), ("read",)) for t in a.reads]
     out += [Grant("topic", name(t), ("write",)) for t in a.writes]
-    out += [Grant("topic", catalog.dlq(name(t)), ("write",)) for t in a.reads if a.dead_letters]
+    out += [Grant("topic", catalog.dlq(name(t)), ("write",)) for t in a.dead_letters]
     out.append(Grant("group", f"{catalog.prefix}{role}.", ("read",), "prefixed"))  # its short-lived readers
     if role.startswith("host-"):
         ids = [f"{catalog.prefix}host.{role.removeprefix('host-')}-{r}" for r in range(replicas)]

@@ -41,7 +41,9 @@ def ensure_broker(settings: Settings, role: str = "admin") -> Settings:
 
 
 def _secure(settings: Settings) -> bool:
-    return settings.security_protocol.upper() != "PLAINTEXT"
+    from fedrift.connection import checked_protocol
+
+    return checked_protocol(settings) != "PLAINTEXT"
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:

@@ -49,12 +49,22 @@ class Connection:
         return self.security.get("security.protocol", "PLAINTEXT") != "PLAINTEXT"
 
 
+def checked_protocol(settings: Settings) -> str:
+    """The security protocol, refused with one line when Kafka (or the local broker) has no such."""
+    protocol = settings.security_protocol.upper()
+    allowed = ("SASL_SSL", "PLAINTEXT") if settings.local else PROTOCOLS
+    if protocol not in allowed:
+        where = "the local broker runs" if settings.local else "choose one of"
+        raise ValueError(f"FEDRIFT_SECURITY_PROTOCOL={settings.security_protocol!r}: {where} {', '.join(allowed)}")
+    return protocol
+
+
 def local_broker(settings: Settings, nodes: int = 1) -> Settings:
     """``settings`` pointed at the local cluster fedrift runs (``fedrift kafka start``): its
     bootstrap servers and, when secure, its CA and credentials directory."""
     from infra.local_kafka import LocalKafka
 
-    secure = settings.security_protocol.upper() != "PLAINTEXT"
+    secure = checked_protocol(settings) != "PLAINTEXT"
     base_port = settings.kafka_port if nodes == 1 else None
     return for_cluster(settings, LocalKafka(settings.home, nodes=nodes, base_port=base_port, secure=secure))
 
@@ -70,11 +80,10 @@ def for_cluster(settings: Settings, kafka: LocalKafka) -> Settings:
 
 def connect(settings: Settings, role: str) -> Connection:
     """The connection of ``role`` (e.g. ``host-linear``, ``controller``, ``client``, ``admin``)."""
+    protocol = checked_protocol(settings)
     if settings.local:
         settings = local_broker(settings)
-    protocol = settings.security_protocol.upper()
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"FEDRIFT_SECURITY_PROTOCOL={settings.security_protocol!r}: choose one of {PROTOCOLS}")
+        protocol = settings.security_protocol
     security = {"security.protocol": protocol}
     if protocol in ("SSL", "SASL_SSL"):
         for key, path in (("ssl.ca.location", settings.ssl_ca_file), ("ssl.certificate.location",
@@ -88,21 +97,45 @@ def connect(settings: Settings, role: str) -> Connection:
     return Connection(settings.bootstrap, security, role, f"{settings.topic_prefix}{role}.")
 
 
+def principal(settings: Settings, role: str) -> str:
+    """The user name of ``role`` in this deployment: the role under the topic prefix, so two
+    deployments on one cluster never share a principal (the admin is the cluster's own).
+
+    >>> principal(Settings(topic_prefix="prod."), "client"), principal(Settings(), "admin")
+    ('prod.client', 'admin')
+    """
+    return role if role == "admin" else f"{settings.topic_prefix}{role}"
+
+
+def credentials_file(settings: Settings, role: str) -> Path:
+    return Path(settings.credentials_dir) / f"{principal(settings, role)}.json"
+
+
 def credentials(settings: Settings, role: str) -> tuple[str, str]:
     """``(username, password)`` of ``role``: its file in the credentials directory, else the one
     user the settings name for every role."""
     if settings.credentials_dir:
-        path = Path(settings.credentials_dir) / f"{role}.json"
+        path = credentials_file(settings, role)
         if path.is_file():
-            creds = json.loads(path.read_text())
-            return creds["username"], creds["password"]
+            return _read_credentials(path)
     if settings.sasl_username:
         if not settings.sasl_password_file:
             raise ValueError("FEDRIFT_SASL_USERNAME is set but FEDRIFT_SASL_PASSWORD_FILE is not")
         return settings.sasl_username, _readable(settings.sasl_password_file, "password").read_text().strip()
-    where = f"{settings.credentials_dir}/{role}.json" if settings.credentials_dir else "FEDRIFT_CREDENTIALS_DIR"
+    where = credentials_file(settings, role) if settings.credentials_dir else "FEDRIFT_CREDENTIALS_DIR"
     raise ValueError(f"no credentials for role {role!r}: {where} is missing and FEDRIFT_SASL_USERNAME is unset "
                      "(create them with `fedrift topics create`, or set FEDRIFT_SECURITY_PROTOCOL=PLAINTEXT)")
+
+
+def _read_credentials(path: Path) -> tuple[str, str]:
+    try:
+        creds = json.loads(path.read_text())
+        username, password = creds["username"], creds["password"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a credentials file with a username and a password ({exc!r})") from None
+    if not (isinstance(username, str) and isinstance(password, str) and username and password):
+        raise ValueError(f"{path}: username and password must be non-empty strings")
+    return username, password
 
 
 def _readable(path: str, what: str) -> Path:

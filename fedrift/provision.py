@@ -2,9 +2,10 @@
 user per role with exactly its ACLs (``fedrift.access``). Idempotent; run by ``fedrift topics
 create``, ``fedrift run`` and the tests before anything else touches the topics.
 
-Role credentials live in the credentials directory (``<role>.json``, 0600; beside each, the
-role's client settings as ``<role>.properties``): the local secure broker's security directory
-by default. A role without a file gets a fresh random password;
+Each role of a deployment is its own user, ``<topic prefix><role>``, so deployments sharing a
+cluster share no principal. Its credentials live in the credentials directory
+(``<user>.json``, 0600; beside it the client settings ``<user>.properties``): the local secure
+broker's security directory by default. A role without a file gets a fresh random password;
 every role's SCRAM credential is (re)written from its file, so the files and the cluster agree.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import (
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -31,7 +33,7 @@ from confluent_kafka.admin import (
 
 from fedrift import access
 from fedrift.config import Settings
-from fedrift.connection import Connection, connect, credentials
+from fedrift.connection import Connection, connect, credentials, credentials_file, principal
 from fedrift.kafka_io import create_topics
 from fedrift.topics import TopicCatalog
 
@@ -49,10 +51,11 @@ def provision(settings: Settings) -> TopicCatalog:
     create_topics(admin, catalog.specs())
     if admin.security.get("security.protocol", "").startswith("SASL") and settings.credentials_dir:
         roles = access.roles(catalog)
-        ensure_users(admin, Path(settings.credentials_dir), roles, settings.sasl_mechanism)
+        ensure_users(admin, settings, roles)
         apply_acls(admin, {credentials(settings, r)[0]: access.grants(r, catalog, settings.replicas) for r in roles})
         for role in roles:
-            write_client_config(Path(settings.credentials_dir) / f"{role}.properties", connect(settings, role))
+            path = credentials_file(settings, role).with_suffix(".properties")
+            write_client_config(path, connect(settings, role))
     return catalog
 
 
@@ -65,33 +68,60 @@ def write_client_config(path: Path, conn: Connection) -> None:
         _write_private(path, text)
 
 
-def ensure_users(admin: Connection, directory: Path, roles: list[str], mechanism: str) -> None:
-    """A SCRAM credential on the cluster for every role, from (or into) its file in ``directory``."""
+def ensure_users(admin: Connection, settings: Settings, roles: list[str]) -> None:
+    """A SCRAM credential on the cluster for every role of this deployment (user
+    ``<prefix><role>``), from (or into) its file in the credentials directory."""
     upserts: list[UserScramCredentialAlteration] = []
-    scram = ScramCredentialInfo(ScramMechanism[mechanism.replace("-", "_")], SCRAM_ITERATIONS)
+    scram = ScramCredentialInfo(ScramMechanism[settings.sasl_mechanism.replace("-", "_")], SCRAM_ITERATIONS)
     for role in roles:
-        path = directory / f"{role}.json"
+        path = credentials_file(settings, role)
         if not path.is_file():
-            _write_private(path, json.dumps({"username": role, "password": secrets.token_urlsafe(24)}))
-        creds = json.loads(path.read_text())
-        upserts.append(UserScramCredentialUpsertion(creds["username"], scram, creds["password"].encode()))
+            user = principal(settings, role)
+            _write_private(path, json.dumps({"username": user, "password": secrets.token_urlsafe(24)}))
+        username, password = credentials(settings, role)
+        upserts.append(UserScramCredentialUpsertion(username, scram, password.encode()))
     client = AdminClient(admin.conf(log_level=0))
     for future in client.alter_user_scram_credentials(upserts).values():
         future.result(30)
 
 
 def apply_acls(admin: Connection, by_user: dict[str, list[access.Grant]]) -> int:
-    """Create the ACLs allowing each user its grants (creating an existing ACL changes nothing)."""
-    bindings = [
-        AclBinding(_RESOURCES[g.resource], g.name, _PATTERNS[g.pattern], f"User:{user}", "*",
-                   AclOperation[op.upper()], AclPermissionType.ALLOW)
-        for user, grants in by_user.items() for g in grants for op in g.operations
-    ]
+    """Make each user's ACLs exactly its grants: create the missing ones (creating an existing
+    ACL changes nothing) and delete any other the user holds (a role table that narrowed)."""
+    wanted = {user: [_binding(user, g, op) for g in grants for op in g.operations] for user, grants in by_user.items()}
     client = AdminClient(admin.conf(log_level=0))
-    for future in client.create_acls(bindings, request_timeout=30).values():
+    for future in client.create_acls([b for bs in wanted.values() for b in bs], request_timeout=30).values():
         future.result()
-    log.info("%d ACLs in force for %s", len(bindings), ", ".join(sorted(by_user)))
-    return len(bindings)
+    stale = []
+    for user, bindings in wanted.items():
+        held = client.describe_acls(_for_user(user), request_timeout=30).result()
+        keep = {_identity(b) for b in bindings}
+        stale += [b for b in held if _identity(b) not in keep]
+    if stale:
+        for future in client.delete_acls([_exactly(b) for b in stale], request_timeout=30).values():
+            future.result()
+        log.warning("revoked %d ACLs no role grants any more: %s", len(stale), stale[:5])
+    return sum(len(b) for b in wanted.values())
+
+
+def _binding(user: str, g: access.Grant, op: str) -> AclBinding:
+    return AclBinding(_RESOURCES[g.resource], g.name, _PATTERNS[g.pattern], f"User:{user}", "*",
+                      AclOperation[op.upper()], AclPermissionType.ALLOW)
+
+
+def _identity(b: AclBinding) -> tuple:
+    return (b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type)
+
+
+def _for_user(user: str) -> AclBindingFilter:
+    """Every ACL of ``user`` (None matches any name and any host; the stubs do not say so)."""
+    return AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, f"User:{user}", None,  # type: ignore[arg-type]
+                            AclOperation.ANY, AclPermissionType.ANY)
+
+
+def _exactly(b: AclBinding) -> AclBindingFilter:
+    return AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation,
+                            b.permission_type)
 
 
 def _write_private(path: Path, text: str) -> None:

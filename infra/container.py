@@ -40,6 +40,7 @@ def write_container_broker(directory: Path, host: str = "kafka", port: int = 909
         path.write_text(text)
         os.chmod(path, 0o600 if name != "start-kafka.sh" else 0o700)
         written.append(path)
+    (directory / "ca.key").unlink(missing_ok=True)  # nothing is signed later: no one can mint a broker
     return written
 
 

@@ -21,10 +21,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.security import SecurityMaterial
+from infra.security import ADMIN, SecurityMaterial
 
 KAFKA_DIR = Path(__file__).resolve().parent / "kafka"
 LIB_DIR = KAFKA_DIR / "lib"
+INTERNAL_PORT_OFFSET = 1000
 JAVA_OPTS = ("-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
 
 
@@ -38,6 +39,11 @@ class Node:
     port: int
     controller_port: int
     directory: Path
+
+    @property
+    def internal_port(self) -> int:
+        """The brokers' own TLS listener of a secure cluster (client certificates only)."""
+        return self.port + INTERNAL_PORT_OFFSET
 
     @property
     def pid_file(self) -> Path:
@@ -89,6 +95,8 @@ class LocalKafka:
         base = base_port if base_port is not None else (9092 if nodes == 1 else 19092)
         self.root = cluster_root(home, nodes, secure)
         self.nodes = [Node(i + 1, base + 2 * i, base + 2 * i + 1, self.root / f"node{i + 1}") for i in range(nodes)]
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)  # data, logs and settings: the owner's only
         self.security = SecurityMaterial.ensure(self.root / "security") if secure else None
 
     def client_config(self) -> dict[str, str]:
@@ -103,6 +111,7 @@ class LocalKafka:
     def start(self, timeout: float = 90.0) -> str:
         """Start every node that is not running and wait until the cluster serves metadata."""
         if all(self._pid(n) for n in self.nodes) and self.ready(timeout=5):
+            self._ensure_admin(timeout)
             return "already running"
         resolve_jars()
         java = shutil.which("java")
@@ -123,6 +132,7 @@ class LocalKafka:
             if dead:
                 raise KafkaError(f"node {dead[0].node_id} exited at start; see {dead[0].log_dir}/kafka.out")
             if self.ready(timeout=2):
+                self._ensure_admin(timeout)
                 return "started"
             time.sleep(0.5)
         raise KafkaError(f"cluster not ready after {timeout:.0f}s; see logs under {self.root}")
@@ -161,15 +171,47 @@ class LocalKafka:
         """True when the cluster answers a metadata request and every node is registered."""
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient(
-            {"bootstrap.servers": self.bootstrap, "socket.timeout.ms": int(timeout * 1000), "log_level": 0,
-             **self.client_config()}
-        )
+        admin = AdminClient({**self._inside(), "socket.timeout.ms": int(timeout * 1000), "log_level": 0})
         try:
             md = admin.list_topics(timeout=timeout)
         except Exception:
             return False
         return len(md.brokers) == self.nodes_count and md.controller_id is not None
+
+    def _inside(self) -> dict[str, str]:
+        """Settings of a client that needs no SCRAM user: on a secure cluster, the brokers' own
+        certificate on their internal listener; else the plaintext listener."""
+        if self.security is None:
+            return {"bootstrap.servers": self.bootstrap}
+        return {"bootstrap.servers": ",".join(f"127.0.0.1:{n.internal_port}" for n in self.nodes),
+                **self.security.broker_client_config()}
+
+    def _ensure_admin(self, timeout: float) -> None:
+        """Create (or re-set) the admin's SCRAM credential, over the internal listener, and wait
+        until it logs in: no password ever goes through a command line or a settings file."""
+        if self.security is None:
+            return
+        from confluent_kafka.admin import (
+            AdminClient,
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialUpsertion,
+        )
+
+        scram = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+        upsert = UserScramCredentialUpsertion(ADMIN, scram, self.security.admin_password.encode())
+        inside = AdminClient({**self._inside(), "log_level": 0})  # kept alive until the result
+        for future in inside.alter_user_scram_credentials([upsert]).values():
+            future.result(timeout)
+        deadline, admin = time.monotonic() + timeout, {"bootstrap.servers": self.bootstrap, **self.client_config()}
+        while True:
+            try:
+                AdminClient({**admin, "log_level": 0}).list_topics(timeout=2)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise KafkaError(f"the admin cannot log in at {self.bootstrap}; see {self.root}") from None
+                time.sleep(0.2)
 
     def wipe(self) -> None:
         """Delete all data and logs (the cluster must be stopped)."""
@@ -191,7 +233,9 @@ class LocalKafka:
         props = server_properties(node, self.nodes, self.security)
         node.directory.mkdir(parents=True, exist_ok=True)
         path = node.directory / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("".join(f"{k}={v}\n" for k, v in props.items()))
         return path
 
     def _java_cmd(self, java: str, node: Node, main: str, *args: str) -> list[str]:
@@ -208,10 +252,8 @@ class LocalKafka:
 
     def _format(self, java: str, node: Node, props: Path, cluster_id: str) -> None:
         node.log_dir.mkdir(parents=True, exist_ok=True)
-        scram = self.security.scram_format_args() if self.security else []
-        cmd = self._java_cmd(
-            java, node, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props), *scram
-        )
+        cmd = self._java_cmd(java, node, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c",
+                             str(props))
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise KafkaError(f"formatting node {node.node_id} failed: {(proc.stdout + proc.stderr).strip()}")
@@ -238,7 +280,7 @@ class LocalKafka:
     def _check_port_free(self, node: Node) -> None:
         import socket
 
-        for port in (node.port, node.controller_port):
+        for port in (node.port, node.controller_port, *([node.internal_port] if self.security else [])):
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     raise KafkaError(f"port {port} is already in use by another process; set FEDRIFT_KAFKA_PORT")
@@ -269,7 +311,8 @@ def server_properties(node: Node, nodes: list[Node], security: SecurityMaterial 
         "transaction.state.log.min.isr": 2 if rf >= 3 else 1,
         "share.coordinator.state.topic.replication.factor": rf,
         "share.coordinator.state.topic.min.isr": 2 if rf >= 3 else 1,
-        **(security.broker_properties(node.port, node.controller_port, bind, host) if security else {}),
+        **(security.broker_properties(node.port, node.controller_port, node.internal_port, bind, host)
+           if security else {}),
         "group.initial.rebalance.delay.ms": 0,
         "auto.create.topics.enable": "false",
         "log.retention.check.interval.ms": 60000,

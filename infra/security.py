@@ -59,18 +59,19 @@ class SecurityMaterial:
         """``kafka-storage format`` arguments that create the admin's SCRAM credentials."""
         return ["--add-scram", f"{MECHANISM}=[name={ADMIN},password={self.admin_password}]"]
 
-    def broker_properties(self, port: int, controller_port: int, bind: str = "127.0.0.1",
+    def broker_properties(self, port: int, controller_port: int, internal_port: int, bind: str = "127.0.0.1",
                           host: str = "127.0.0.1") -> dict[str, object]:
-        jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{ADMIN}" '
-                f'password="{self.admin_password}";')
+        """Clients on SASL_SSL; brokers and controllers among themselves on TLS with client
+        certificates (``BROKER``, ``CONTROLLER``), so no password is in the settings file."""
         return {
-            "listeners": f"SASL_SSL://{bind}:{port},CONTROLLER://{bind}:{controller_port}",
-            "advertised.listeners": f"SASL_SSL://{host}:{port}",
-            "inter.broker.listener.name": "SASL_SSL",
-            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+            "listeners": f"SASL_SSL://{bind}:{port},BROKER://{bind}:{internal_port},CONTROLLER://{bind}:{controller_port}",
+            "advertised.listeners": f"SASL_SSL://{host}:{port},BROKER://{host}:{internal_port}",
+            "inter.broker.listener.name": "BROKER",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,BROKER:SSL,CONTROLLER:SSL",
             "sasl.enabled.mechanisms": MECHANISM,
-            "sasl.mechanism.inter.broker.protocol": MECHANISM,
-            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": jaas,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.broker.ssl.client.auth": "required",
             "listener.name.controller.ssl.client.auth": "required",
             "ssl.keystore.type": "PEM",
             "ssl.keystore.location": self.keystore(),
@@ -88,6 +89,12 @@ class SecurityMaterial:
                 f'password="{self.admin_password}";')
         return (f"security.protocol=SASL_SSL\nsasl.mechanism={MECHANISM}\nsasl.jaas.config={jaas}\n"
                 f"ssl.truststore.type=PEM\nssl.truststore.location={self.ca.cert}\n")
+
+    def broker_client_config(self) -> dict[str, str]:
+        """confluent-kafka settings that log in with the brokers' own certificate (a super user)
+        on the ``BROKER`` listener: how the admin's SCRAM credential is created after start."""
+        return {"security.protocol": "SSL", "ssl.ca.location": str(self.ca.cert),
+                "ssl.certificate.location": str(self.broker.cert), "ssl.key.location": str(self.broker.key)}
 
     def client_config(self, username: str = ADMIN, password: str | None = None) -> dict[str, str]:
         """confluent-kafka settings for a client of this cluster (the admin's by default)."""

@@ -62,6 +62,20 @@ class PrivacyLedger:
             self._slices[(-(2**62), 2**62)] = acc
             self.total_sequential += spent
 
+    def exhaust_before(self, position: int) -> None:
+        """Charge the whole budget to every record before ``position``: what was spent on them is
+        unknown (a ledger lost with a refused checkpoint), so none may be scored again.
+
+        >>> ledger = PrivacyLedger(budget=1.0)
+        >>> ledger.exhaust_before(100)
+        >>> ledger.can_spend(0.1, (50, 150)), ledger.can_spend(0.1, (100, 150))
+        (False, True)
+        """
+        if position > 0:
+            acc = BudgetAccountant(epsilon=self.budget, delta=0.0)
+            acc.spend(self.budget, 0.0)
+            self._slices[(-(2**62), position)] = acc
+
     @classmethod
     def model_share(cls, budget: float, n_models: int) -> PrivacyLedger:
         """The ledger of one model's replica when ``budget`` is per record across the pool.

@@ -5,6 +5,7 @@ what its role allows), so a test cannot pass because nothing worked at all."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
@@ -18,9 +19,20 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from fedrift.access import host_role
+from fedrift.access import faust_app_id, host_role
 from fedrift.connection import Connection, connect
-from fedrift.topics import DEPLOYMENTS, HPO_METRICS, PREDICTIONS, REQUESTS, ROUTING_WEIGHTS
+from fedrift.topics import (
+    DEPLOYMENTS,
+    FEEDBACK,
+    HPO_AGGREGATES,
+    HPO_KEYS,
+    HPO_METRICS,
+    HPO_TRIGGERS,
+    MODEL_STATUS,
+    PREDICTIONS,
+    REQUESTS,
+    ROUTING_WEIGHTS,
+)
 from tests.integration.conftest import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -50,10 +62,11 @@ def _produce(conn: Connection, topic: str) -> int | None:
     return None if reports[0] is None else reports[0].code()
 
 
-def _read(conn: Connection, topic: str, timeout: float = 15) -> int | None:
-    """The error code of reading ``topic`` as ``conn`` in a group of its own (None: a record was read)."""
-    consumer = Consumer(conn.conf(**{"group.id": conn.group("test"), "log_level": 0, "enable.auto.commit": False,
-                                     "auto.offset.reset": "earliest"}))
+def _read(conn: Connection, topic: str, timeout: float = 15, group: str | None = None) -> int | None:
+    """The error code of reading ``topic`` as ``conn`` in a group of its own, or ``group``
+    (None: a record was read)."""
+    consumer = Consumer(conn.conf(**{"group.id": group or conn.group("test"), "log_level": 0,
+                                     "enable.auto.commit": False, "auto.offset.reset": "earliest"}))
     consumer.subscribe([topic])
     deadline = time.monotonic() + timeout
     try:
@@ -103,6 +116,28 @@ def test_each_role_may_do_its_job_and_nothing_it_must_not(settings):
     assert _read(aggregator, name(HPO_METRICS)) is None
     assert _read(aggregator, name(REQUESTS)) == KafkaError.TOPIC_AUTHORIZATION_FAILED
     assert _read(connect(settings, "controller"), name(REQUESTS)) is None
+    # nor may a client read the raw stream or act on the control plane, nor a host aggregate
+    assert _read(client, name(REQUESTS)) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert _read(client, name(FEEDBACK)) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    for topic in (HPO_TRIGGERS, HPO_KEYS, MODEL_STATUS):
+        assert _produce(client, name(topic)) == DENIED_WRITE, topic
+    assert _produce(host, name(HPO_AGGREGATES)) == DENIED_WRITE
+    # a processor cannot join another's consumer group (and so take its partitions)
+    drift, controller_app = connect(settings, "drift"), faust_app_id(settings.topic_prefix, "controller")
+    assert _read(drift, name(REQUESTS), group=controller_app) == KafkaError.GROUP_AUTHORIZATION_FAILED
+
+
+def test_two_deployments_on_one_broker_share_no_principal(settings):
+    other = dataclasses.replace(settings, topic_prefix=f"o{settings.topic_prefix}")
+    mine, theirs = ensure_topics(settings), ensure_topics(other)
+    my_client, my_host = connect(settings, "client"), connect(settings, host_role("m1"))
+    assert my_client.security["sasl.username"] != connect(other, "client").security["sasl.username"]
+    assert _produce(my_client, mine.name(REQUESTS)) is None
+    assert _produce(my_client, theirs.name(REQUESTS)) == DENIED_WRITE
+    with pytest.raises(KafkaException) as refused:
+        Producer(my_host.conf(**{"transactional.id": f"{other.topic_prefix}host.m1-0", "log_level": 0})
+                 ).init_transactions(30)
+    assert refused.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
 
 
 def test_a_host_cannot_fence_another_models_host(settings):

@@ -3,7 +3,17 @@ import pickle
 import pytest
 from confluent_kafka import OFFSET_BEGINNING
 
-from agents.checkpoint import HostState, StaleCommit, commit_positions, later, load, replay_bounds, save
+from agents.checkpoint import (
+    CheckpointRefused,
+    HostState,
+    StaleCommit,
+    commit_positions,
+    key_path,
+    later,
+    load,
+    replay_bounds,
+    save,
+)
 from fedrift import datasets
 from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import PrivacyLedger
@@ -35,14 +45,27 @@ class Boom:
 
 
 def test_a_tampered_torn_or_missing_checkpoint_is_not_loaded(tmp_path):
-    path = tmp_path / "x.state"
+    path = tmp_path / "hosts" / "x.state"
     save(path, HostState("r", None))
     data = path.read_bytes()
     path.write_bytes(data[:32] + pickle.dumps(Boom()))  # a forged body under the old tag
-    assert load(path) is None  # refused before unpickling: nothing ran
+    with pytest.raises(CheckpointRefused, match="fails authentication"):
+        load(path)  # refused before unpickling: nothing ran
     path.write_bytes(data[:-3])
-    assert load(path) is None
-    assert load(tmp_path / "missing.state") is None
+    with pytest.raises(CheckpointRefused):
+        load(path)
+    assert load(tmp_path / "hosts" / "missing.state") is None
+
+
+def test_the_key_lives_apart_from_the_checkpoints_and_a_new_key_refuses_the_old_file(tmp_path):
+    path = tmp_path / "hosts" / "x.state"
+    save(path, HostState("r", None))
+    key = key_path(path)
+    assert key.parent == tmp_path / "keys" and not list(path.parent.glob("*key*"))
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and oct(key.parent.stat().st_mode & 0o777) == "0o700"
+    key.unlink()  # deleting the key does not make the old state loadable under a fresh one
+    with pytest.raises(CheckpointRefused):
+        load(path)
 
 
 def test_a_host_refuses_a_checkpoint_made_with_another_pool_or_replica_count():
