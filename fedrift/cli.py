@@ -78,7 +78,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from fedrift.provision import provision
 
     settings = ensure_broker(settings)
-    catalog = provision(settings)
+    catalog = provision(settings, bundles=args.bundles)
     print(f"{len(catalog.specs())} topics under prefix {settings.topic_prefix!r} on {settings.bootstrap}"
           + (f"; role users and ACLs in force ({settings.credentials_dir})" if settings.credentials_dir else ""))
     return 0
@@ -136,14 +136,18 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from fedrift.access import CLIENT
-    from fedrift.connection import connect
+    from fedrift.connection import MissingCredentials, connect
     from fedrift.kafka_io import RecordProducer
     from fedrift.produce import produce, request_events
     from fedrift.provision import provision
+    from fedrift.topics import TopicCatalog
 
     rows = _rows(args)
-    settings = ensure_broker(settings)
-    catalog = provision(settings)
+    settings = ensure_broker(settings, CLIENT)
+    try:
+        catalog = provision(settings)  # where this process holds the admin's credentials
+    except MissingCredentials:
+        catalog = TopicCatalog.from_settings(settings)  # a client: the topics are the operator's
     with tqdm(desc="requests", unit="ev", total=args.n or None, disable=args.quiet) as bar:
         n = produce(
             RecordProducer(connect(settings, CLIENT)),
@@ -273,6 +277,8 @@ def _service_commands(sub) -> None:
 
     t = sub.add_parser("topics", help="topic catalog")
     t.add_argument("action", choices=["create"])
+    t.add_argument("--bundles", action="store_true",
+                   help="also write <credentials dir>/bundles/<user>/: each role's credentials and the CA alone")
     t.set_defaults(func=cmd_topics)
 
     a = sub.add_parser("acls", help="print what each role's principal may do on the cluster")

@@ -49,6 +49,10 @@ class Connection:
         return self.security.get("security.protocol", "PLAINTEXT") != "PLAINTEXT"
 
 
+class MissingCredentials(ValueError):
+    """No credentials are configured for a role this process wants to connect as."""
+
+
 def checked_protocol(settings: Settings) -> str:
     """The security protocol, refused with one line when Kafka (or the local broker) has no such."""
     protocol = settings.security_protocol.upper()
@@ -123,7 +127,7 @@ def credentials(settings: Settings, role: str) -> tuple[str, str]:
             raise ValueError("FEDRIFT_SASL_USERNAME is set but FEDRIFT_SASL_PASSWORD_FILE is not")
         return settings.sasl_username, _readable(settings.sasl_password_file, "password").read_text().strip()
     where = credentials_file(settings, role) if settings.credentials_dir else "FEDRIFT_CREDENTIALS_DIR"
-    raise ValueError(f"no credentials for role {role!r}: {where} is missing and FEDRIFT_SASL_USERNAME is unset "
+    raise MissingCredentials(f"no credentials for role {role!r}: {where} is missing and FEDRIFT_SASL_USERNAME is unset "
                      "(create them with `fedrift topics create`, or set FEDRIFT_SECURITY_PROTOCOL=PLAINTEXT)")
 
 

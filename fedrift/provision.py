@@ -44,8 +44,10 @@ _RESOURCES = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
 _PATTERNS = {"literal": ResourcePatternType.LITERAL, "prefixed": ResourcePatternType.PREFIXED}
 
 
-def provision(settings: Settings) -> TopicCatalog:
-    """Create the topics of ``settings``' catalog, and on a SASL cluster its roles' users and ACLs."""
+def provision(settings: Settings, bundles: bool = False) -> TopicCatalog:
+    """Create the topics of ``settings``' catalog, and on a SASL cluster its roles' users and
+    ACLs; with ``bundles``, also a directory per role holding only what that role's processes
+    need (``write_bundle``)."""
     catalog = TopicCatalog.from_settings(settings)
     admin = connect(settings, access.ADMIN)
     create_topics(admin, catalog.specs())
@@ -56,7 +58,28 @@ def provision(settings: Settings) -> TopicCatalog:
         for role in roles:
             path = credentials_file(settings, role).with_suffix(".properties")
             write_client_config(path, connect(settings, role))
+            if bundles:
+                write_bundle(settings, role)
     return catalog
+
+
+def write_bundle(settings: Settings, role: str) -> Path:
+    """``<credentials dir>/bundles/<user>/``: the role's credentials file and the CA certificate
+    only, for a service that is given that directory (compose mounts it as its own) and nothing
+    of the other roles' secrets."""
+    source = credentials_file(settings, role)
+    bundle = source.parent / "bundles" / source.stem
+    bundle.mkdir(parents=True, exist_ok=True)
+    os.chmod(bundle, 0o700)
+    files = {source.name: source.read_text()}
+    if settings.ssl_ca_file:
+        files["ca.crt"] = Path(settings.ssl_ca_file).read_text()
+    for name, text in files.items():
+        path = bundle / name
+        if not path.is_file() or path.read_text() != text:
+            path.unlink(missing_ok=True)
+            _write_private(path, text)
+    return bundle
 
 
 def write_client_config(path: Path, conn: Connection) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -21,6 +22,7 @@ from confluent_kafka.admin import (
 
 from fedrift.access import faust_app_id, host_role
 from fedrift.connection import Connection, connect
+from fedrift.provision import provision
 from fedrift.topics import (
     DEPLOYMENTS,
     FEEDBACK,
@@ -148,3 +150,14 @@ def test_a_host_cannot_fence_another_models_host(settings):
     with pytest.raises(KafkaException) as refused:
         Producer(host.conf(**{"transactional.id": other, "log_level": 0})).init_transactions(30)
     assert refused.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+
+def test_a_roles_bundle_holds_its_secret_alone_and_is_enough_to_connect(settings):
+    catalog = provision(settings, bundles=True)
+    bundle = Path(settings.credentials_dir) / "bundles" / f"{settings.topic_prefix}client"
+    assert sorted(p.name for p in bundle.iterdir()) == sorted([f"{settings.topic_prefix}client.json", "ca.crt"])
+    assert all(p.stat().st_mode & 0o077 == 0 for p in bundle.iterdir()) and bundle.stat().st_mode & 0o077 == 0
+    alone = dataclasses.replace(settings, credentials_dir=str(bundle), ssl_ca_file=str(bundle / "ca.crt"))
+    assert _produce(connect(alone, "client"), catalog.name(REQUESTS)) is None
+    with pytest.raises(ValueError, match="no credentials for role 'admin'"):
+        connect(alone, "admin")

@@ -54,19 +54,42 @@ def test_the_broker_is_secure_and_publishes_nothing():
     assert not any("ports" in s for s in services.values())
     assert services["security"]["command"][:2] == ["kafka", "configure"]
     assert services["kafka"]["entrypoint"][-1] == "/security/start-kafka.sh"
+    assert services["topics"]["command"] == ["topics", "create", "--bundles"]
     for name, svc in services.items():
-        env = svc.get("environment", {})
-        if "FEDRIFT_BOOTSTRAP_SERVERS" in env:
-            assert env["FEDRIFT_SECURITY_PROTOCOL"] == "SASL_SSL", name
-            assert any(v.startswith("security:/security") for v in svc["volumes"]), name
+        if "FEDRIFT_BOOTSTRAP_SERVERS" in svc.get("environment", {}):
+            assert svc["environment"]["FEDRIFT_SECURITY_PROTOCOL"] == "SASL_SSL", name
+
+
+def _role(svc: dict) -> str:
+    command = svc["command"]
+    return {"streams": lambda: command[2], "host": lambda: f"host-{command[2]}",
+            "produce": lambda: "client"}[command[0]]()
+
+
+def test_each_service_holds_only_its_roles_secrets_and_each_host_its_own_state():
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    services = {n: s for n, s in compose["services"].items() if s.get("command", [None])[0] in
+                ("streams", "host", "produce")}
+    assert len(services) == 4 + 12 + 1
+    for name, svc in services.items():
+        mounts = [v for v in svc["volumes"] if isinstance(v, dict)]
+        assert mounts == [{"type": "volume", "source": "security", "target": "/creds", "read_only": True,
+                           "volume": {"subpath": f"bundles/{_role(svc)}"}}], name
+        assert not any(isinstance(v, str) and v.startswith("security") for v in svc["volumes"]), name
+        assert svc["environment"]["FEDRIFT_CREDENTIALS_DIR"] == "/creds", name
+    states = [v for s in services.values() for v in s["volumes"] if isinstance(v, str)]
+    assert len(states) == 12 == len({v.split(":")[0] for v in states})
+    assert set(compose["volumes"]) == {"security"} | {v.split(":")[0] for v in states}
 
 
 def test_the_container_broker_gets_tls_scram_and_acls_only(tmp_path):
     written = {p.name: p for p in write_container_broker(tmp_path, host="kafka")}
     props = dict(line.split("=", 1) for line in written["server.properties"].read_text().splitlines())
-    assert props["listeners"] == "SASL_SSL://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093"
-    assert props["advertised.listeners"] == "SASL_SSL://kafka:9092"
-    assert "PLAINTEXT" not in props["listener.security.protocol.map"].replace("SASL_", "")
+    assert props["listeners"] == "SASL_SSL://0.0.0.0:9092,BROKER://0.0.0.0:10092,CONTROLLER://0.0.0.0:9093"
+    assert props["advertised.listeners"] == "SASL_SSL://kafka:9092,BROKER://kafka:10092"
+    assert props["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,BROKER:SSL,CONTROLLER:SSL"
+    assert props["listener.name.broker.ssl.client.auth"] == "required" and "password" not in str(props)
+    assert not (tmp_path / "ca.key").exists()  # nothing more is signed: nobody can mint a broker
     assert props["allow.everyone.if.no.acl.found"] == "false" and props["auto.create.topics.enable"] == "false"
     assert "--add-scram" in written["start-kafka.sh"].read_text()
     assert all(p.stat().st_mode & 0o077 == 0 for p in written.values())
