@@ -7,10 +7,12 @@ from infra.security import SecurityMaterial
 
 
 def test_no_listener_takes_an_unauthenticated_client_and_nothing_is_allowed_by_default(tmp_path):
-    props = SecurityMaterial.ensure(tmp_path).broker_properties(9093, 9094)
+    props = SecurityMaterial.ensure(tmp_path).broker_properties(9093, 9094, 10093)
     protocols = dict(item.split(":") for item in str(props["listener.security.protocol.map"]).split(","))
-    assert protocols == {"SASL_SSL": "SASL_SSL", "CONTROLLER": "SSL"}
+    assert protocols == {"SASL_SSL": "SASL_SSL", "BROKER": "SSL", "CONTROLLER": "SSL"}
     assert props["listener.name.controller.ssl.client.auth"] == "required"
+    assert props["listener.name.broker.ssl.client.auth"] == "required" and props["inter.broker.listener.name"] == "BROKER"
+    assert "password" not in str(props)  # the admin's credential is created over BROKER after start
     assert "PLAINTEXT" not in str(props["listeners"]) and "0.0.0.0" not in str(props["listeners"])
     assert props["allow.everyone.if.no.acl.found"] == "false"
     assert "ANONYMOUS" not in str(props["super.users"])
