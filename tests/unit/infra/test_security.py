@@ -11,7 +11,8 @@ def test_no_listener_takes_an_unauthenticated_client_and_nothing_is_allowed_by_d
     protocols = dict(item.split(":") for item in str(props["listener.security.protocol.map"]).split(","))
     assert protocols == {"SASL_SSL": "SASL_SSL", "BROKER": "SSL", "CONTROLLER": "SSL"}
     assert props["listener.name.controller.ssl.client.auth"] == "required"
-    assert props["listener.name.broker.ssl.client.auth"] == "required" and props["inter.broker.listener.name"] == "BROKER"
+    assert props["listener.name.broker.ssl.client.auth"] == "required"
+    assert props["inter.broker.listener.name"] == "BROKER"
     assert "password" not in str(props)  # the admin's credential is created over BROKER after start
     assert "PLAINTEXT" not in str(props["listeners"]) and "0.0.0.0" not in str(props["listeners"])
     assert props["allow.everyone.if.no.acl.found"] == "false"
