@@ -117,6 +117,16 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def ledger_lost(refused: bool, restored: bool, replay_until: dict[tuple[str, int], int]) -> bool:
+    """Whether a host's ε ledger is unknown: its checkpoint was refused, or it has none although
+    it committed outputs before (the checkpoint was deleted, or never written before a crash).
+
+    >>> ledger_lost(False, False, {}), ledger_lost(False, False, {("t", 0): 7}), ledger_lost(True, False, {})
+    (False, True, True)
+    """
+    return refused or (not restored and any(o > 0 for o in replay_until.values()))
+
+
 def key_path(path: Path) -> Path:
     """Where the HMAC key of checkpoint ``path`` lives: in a ``keys`` directory beside the
     checkpoints' directory, not beside the file, so the two can be given different protection

@@ -37,7 +37,7 @@ from fedrift.config import Settings
 from fedrift.connection import connect
 from fedrift.core.fhpo import FhpoAgent, FhpoConfig
 from fedrift.core.models import FAMILIES
-from fedrift.core.privacy import PrivacyLedger
+from fedrift.core.privacy import ALL, PrivacyLedger
 from fedrift.core.records import Output
 from fedrift.core.replica import ModelReplica, ReplicaConfig
 from fedrift.kafka_io import TXN_TIMEOUT_S, dead_letter, exit_if_hung, now_ms, producer_config, read_compacted, retrying
@@ -104,6 +104,7 @@ class ModelHost(HostControl):
         self.running = True
         self.checkpointed_at = 0.0
         self.failed_in_a_row = 0
+        self.ledger_recount = False  # a lost ledger waits for the replay to know its records' positions
         self.n_partitions: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -148,6 +149,7 @@ class ModelHost(HostControl):
                     continue
                 idle_since = time.monotonic()
                 self._transact(msgs)
+                self._settle_lost_ledger()
             self._checkpoint()  # every batch either committed or was rolled back: state matches Kafka
         finally:
             self.rounds.close()
@@ -181,7 +183,7 @@ class ModelHost(HostControl):
             state = checkpoint.load(self.state_path)
         except checkpoint.CheckpointRefused as exc:
             log.error("%s; host %s starts from the stream, its past records' ε budget counted as spent",
-                      exc, self.host_id)
+                      exc, self.host_id)  # see _settle_lost_ledger
             state, refused = None, True
         if state is not None:
             checkpoint.check_topology(state.replica.cfg, self.cfg, self.state_path)
@@ -202,8 +204,9 @@ class ModelHost(HostControl):
             if d["model"] == self.model:
                 self._deploy(d)
         self.replay_until = self._replay_bounds(partitions, offsets)
-        if refused:  # a record's window position is below the count of input records before it
-            self.rounds.agent.ledger.exhaust_before(sum(self.replay_until.values()))
+        if checkpoint.ledger_lost(refused, state is not None, self.replay_until):
+            self.rounds.agent.ledger.exhaust_before(ALL)  # nothing may be scored until the replay ends
+            self.ledger_recount = True
         log.info(
             "host %s resumes at %s and replays silently up to %s",
             self.host_id,
@@ -282,6 +285,16 @@ class ModelHost(HostControl):
         self.feedback_partitions = [TopicPartition(self.feedback, p) for p in self.owned]
         return [TopicPartition(self.requests, p) for p in self.owned] + self.feedback_partitions
 
+    def _settle_lost_ledger(self) -> None:
+        """Once the replay after a lost ledger is over, the records learned again hold window
+        positions up to ``n_learned``: their budget counts as spent, the records after them are new."""
+        if self.ledger_recount and all(self.positions.get(tp, -1) >= o for tp, o in self.replay_until.items()):
+            n = self.replica_state.n_learned
+            self.rounds.agent.ledger.exhaust_before(n + 1)
+            self.ledger_recount = False
+            log.warning("host %s replayed its history without its ε ledger: positions up to %d count as spent",
+                        self.host_id, n)
+
     def _checkpoint(self) -> None:
         state = checkpoint.HostState(self.replica_state, self.rounds.agent.ledger, dict(self.positions),
                                      self.rounds.memory(), self.n_partitions)
@@ -317,6 +330,7 @@ class ModelHost(HostControl):
             self.recover()
             return
         self.failed_in_a_row = 0
+        self.ledger_recount = False  # a lost ledger waits for the replay to know its records' positions
         if time.monotonic() - self.checkpointed_at >= self.settings.checkpoint_every_s:
             self._checkpoint()
         self._pace_labels()

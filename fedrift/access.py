@@ -19,6 +19,7 @@ False
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from fedrift.topics import (
@@ -42,6 +43,44 @@ ADMIN = "admin"
 CLIENT = "client"
 PROCESSORS = ("drift", "aggregator", "controller", "shadow")
 ALL_PROCESSORS = "streams"
+
+
+PREFIX = re.compile(r"([A-Za-z0-9_]+\.)?")
+MODEL_ID = re.compile(r"[a-z0-9_]+")
+
+
+ROLE_NAME = re.compile(rf"(?:{'|'.join((CLIENT, *PROCESSORS, ALL_PROCESSORS))}|host-[a-z0-9_]+)")
+
+
+def is_deployment_user(user: str, prefix: str) -> bool:
+    """Whether ``user`` is a role principal of the deployment under ``prefix`` (one provisioning
+    may manage), as opposed to another deployment's or an operator's own.
+
+    >>> [is_deployment_user(u, p) for u, p in (("p.host-gone", "p."), ("q.client", "p."), ("p.client", ""))]
+    [True, False, False]
+    """
+    return user.startswith(prefix) and ROLE_NAME.fullmatch(user[len(prefix):]) is not None
+
+
+def check_names(prefix: str, models: tuple[str, ...]) -> None:
+    """Refuse a topic prefix or model id under which one deployment's principals, groups or
+    topics could fall under another's grants: a prefix is empty or one word ending in ".", and
+    not a role's own group prefix; a model id is lower-case letters, digits and "_".
+
+    >>> check_names("prod.", ("linear",))
+    >>> check_names("client.", ())
+    Traceback (most recent call last):
+    ...
+    ValueError: FEDRIFT_TOPIC_PREFIX='client.' is a role's own group prefix; choose another
+    """
+    if not PREFIX.fullmatch(prefix):
+        raise ValueError(f"FEDRIFT_TOPIC_PREFIX={prefix!r}: empty, or letters, digits and _ ending in one '.' "
+                         "(e.g. 'prod.'), so no deployment's names fall under another's")
+    if prefix[:-1] in (ADMIN, CLIENT, *PROCESSORS, ALL_PROCESSORS, "host"):
+        raise ValueError(f"FEDRIFT_TOPIC_PREFIX={prefix!r} is a role's own group prefix; choose another")
+    bad = [m for m in models if not MODEL_ID.fullmatch(m)]
+    if bad:
+        raise ValueError(f"model id(s) {bad}: lower-case letters, digits and _ only")
 
 
 @dataclass(frozen=True)

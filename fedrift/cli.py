@@ -87,14 +87,14 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_acls(args: argparse.Namespace, settings: Settings) -> int:
     """Print what each role may do (the ACLs ``fedrift topics create`` applies)."""
     from fedrift import access
+    from fedrift.connection import principal
     from fedrift.topics import TopicCatalog
 
+    access.check_names(settings.topic_prefix, settings.models)
     catalog = TopicCatalog.from_settings(settings)
-    for role in [access.ADMIN, *access.roles(catalog)]:
-        if role == access.ADMIN:
-            print("admin: super user (creates topics, users and ACLs; the monitor and checks read as it)")
-            continue
-        print(f"{role}:")
+    print("User:admin (role admin): super user (creates topics, users and ACLs; the monitor and checks read as it)")
+    for role in access.roles(catalog):
+        print(f"User:{principal(settings, role)} (role {role}):")
         for g in access.grants(role, catalog, settings.replicas):
             print(f"  {','.join(g.operations):28} {g.resource} {g.name}{'*' if g.pattern == 'prefixed' else ''}")
     return 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fedrift.access import check_names
 from fedrift.config import Settings
 from infra.security import MECHANISM
 
@@ -85,6 +86,7 @@ def for_cluster(settings: Settings, kafka: LocalKafka) -> Settings:
 def connect(settings: Settings, role: str) -> Connection:
     """The connection of ``role`` (e.g. ``host-linear``, ``controller``, ``client``, ``admin``)."""
     protocol = checked_protocol(settings)
+    check_names(settings.topic_prefix, settings.models)
     if settings.local:
         settings = local_broker(settings)
         protocol = settings.security_protocol

@@ -17,6 +17,7 @@ import os
 import secrets
 from pathlib import Path
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -28,6 +29,7 @@ from confluent_kafka.admin import (
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialAlteration,
+    UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
 
@@ -54,7 +56,8 @@ def provision(settings: Settings, bundles: bool = False) -> TopicCatalog:
     if admin.security.get("security.protocol", "").startswith("SASL") and settings.credentials_dir:
         roles = access.roles(catalog)
         ensure_users(admin, settings, roles)
-        apply_acls(admin, {credentials(settings, r)[0]: access.grants(r, catalog, settings.replicas) for r in roles})
+        apply_acls(admin, settings.topic_prefix,
+                   {credentials(settings, r)[0]: access.grants(r, catalog, settings.replicas) for r in roles})
         for role in roles:
             path = credentials_file(settings, role).with_suffix(".properties")
             write_client_config(path, connect(settings, role))
@@ -70,7 +73,8 @@ def write_bundle(settings: Settings, role: str) -> Path:
     source = credentials_file(settings, role)
     bundle = source.parent / "bundles" / source.stem
     bundle.mkdir(parents=True, exist_ok=True)
-    os.chmod(bundle, 0o700)
+    for directory in (bundle.parent, bundle):
+        os.chmod(directory, 0o700)
     files = {source.name: source.read_text()}
     if settings.ssl_ca_file:
         files["ca.crt"] = Path(settings.ssl_ca_file).read_text()
@@ -108,23 +112,41 @@ def ensure_users(admin: Connection, settings: Settings, roles: list[str]) -> Non
         future.result(30)
 
 
-def apply_acls(admin: Connection, by_user: dict[str, list[access.Grant]]) -> int:
-    """Make each user's ACLs exactly its grants: create the missing ones (creating an existing
-    ACL changes nothing) and delete any other the user holds (a role table that narrowed)."""
+def apply_acls(admin: Connection, prefix: str, by_user: dict[str, list[access.Grant]]) -> int:
+    """Make this deployment's ALLOW ACLs exactly its users' grants: create the missing ones
+    (creating an existing ACL changes nothing), delete any other a user of this deployment holds
+    (a role table that narrowed), and retire users of a role this deployment no longer has (a
+    model left the pool), credential included. ACLs an operator added (DENY, other principals)
+    are left alone."""
     wanted = {user: [_binding(user, g, op) for g in grants for op in g.operations] for user, grants in by_user.items()}
     client = AdminClient(admin.conf(log_level=0))
     for future in client.create_acls([b for bs in wanted.values() for b in bs], request_timeout=30).values():
         future.result()
-    stale = []
-    for user, bindings in wanted.items():
-        held = client.describe_acls(_for_user(user), request_timeout=30).result()
-        keep = {_identity(b) for b in bindings}
-        stale += [b for b in held if _identity(b) not in keep]
+    keep = {_identity(b) for bs in wanted.values() for b in bs}
+    held = client.describe_acls(_ANY, request_timeout=30).result()
+    stale = [b for b in held if b.permission_type == AclPermissionType.ALLOW and _identity(b) not in keep
+             and access.is_deployment_user(b.principal.removeprefix("User:"), prefix)]
     if stale:
         for future in client.delete_acls([_exactly(b) for b in stale], request_timeout=30).values():
             future.result()
         log.warning("revoked %d ACLs no role grants any more: %s", len(stale), stale[:5])
+    retired = sorted({b.principal.removeprefix("User:") for b in stale} - set(wanted))
+    _delete_users(client, retired)
     return sum(len(b) for b in wanted.values())
+
+
+def _delete_users(client: AdminClient, users: list[str]) -> None:
+    """Delete the SCRAM credentials of retired users (one that has none is already gone)."""
+    if not users:
+        return
+    deletions: list[UserScramCredentialAlteration] = [
+        UserScramCredentialDeletion(u, m) for u in users for m in (ScramMechanism.SCRAM_SHA_512,)]
+    for user, future in client.alter_user_scram_credentials(deletions).items():
+        try:
+            future.result(30)
+        except KafkaException as exc:
+            log.info("user %s: %s", user, exc)
+    log.warning("retired users %s", users)
 
 
 def _binding(user: str, g: access.Grant, op: str) -> AclBinding:
@@ -136,10 +158,9 @@ def _identity(b: AclBinding) -> tuple:
     return (b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type)
 
 
-def _for_user(user: str) -> AclBindingFilter:
-    """Every ACL of ``user`` (None matches any name and any host; the stubs do not say so)."""
-    return AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, f"User:{user}", None,  # type: ignore[arg-type]
-                            AclOperation.ANY, AclPermissionType.ANY)
+# every ACL of the cluster (None matches any name, principal and host; the stubs do not say so)
+_ANY = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,  # type: ignore[arg-type]
+                        AclOperation.ANY, AclPermissionType.ANY)
 
 
 def _exactly(b: AclBinding) -> AclBindingFilter:
@@ -148,7 +169,9 @@ def _exactly(b: AclBinding) -> AclBindingFilter:
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True)
+        os.chmod(path.parent, 0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)

@@ -37,8 +37,10 @@ def write_container_broker(directory: Path, host: str = "kafka", port: int = 909
         path = directory / name
         if name == "cluster.id" and path.is_file():
             continue
-        path.write_text(text)
-        os.chmod(path, 0o600 if name != "start-kafka.sh" else 0o700)
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if name != "start-kafka.sh" else 0o700)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
         written.append(path)
     (directory / "ca.key").unlink(missing_ok=True)  # nothing is signed later: no one can mint a broker
     return written

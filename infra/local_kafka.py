@@ -203,15 +203,18 @@ class LocalKafka:
         inside = AdminClient({**self._inside(), "log_level": 0})  # kept alive until the result
         for future in inside.alter_user_scram_credentials([upsert]).values():
             future.result(timeout)
-        deadline, admin = time.monotonic() + timeout, {"bootstrap.servers": self.bootstrap, **self.client_config()}
-        while True:
-            try:
-                AdminClient({**admin, "log_level": 0}).list_topics(timeout=2)
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise KafkaError(f"the admin cannot log in at {self.bootstrap}; see {self.root}") from None
-                time.sleep(0.2)
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:  # every broker must have applied the credential, not just one
+            admin: dict[str, str | int | float | bool] = {
+                "bootstrap.servers": f"127.0.0.1:{node.port}", **self.client_config(), "log_level": 0}
+            while True:
+                try:
+                    AdminClient(admin).list_topics(timeout=2)
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise KafkaError(f"the admin cannot log in at 127.0.0.1:{node.port}; see {self.root}") from None
+                    time.sleep(0.2)
 
     def wipe(self) -> None:
         """Delete all data and logs (the cluster must be stopped)."""

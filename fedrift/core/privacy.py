@@ -24,7 +24,12 @@ class BudgetSpent(RuntimeError):
     """The replica's ε budget cannot pay for another metric; it stops publishing."""
 
 
+ALL = 2**62  # a position past every record's
+
+
 class PrivacyLedger:
+    exhausted_before: int = -ALL  # records before this position may not be scored (a lost ledger)
+
     def __init__(self, budget: float) -> None:
         self.budget = budget
         self._slices: dict[tuple[int, int], BudgetAccountant] = {}
@@ -40,6 +45,8 @@ class PrivacyLedger:
         )
 
     def can_spend(self, epsilon: float, span: tuple[int, int]) -> bool:
+        if span[0] < self.exhausted_before:
+            return False
         if span in self._slices:
             try:
                 self._slices[span].check(epsilon, 0.0)
@@ -63,18 +70,20 @@ class PrivacyLedger:
             self.total_sequential += spent
 
     def exhaust_before(self, position: int) -> None:
-        """Charge the whole budget to every record before ``position``: what was spent on them is
-        unknown (a ledger lost with a refused checkpoint), so none may be scored again.
+        """Count the whole budget as spent for every record before ``position``: what was spent
+        on them is unknown (the ledger was lost with its checkpoint), so none may be scored
+        again. A later call sets the bound anew: everything (``ALL``) until a replay shows which
+        positions the lost records took, then just those.
 
         >>> ledger = PrivacyLedger(budget=1.0)
+        >>> ledger.exhaust_before(ALL)
+        >>> ledger.can_spend(0.1, (5000, 5100))
+        False
         >>> ledger.exhaust_before(100)
         >>> ledger.can_spend(0.1, (50, 150)), ledger.can_spend(0.1, (100, 150))
         (False, True)
         """
-        if position > 0:
-            acc = BudgetAccountant(epsilon=self.budget, delta=0.0)
-            acc.spend(self.budget, 0.0)
-            self._slices[(-(2**62), position)] = acc
+        self.exhausted_before = position
 
     @classmethod
     def model_share(cls, budget: float, n_models: int) -> PrivacyLedger:
