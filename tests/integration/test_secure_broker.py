@@ -161,3 +161,14 @@ def test_a_roles_bundle_holds_its_secret_alone_and_is_enough_to_connect(settings
     assert _produce(connect(alone, "client"), catalog.name(REQUESTS)) is None
     with pytest.raises(ValueError, match="no credentials for role 'admin'"):
         connect(alone, "admin")
+
+
+def test_a_role_the_deployment_no_longer_has_is_retired(settings):
+    ensure_topics(settings)
+    gone = connect(settings, host_role("m3"))
+    assert _produce(gone, ensure_topics(settings).name(PREDICTIONS)) is None
+    smaller = dataclasses.replace(settings, models=("m1", "m2"))
+    catalog = provision(smaller)  # m3 left the pool: its user's ACLs and credential are removed
+    ok, _ = _metadata(settings.bootstrap_servers, gone.security)
+    assert not ok
+    assert _produce(connect(smaller, host_role("m1")), catalog.name(PREDICTIONS)) is None

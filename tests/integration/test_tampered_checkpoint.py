@@ -53,5 +53,6 @@ def test_a_tampered_checkpoint_is_refused_and_the_host_rebuilds_from_the_stream(
         result = verdict(admin(settings), catalog, sent, sent, settings.models, timeout=60)
         text = log.read_text()
     assert "fails authentication" in text and "budget counted as spent" in text, text[-3000:]
+    assert "replayed its history without its ε ledger: positions up to 200 count as spent" in text, text[-3000:]
     assert not result.missing and not result.duplicated, (result.missing[:5], result.duplicated[:5])
     assert result.learned == {"linear": 300} and all(result.digest_ok.values()), result.learned

@@ -1,5 +1,7 @@
 """The role table: least privilege as the threat models state it, and consistent with the topics."""
 
+import pytest
+
 from fedrift import access
 from fedrift.topics import BASE_TOPICS, TopicCatalog
 
@@ -87,3 +89,13 @@ def test_each_role_has_exactly_its_grants():
         got = {(g.resource, g.name, g.operations) + ((PRE,) if g.pattern == PRE else ())
                for g in access.grants(role, CATALOG, replicas=2)}
         assert got == expected, (role, got - expected, expected - got)
+
+
+def test_a_prefix_or_model_id_that_could_fall_under_another_deployments_grants_is_refused():
+    for prefix in ("", "prod.", "t1a2b3.", "run_17."):
+        access.check_names(prefix, ("linear", "gnb"))
+    for prefix in ("a", "a.b.", "x.host-", "shadow.", "client.", "host.", "fedrift-drift-", "p-1."):
+        with pytest.raises(ValueError, match="FEDRIFT_TOPIC_PREFIX"):
+            access.check_names(prefix, ())
+    with pytest.raises(ValueError, match="model id"):
+        access.check_names("p.", ("linear", "client-x"))
