@@ -105,6 +105,7 @@ class ModelHost(HostControl):
         self.checkpointed_at = 0.0
         self.failed_in_a_row = 0
         self.ledger_recount = False  # a lost ledger waits for the replay to know its records' positions
+        self.learned_in_replay = 0  # labels learned again while replaying (their window positions)
         self.n_partitions: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -287,9 +288,9 @@ class ModelHost(HostControl):
 
     def _settle_lost_ledger(self) -> None:
         """Once the replay after a lost ledger is over, the records learned again hold window
-        positions up to ``n_learned``: their budget counts as spent, the records after them are new."""
+        positions up to ``learned_in_replay``: their budget counts as spent, later ones are new."""
         if self.ledger_recount and all(self.positions.get(tp, -1) >= o for tp, o in self.replay_until.items()):
-            n = self.replica_state.n_learned
+            n = self.learned_in_replay
             self.rounds.agent.ledger.exhaust_before(n + 1)
             self.ledger_recount = False
             log.warning("host %s replayed its history without its ε ledger: positions up to %d count as spent",
@@ -330,7 +331,6 @@ class ModelHost(HostControl):
             self.recover()
             return
         self.failed_in_a_row = 0
-        self.ledger_recount = False  # a lost ledger waits for the replay to know its records' positions
         if time.monotonic() - self.checkpointed_at >= self.settings.checkpoint_every_s:
             self._checkpoint()
         self._pace_labels()
@@ -382,6 +382,8 @@ class ModelHost(HostControl):
             return
         if not replaying:
             self._send(outputs)
+        else:
+            self.learned_in_replay = rep.n_learned
 
     def _dead_letter(self, msg, exc: Exception) -> None:
         topic, raw, headers = dead_letter(
