@@ -78,6 +78,13 @@ def kill_partition_leader(cluster, topic: str, partition: int) -> int:
     return leader
 
 
+def _start(cluster, failures: list[Exception]) -> None:
+    try:
+        cluster.start(timeout=120)
+    except Exception as exc:  # raised by run_with_kills once the run is over
+        failures.append(exc)
+
+
 def run_with_kills(pipeline: Pipeline, cluster, catalog: TopicCatalog, n: int, rate: float, kills: dict,
                    run_id: str = "chaos", broker_down_s: float = 5.0) -> dict:
     """Produce ``n`` labelled requests at ``rate`` while killing ``kills[at]`` (a pipeline process
@@ -90,7 +97,9 @@ def run_with_kills(pipeline: Pipeline, cluster, catalog: TopicCatalog, n: int, r
     thread = threading.Thread(target=produce_paced, args=(client, catalog, stream, rate, progress), daemon=True)
     thread.start()
     killed, broker_back = [], None
-    while not progress["done"]:
+    restarts: list[threading.Thread] = []
+    failures: list[Exception] = []
+    while not progress["done"] or any(at <= progress["sent"] for at in kills):
         for at in sorted(at for at in kills if progress["sent"] >= at):
             victim = kills.pop(at)
             if victim == BROKER:
@@ -100,10 +109,16 @@ def run_with_kills(pipeline: Pipeline, cluster, catalog: TopicCatalog, n: int, r
                 pipeline.kill(victim)
                 killed.append((at, victim))
         if broker_back and time.monotonic() > broker_back:
-            cluster.start(timeout=120)
+            # in the background: waiting for the cluster must not hold the next kills back
+            restarts.append(threading.Thread(target=_start, args=(cluster, failures)))
+            restarts[-1].start()
             broker_back = None
         pipeline.supervise()
         time.sleep(0.05)
     if broker_back:
         cluster.start(timeout=120)
+    for thread in restarts:
+        thread.join()
+    if failures:
+        raise failures[0]
     return {"acked": progress["acked"], "killed": killed}
