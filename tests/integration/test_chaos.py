@@ -1,12 +1,14 @@
 """Exactly-once per request id while fedrift processes and a Kafka broker are SIGKILLed.
 
-On the 3-node cluster (topics with replication factor 3, min.insync.replicas 2) the whole pipeline
-(Faust worker and model hosts, supervised by ``Pipeline``) serves a drifting, labelled stream (a
-third of the labels late, on ``inference.feedback``). Meanwhile a host of each model (one of them
-while the drift's HPO round runs), the routing controller's Faust worker and the broker that leads request partition 0
-are killed with SIGKILL and restarted (the processes by the supervisor). A host whose transaction
-call hangs on the dead coordinator ends itself (``kafka_io.exit_if_hung``) and is restarted too,
-so those restarts are allowed beside the kills. Then, per request id: every acked request has
+On the 3-node secure cluster (topics with replication factor 3, min.insync.replicas 2) the whole
+pipeline (a Faust worker per processor and the model hosts, supervised by ``Pipeline``) serves a
+drifting, labelled stream (a third of the labels late, on ``inference.feedback``). Meanwhile a
+host of each model (one of them while the drift's HPO round runs), the routing controller's Faust
+worker and the broker that leads request partition 0 are killed with SIGKILL and restarted (the
+processes by the supervisor). A host whose transaction call hangs on the dead coordinator ends
+itself (``kafka_io.exit_if_hung``), and a Faust worker restarted while that broker is down can
+fail to start (it asks the dead broker); both are restarted too, so those restarts, each found
+in the process's log, are allowed beside the kills, and no other. Then, per request id: every acked request has
 exactly one read_committed prediction, and each model learned each label exactly once (the hosts'
 learned-id digests).
 """
@@ -39,6 +41,12 @@ def _guard_exits(log: Path) -> int:
     return log.read_text(errors="replace").count(banner) if log.is_file() else 0
 
 
+def _start_failures(log: Path) -> int:
+    """How often a Faust worker, restarted while a broker was down, failed to start because it
+    asked that broker (aiokafka's NodeNotReadyError) and exited for the supervisor to retry."""
+    return log.read_text(errors="replace").count("[^Worker]: Error: NodeNotReadyError") if log.is_file() else 0
+
+
 def test_sigkill_of_hosts_and_the_faust_worker_loses_and_repeats_nothing(kafka3, tmp_path):
     settings = for_cluster(Settings(
         topic_prefix=f"c{uuid.uuid4().hex[:8]}.",
@@ -62,7 +70,8 @@ def test_sigkill_of_hosts_and_the_faust_worker_loses_and_repeats_nothing(kafka3,
         run = run_with_kills(pipeline, kafka3, catalog, N, RATE, kills)
         wait_learned(connect(settings, ADMIN), catalog, settings.models, N, timeout=300, supervise=pipeline.supervise)
         restarts = pipeline.supervise()
-        guard_exits = {name: _guard_exits(tmp_path / "logs" / f"{name}.log") for name in pipeline.children}
+        logs = {name: tmp_path / "logs" / f"{name}.log" for name in pipeline.children}
+        guard_exits = {name: _guard_exits(log) + _start_failures(log) for name, log in logs.items()}
         acked = sorted(run["acked"])
         result = verdict(connect(settings, ADMIN), catalog, acked, acked, settings.models, timeout=180)
     assert len(acked) == N and len(run["killed"]) == len(kills), run["killed"]
@@ -70,7 +79,7 @@ def test_sigkill_of_hosts_and_the_faust_worker_loses_and_repeats_nothing(kafka3,
     for name in set(killed) | set(restarts):
         extra = restarts.get(name, 0) - killed.get(name, 0)
         hung = guard_exits.get(name, 0)
-        assert extra == hung >= 0 if name.startswith("host-") else extra == 0, (name, restarts, guard_exits)
+        assert extra == hung >= 0, (name, restarts, guard_exits)  # every other exit is a failure
     assert not result.missing and not result.duplicated and not result.unexpected, (
         len(result.missing), result.duplicated[:5], result.unexpected[:5]
     )
