@@ -45,10 +45,6 @@ class Connection:
         """A fresh consumer group id under this role's prefix (the only groups its ACLs allow)."""
         return f"{self.group_prefix}{purpose}-{uuid.uuid4().hex[:12]}"
 
-    @property
-    def secure(self) -> bool:
-        return self.security.get("security.protocol", "PLAINTEXT") != "PLAINTEXT"
-
 
 class MissingCredentials(ValueError):
     """No credentials are configured for a role this process wants to connect as."""

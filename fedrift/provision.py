@@ -79,20 +79,14 @@ def write_bundle(settings: Settings, role: str) -> Path:
     if settings.ssl_ca_file:
         files["ca.crt"] = Path(settings.ssl_ca_file).read_text()
     for name, text in files.items():
-        path = bundle / name
-        if not path.is_file() or path.read_text() != text:
-            path.unlink(missing_ok=True)
-            _write_private(path, text)
+        _replace_private(bundle / name, text)
     return bundle
 
 
 def write_client_config(path: Path, conn: Connection) -> None:
     """A role's client settings as a librdkafka properties file (``kcat -F``, or any
     confluent-kafka client), 0600: what a user's own producer or consumer needs to connect."""
-    text = "".join(f"{k}={v}\n" for k, v in conn.conf().items())
-    if not path.is_file() or path.read_text() != text:
-        path.unlink(missing_ok=True)
-        _write_private(path, text)
+    _replace_private(path, "".join(f"{k}={v}\n" for k, v in conn.conf().items()))
 
 
 def ensure_users(admin: Connection, settings: Settings, roles: list[str]) -> None:
@@ -166,6 +160,13 @@ _ANY = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, N
 def _exactly(b: AclBinding) -> AclBindingFilter:
     return AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation,
                             b.permission_type)
+
+
+def _replace_private(path: Path, text: str) -> None:
+    """``path`` holding ``text``, 0600, rewritten only when it differs."""
+    if not path.is_file() or path.read_text() != text:
+        path.unlink(missing_ok=True)
+        _write_private(path, text)
 
 
 def _write_private(path: Path, text: str) -> None:
