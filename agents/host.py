@@ -46,10 +46,7 @@ from schemas import RecordError, codec
 from schemas.records import HostProgress
 
 log = logging.getLogger(__name__)
-BATCH = 500  # input records handled per transaction, at most
-LINGER_S = 0.01  # how long a batch waits for more records after its first
 MAX_FAILED_TRANSACTIONS = 5  # failed in a row on the same input: not transient, the process exits
-IDLE_STATUS_S = 1.0  # after this long without input, a host reports what it learned since its last status
 
 
 def replica_config(settings: Settings, model: str, replica: int) -> ReplicaConfig:
@@ -142,7 +139,7 @@ class ModelHost(HostControl):
                 self._poll_control()
                 msgs = self._usable(self._next_batch())
                 if not msgs:
-                    quiet = time.monotonic() - idle_since > IDLE_STATUS_S
+                    quiet = time.monotonic() - idle_since > self.settings.host_idle_status_s
                     if quiet and self.replica_state.n_learned > self.replica_state.n_reported:
                         self._control_transaction([self.replica_state.status()])  # the tail of a burst
                     if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
@@ -159,11 +156,14 @@ class ModelHost(HostControl):
             self.producer.flush(10)
 
     def _next_batch(self) -> list:
-        """Up to ``BATCH`` records: wait up to 50 ms for the first, then at most ``LINGER_S`` for
+        """Up to ``host_batch`` records: wait up to 50 ms for the first, then at most ``host_linger_s`` for
         more. Each batch is one transaction (a few ms of broker round trips), so lingering a little
         keeps transactions few under load while a quiet stream is not held back to fill a batch."""
         msgs = self.consumer.consume(num_messages=1, timeout=0.05)
-        return msgs + self.consumer.consume(num_messages=BATCH - 1, timeout=LINGER_S) if msgs else []
+        room = self.settings.host_batch - 1
+        if not msgs or room < 1:
+            return msgs
+        return msgs + self.consumer.consume(num_messages=room, timeout=self.settings.host_linger_s)
 
     @staticmethod
     def _usable(msgs: list) -> list:

@@ -126,6 +126,19 @@ class Settings:
             "FEDRIFT_PENDING_LABELS", "requests a host holds for a late label, and labels held for their request"
         ),
     )
+    host_batch: int = field(
+        default=500, metadata=_env("FEDRIFT_HOST_BATCH", "input records a host handles per transaction, at most")
+    )
+    host_linger_s: float = field(
+        default=0.01,
+        metadata=_env("FEDRIFT_HOST_LINGER_S", "seconds a host's batch waits for more records after its first"),
+    )
+    host_idle_status_s: float = field(
+        default=1.0,
+        metadata=_env(
+            "FEDRIFT_HOST_IDLE_STATUS_S", "seconds without input after which a host reports what it learned"
+        ),
+    )
     status_every: int = field(default=200, metadata=_env("FEDRIFT_STATUS_EVERY", "events between ModelStatus"))
     seed: int = field(default=0, metadata=_env("FEDRIFT_SEED", "random seed"))
     log_level: str = field(default="info", metadata=_env("FEDRIFT_LOG_LEVEL", "log level"))

@@ -1,3 +1,4 @@
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,15 @@ def test_unknown_or_malformed_settings_are_named():
     with pytest.raises(ValueError, match="FEDRIFT_PARTITIONS='three': expected int"):
         Settings.from_env({"FEDRIFT_PARTITIONS": "three"})
     assert "FEDRIFT_BOOTSTRAP_SERVERS" in ENV
+
+
+def test_readme_documents_every_setting():
+    """Each top-level setting by name, each stage group by its ``<PREFIX><FIELD>`` pattern."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    groups = {f.metadata["group"] for f in fields(Settings) if "group" in f.metadata}
+    named = {e for e in ENV if not any(e.startswith(g) for g in groups)}
+    assert sorted(e for e in named if f"`{e}`" not in readme) == []
+    assert sorted(g for g in groups if f"`{g}<FIELD>`" not in readme) == []
 
 
 def test_catalog_covers_the_architecture_with_prefix_and_dlqs():
