@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from schemas.codec import Codec
 
 log = logging.getLogger(__name__)
-CONTROL_RECORDS = ("HpoTrigger", "UnmaskRequest", "Deployment", "AgentKey")
+CONTROL_RECORDS = ("HpoTrigger", "UnmaskRequest", "Deployment", "AgentKey", "RoundKeys")
 
 
 class HostControl:
@@ -71,12 +71,12 @@ class HostControl:
         self.control.assign(ends)
 
     def _publish_key(self) -> None:
-        """Publish this host's public key and read its peers' (later ones arrive on the control path)."""
-        record: AgentKey = {"host": self.host_id, "model": self.model, "public_key": self.rounds.keys.public_bytes,
-                            "created_ms": now_ms()}
+        """Publish this host's signed keys and read its peers' (later ones arrive on the control path)."""
+        record: AgentKey = self.rounds.secure.key_record(now_ms())
         self._control_transaction([Output(HPO_KEYS, "AgentKey", record, self.host_id)])
         for value in read_compacted(self.conn, self.catalog.name(HPO_KEYS)).values():
-            self.rounds.learn_key(value)
+            if "signing_key" in value:  # AgentKey (round keys of past rounds are of no use now)
+                self.rounds.secure.learn_key(value)
 
     def _control_transaction(self, outputs: list[Output], letters: Sequence[tuple] = ()) -> None:
         def attempt() -> None:
@@ -102,9 +102,11 @@ class HostControl:
             # the ledger reaches disk before its metrics leave: a crash in between over-counts ε
             # instead of forgetting it (the replica's state is the last committed batch's here)
             self._checkpoint()
+        round_records = 0  # triggers and unmask requests: what joins or answers a round
         for msg in self.control.consume(num_messages=50, timeout=0):
             if msg.error():
                 continue
+            round_records += msg.topic() == self.catalog.name(HPO_TRIGGERS)
             try:
                 outputs += self._control_record(msg)
             except RecordError as exc:
@@ -115,8 +117,8 @@ class HostControl:
                         self.host_id,
                     )
                     letters.append((topic, raw, msg.key(), headers))
-        if any(o.record == "UnmaskShare" for o in outputs):
-            self._checkpoint()  # what was unmasked reaches disk before the answer leaves
+        if round_records:
+            self._checkpoint()  # rounds joined, requests seen and answers reach disk before the answers leave
         if outputs or letters:
             self._control_transaction(outputs, letters)
         self.rounds.start_next(list(self.replica_state.window.events), dict(self.replica_state.config))
@@ -129,8 +131,9 @@ class HostControl:
             name, value = self.codec.decode(msg.value())
         except RecordError:
             name, value = None, {}
-        if name == "AgentKey":  # refused only by the hosts of its model
-            return value["model"] == self.model and self.replica == (1 if value["host"] == f"{self.model}-0" else 0)
+        if name in ("AgentKey", "RoundKeys"):  # refused only by the hosts of its model
+            sender = value["host"] if name == "AgentKey" else value["agent"]
+            return value["model"] == self.model and self.replica == (1 if sender == f"{self.model}-0" else 0)
         if self.replica != 0:
             return False
         if msg.topic() == self.catalog.name(DEPLOYMENTS) and name is not None:
@@ -143,15 +146,17 @@ class HostControl:
         if name == "HpoTrigger":
             validate_trigger(value)
             if not value["models"] or self.model in value["models"]:
-                self.rounds.waiting.append(value)
                 self.replica_state.on_trigger()
+                return self.rounds.on_trigger(value)
         elif name == "Deployment" and value["model"] == self.model:
             if self.replica_state.on_deployment(value):
                 log.info("host %s applied %s %s", self.host_id, value["action"], value["config_id"])
         elif name == "UnmaskRequest" and value["model"] == self.model:
             return self.rounds.unmask(value)
-        elif name == "AgentKey" and not self.rounds.learn_key(value):
-            raise InvalidRecord(f"{value['host']} published another public key than the one pinned here")
+        elif name in ("AgentKey", "RoundKeys"):
+            refused = self.rounds.secure.learn_key(value) if name == "AgentKey" else self.rounds.on_round_keys(value)
+            if refused:
+                raise InvalidRecord(refused)
         return []
 
     def _deploy(self, d: Deployment) -> None:

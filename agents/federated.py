@@ -1,5 +1,5 @@
 """A host's side of federated HPO: run its FHPO agent's rounds beside serving, mask the metrics
-for secure aggregation, and answer the aggregator's unmask requests for dropped peers.
+for secure aggregation (``fedrift.core.masking``), and answer the aggregator's unmask request.
 
 It produces records (``Output``) and leaves sending them, inside a transaction, to the host.
 """
@@ -9,20 +9,18 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 
 from fedrift import json_config
-from fedrift.core.aggregation import AgentKeys, PairwiseMasker
 from fedrift.core.fhpo import FhpoAgent, RoundOutcome
+from fedrift.core.masking import SecureAggregation
 from fedrift.core.records import Output
 from fedrift.pipeline import die_with_parent
-from fedrift.topics import HPO_METRICS
-from schemas.records import TrialMetric, UnmaskShare
+from fedrift.topics import HPO_KEYS, HPO_METRICS
+from schemas.records import RoundKeys, TrialMetric, UnmaskRequest
 
 log = logging.getLogger(__name__)
-ROUND_MEMORY = 100  # HPO rounds whose mask peers are kept for a later unmask request
 
 
 def _lower_priority(host_pid: int) -> None:
@@ -38,42 +36,21 @@ def run_round(agent: FhpoAgent, round_id: str, config: dict, events: list) -> tu
 
 
 class FederatedRounds:
-    def __init__(self, agent: FhpoAgent, model: str, host_id: str, keys: AgentKeys, context: bytes, peers: set[str]):
-        self.agent, self.model, self.host_id, self.keys, self.context = agent, model, host_id, keys, context
-        self.peers = peers
-        self.peer_keys: dict[str, bytes] = {}  # the other replicas' public keys, pinned at first sight
-        self.conflicted: set[str] = set()  # peers that published another key since: masked with by nobody
-        self.round_peers: OrderedDict[str, list[str]] = OrderedDict()  # round -> peers its masks used
-        self.revealed: dict[tuple[str, str], set[str]] = {}  # (round, config) -> peers unmasked for so far
+    def __init__(self, agent: FhpoAgent, model: str, host_id: str, secure: SecureAggregation) -> None:
+        self.agent, self.model, self.host_id, self.secure = agent, model, host_id, secure
         self.waiting: list[dict] = []
         self.running: tuple[dict, Future] | None = None
         self.executor: ProcessPoolExecutor | None = None
 
-    def learn_key(self, value: dict) -> bool:
-        """Pin a peer's public key the first time it is seen (trust on first use); returns False
-        for a different key later published under a pinned name. Whoever can write ``hpo.keys``
-        could otherwise put their own key in a peer's place and unmask this host's shares; the
-        peer is then left out of masking until an operator resolves it (a legitimate new key
-        after a lost key file looks the same), so the two sides' ``masked_with`` lists disagree
-        and the aggregator drops those configurations instead of summing mismatched masks."""
-        host = value.get("host")
-        if value.get("model") != self.model or host not in self.peers:
-            return True
-        pinned = self.peer_keys.get(host)
-        if pinned is not None and pinned != value["public_key"]:
-            if host not in self.conflicted:
-                log.warning("host %s: %s published another public key; refused, no longer masking with it",
-                            self.host_id, host)
-            self.conflicted.add(host)
-            return False
-        self.peer_keys[host] = value["public_key"]
-        return True
+    def on_trigger(self, trigger: dict) -> list[Output]:
+        """Queue the round and send this host's round keys at once: the peers need them before
+        any of them finishes its round and masks."""
+        self.waiting.append(trigger)
+        keys = self.secure.join(trigger["round_id"])
+        return [] if keys is None else [Output(HPO_KEYS, "RoundKeys", keys, f"{self.host_id}@{trigger['round_id']}")]
 
-    def masker(self, peers: list[str] | None = None) -> PairwiseMasker:
-        """Pairwise mask secrets with the peers whose keys are known (or with ``peers`` only)."""
-        public = {h: k for h, k in self.peer_keys.items()
-                  if (peers is None or h in peers) and h not in self.conflicted}
-        return PairwiseMasker(self.host_id, self.keys.pair_secrets(self.host_id, public, self.context))
+    def on_round_keys(self, keys: RoundKeys) -> str | None:
+        return self.secure.on_round_keys(keys)
 
     def start_next(self, events: list, config: dict) -> None:
         """Run the next waiting round on a snapshot of the local window in a worker process of
@@ -108,84 +85,47 @@ class FederatedRounds:
             self.executor.shutdown(wait=False, cancel_futures=True)
 
     def metrics(self, trigger: dict, outcome: RoundOutcome) -> list[Output]:
-        """The round's TrialMetric records: masked where every replica scored the configuration."""
+        """The round's TrialMetric records: the configurations every replica scored masked, the
+        others in the clear (ε-DP). Shared values that cannot be masked (too few peers' keys)
+        are not sent at all, unless the group is too small for secure aggregation."""
         round_id = trigger["round_id"]
         log.info("host %s round %s: %s, %d metric(s)", self.host_id, round_id, outcome.status, len(outcome.trials))
-        masker = self.masker()
-        self.round_peers[round_id] = masker.peers
-        if len(self.round_peers) > ROUND_MEMORY:
-            forgotten, _ = self.round_peers.popitem(last=False)
-            self.revealed = {k: v for k, v in self.revealed.items() if k[0] != forgotten}
-        if not masker.peers:
-            log.warning("host %s round %s: no peer keys yet, metrics go in the clear (ε-DP)", self.host_id, round_id)
+        shared = {tr.config_id: tr.noised_quality * tr.slice_size for tr in outcome.trials if tr.shared}
+        masked = self.secure.mask(round_id, shared) if shared and self.secure.enabled else None
+        if shared and self.secure.enabled and masked is None:
+            log.warning("host %s round %s: too few peers' round keys to mask; its shared metrics are withheld",
+                        self.host_id, round_id)
         out = []
         for tr in outcome.trials:
-            weighted = tr.noised_quality * tr.slice_size
-            masked = tr.shared and bool(masker.peers)
+            if tr.shared and self.secure.enabled and masked is None:
+                continue
             value: TrialMetric = {
                 "round_id": round_id,
                 "model": self.model,
                 "agent": self.host_id,
                 "config_id": tr.config_id,
                 "config_json": json_config.dumps(tr.config),
-                "noised_quality": math.nan if masked else tr.noised_quality,  # masked: only the masked share
+                "noised_quality": tr.noised_quality,
                 "noised_latency_ms": tr.noised_latency_ms,
                 "slice_size": tr.slice_size,
                 "epsilon_spent": tr.epsilon_spent,
-                "masked_shares": [masker.mask(round_id, tr.config_id, weighted)] if masked else [],
-                "masked_with": masker.peers if masked else [],
+                "masked_value": None,
+                "masked_with": [],
+                "mask_key": b"",
                 "noise_std": tr.noise_std,
             }
+            if masked is not None and tr.config_id in masked[0]:
+                value["noised_quality"] = math.nan  # only the masked value leaves
+                value["masked_value"], value["masked_with"], value["mask_key"] = masked[0][tr.config_id], *masked[1:]
             out.append(Output(HPO_METRICS, "TrialMetric", value, self.model))
         return out
 
+    def unmask(self, request: UnmaskRequest) -> list[Output]:
+        answer = self.secure.unmask(request)
+        return [] if answer is None else [Output(HPO_METRICS, "UnmaskShare", answer, self.model)]
+
     def memory(self) -> dict:
-        """What must survive a restart: the pinned peer keys, and which peers each round masked
-        with and was unmasked for."""
-        return {"round_peers": dict(self.round_peers), "revealed": {k: set(v) for k, v in self.revealed.items()},
-                "peer_keys": dict(self.peer_keys), "conflicted": set(self.conflicted)}
+        return self.secure.memory()
 
     def restore(self, memory: dict | None) -> None:
-        if memory:
-            self.round_peers = OrderedDict(memory["round_peers"])
-            self.revealed = {k: set(v) for k, v in memory["revealed"].items()}
-            self.peer_keys = dict(memory.get("peer_keys", {}))
-            self.conflicted = set(memory.get("conflicted", ()))
-
-    def unmask(self, request: dict) -> list[Output]:
-        """Secure-aggregation dropout recovery: reveal only the masks shared with the dropped, and
-        never so many, over all requests for the same share, that this host's own value would be
-        exposed (two requests naming one peer each would otherwise add up to all of them). A
-        round this host never masked in is refused (its peers are unknown)."""
-        round_id = request["round_id"]
-        if round_id not in self.round_peers:
-            log.warning("host %s refuses to unmask %s: it published no masked metric there", self.host_id, round_id)
-            return []
-        masker = self.masker(self.round_peers[round_id])
-        out = []
-        for cid, dropped in request["dropped"].items():
-            if self.host_id in dropped:
-                continue
-            revealed = self.revealed.setdefault((round_id, cid), set())
-            survivors = 1 + len(set(masker.peers) - set(dropped) - revealed)
-            if survivors < self.agent.config.min_survivors:
-                log.warning("host %s refuses to unmask %s/%s: %d survivor(s), fewer than %d", self.host_id,
-                            round_id, cid, survivors, self.agent.config.min_survivors)
-                continue
-            answer = masker.recovery_share(dropped, round_id, cid, revealed)
-            if answer is None:
-                log.warning("host %s refuses to unmask %s/%s: with what it revealed before, every peer it "
-                            "masked with would be named dropped", self.host_id, round_id, cid)
-                continue
-            share, covered = answer
-            revealed.update(covered)
-            value: UnmaskShare = {
-                "round_id": request["round_id"],
-                "model": self.model,
-                "agent": self.host_id,
-                "config_id": cid,
-                "dropped": covered,
-                "share": share,
-            }
-            out.append(Output(HPO_METRICS, "UnmaskShare", value, self.model))
-        return out
+        self.secure.restore(memory)

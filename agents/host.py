@@ -36,6 +36,7 @@ from fedrift.access import host_role
 from fedrift.config import Settings
 from fedrift.connection import connect
 from fedrift.core.fhpo import FhpoAgent, FhpoConfig
+from fedrift.core.masking import SecureAggregation
 from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import ALL, PrivacyLedger
 from fedrift.core.records import Output
@@ -90,11 +91,10 @@ class ModelHost(HostControl):
             fhpo or settings.fhpo,
             seed=settings.seed * 1000 + replica,
         )
-        keys = host_keys.load_or_create(settings.home / "hosts" / f"{name}.key")
+        identity = host_keys.load_or_create(settings.home / "hosts" / f"{name}.identity")
         peers = {f"{model}-{r}" for r in range(settings.replicas)} - {self.host_id}
-        self.rounds = FederatedRounds(
-            agent, model, self.host_id, keys, name.removesuffix(f"-{replica}").encode(), peers
-        )
+        secure = SecureAggregation(model, self.host_id, identity, peers, settings.replicas, agent.config.min_survivors)
+        self.rounds = FederatedRounds(agent, model, self.host_id, secure)
         self.replica_state = ModelReplica(self.family, self.cfg)
         self.replay_until: dict[tuple[str, int], int] = {}
         self.positions: dict[tuple[str, int], int] = {}

@@ -19,24 +19,24 @@ Differences from the Kafka pipeline that remain, by design:
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from agents.federated import FederatedRounds
-from fedrift.core.aggregation import AgentKeys
 from fedrift.core.aggregator import RoundBook
 from fedrift.core.controller import Controller, ControllerConfig, ControllerTuning
 from fedrift.core.drift import DriftAnalyzer, DriftConfig
 from fedrift.core.drift_stage import DriftStage
 from fedrift.core.fhpo import FhpoAgent, FhpoConfig
+from fedrift.core.masking import SecureAggregation
 from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import PrivacyLedger
 from fedrift.core.records import Output
 from fedrift.core.replica import ModelReplica, ReplicaConfig, ReplicaTuning
 from fedrift.core.routing import RoutingConfig
+from fedrift.core.secagg import Identity
 from fedrift.core.shadow_stage import ShadowStage
 from schemas.records import InferenceRequest
 
@@ -78,11 +78,13 @@ class InMemoryPipeline:
             raise ValueError(f"unknown model(s) {unknown}; the pool has {sorted(FAMILIES)}")
         self.cfg = cfg
         self.replicas = {m: [self._replica(m, r) for r in range(cfg.replicas)] for m in cfg.pool}
+        self._identities = {f"{m}-{r}": Identity.generate() for m in cfg.pool for r in range(cfg.replicas)}
         self.rounds = {m: [self._rounds(m, r) for r in range(cfg.replicas)] for m in cfg.pool}
         self.controller = Controller(ControllerConfig(cfg.pool, cfg.partitions, cfg.routing, cfg.controller))
         self.drift = DriftStage(DriftAnalyzer(cfg.drift, cfg.seed, feature_names), "drift", "sim", cfg.cold_start_at)
         fh = cfg.fhpo
-        self.aggregator = RoundBook(cfg.replicas, 1 + fh.n_shared + fh.n_local, timeout_s=float("inf"))
+        self.aggregator = RoundBook(cfg.replicas, 1 + fh.n_shared + fh.n_local, timeout_s=float("inf"),
+                                    threshold=fh.min_survivors)
         self.shadow = ShadowStage(0.05, cfg.shadow_min, cfg.shadow_max)
         self.bus: deque[Output] = deque()
         self.later: list[tuple[int, list[Output]]] = []  # (due time, outputs) of HPO rounds under way
@@ -119,13 +121,11 @@ class InMemoryPipeline:
             noise_seed=(self.cfg.seed + 7919 * self.cfg.noise_draw) * 1000 + r,
         )
         peers = {f"{model}-{k}" for k in range(self.cfg.replicas)} - {host}
-        rounds = FederatedRounds(agent, model, host, self._keys(host), model.encode(), peers)
+        secure = SecureAggregation(model, host, self._identities[host], peers, self.cfg.replicas,
+                                   self.cfg.fhpo.min_survivors)
         for k in peers:
-            rounds.learn_key({"model": model, "host": k, "public_key": self._keys(k).public_bytes})
-        return rounds
-
-    def _keys(self, host: str) -> AgentKeys:
-        return AgentKeys.from_private_bytes(hashlib.sha256(f"{self.cfg.seed}/{host}".encode()).digest())
+            assert secure.learn_key(SecureAggregation(model, k, self._identities[k], set(), 1, 1).key_record(0)) is None
+        return FederatedRounds(agent, model, host, secure)
 
     # -- one request ---------------------------------------------------------------------------
     def request(self, rid: str, x: list[float], y) -> tuple[str, object] | None:
@@ -172,7 +172,11 @@ class InMemoryPipeline:
             self.later.append((now + int(self.cfg.hpo_latency_s * 1000), self._hpo_round(v)))
             return []
         if o.record == "TrialMetric":
-            return self.aggregator.on_metric(v, now / 1000)
+            return self.aggregator.on_metric(v, now / 1000, now)
+        if o.record == "UnmaskRequest":
+            return [x for rounds in self.rounds[v["model"]] for x in rounds.unmask(v)]
+        if o.record == "UnmaskShare":
+            return self.aggregator.on_share(v)
         if o.record == "AggregateResult":
             self.log["aggregates"].append(v)
             return self.controller.on_aggregate(v, now)
@@ -197,8 +201,15 @@ class InMemoryPipeline:
         for model, replicas in self.replicas.items():
             if trigger["models"] and model not in trigger["models"]:
                 continue
+            keys = []
             for rep, rounds in zip(replicas, self.rounds[model], strict=True):
                 rep.on_trigger()
+                keys += rounds.on_trigger(trigger)
+                rounds.waiting.clear()  # run here at once, not by the host's worker process
+            for rounds in self.rounds[model]:
+                for k in keys:
+                    assert rounds.on_round_keys(cast(Any, k.value)) is None
+            for rep, rounds in zip(replicas, self.rounds[model], strict=True):
                 outcome = rounds.agent.run_round(trigger["round_id"], dict(rep.config), list(rep.window.events))
                 out += rounds.metrics(trigger, outcome)
                 rep.epsilon_spent = rounds.agent.ledger.max_loss

@@ -103,9 +103,13 @@ class Pipeline:
         self.children[name].proc.wait()
 
     def stop_process(self, name: str, grace: float = 20.0) -> None:
-        """Stop one child for good (a fault test's departed host): no longer supervised."""
+        """Stop one child for good (a fault test's departed host): no longer supervised. With
+        ``grace`` 0 it is SIGKILLed at once, mid-whatever it was doing."""
         proc = self.children.pop(name).proc
-        proc.terminate()
+        if grace <= 0:
+            proc.kill()
+        else:
+            proc.terminate()
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:

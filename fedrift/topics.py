@@ -52,7 +52,7 @@ BASE_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(HPO_TRIGGERS, "HpoTrigger", "model or *", partitions=1),  # and UnmaskRequest
     TopicSpec(HPO_METRICS, "TrialMetric", "model"),  # and UnmaskShare
     TopicSpec(HPO_AGGREGATES, "AggregateResult", "model", cleanup="compact", partitions=1),
-    TopicSpec(HPO_KEYS, "AgentKey", "host", cleanup="compact", partitions=1),
+    TopicSpec(HPO_KEYS, "AgentKey", "host", cleanup="compact", partitions=1),  # and RoundKeys (host@round)
     TopicSpec(ROUTING_WEIGHTS, "RoutingWeights", "weights", cleanup="compact", partitions=1),
     TopicSpec(MODEL_STATUS, "ModelStatus", "host", cleanup="compact", partitions=1),
     TopicSpec(SHADOW_RESULTS, "ShadowResult", "request id"),

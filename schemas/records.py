@@ -164,40 +164,6 @@ class DeadLetter(TypedDict):
     raw: bytes | None
 
 
-class UnmaskRequest(TypedDict):
-    """Secure-aggregation dropout recovery: the aggregator names the agents that did not report
-    a masked configuration and asks the survivors for the masks they share with them. On
-    hpo.triggers, beside HpoTrigger."""
-
-    round_id: str
-    model: str
-    time: int
-    dropped: dict[str, list[str]]
-
-
-class UnmaskShare(TypedDict):
-    """A survivor's answer to an UnmaskRequest: the sum of the pairwise masks it added for the
-    dropped agents of one configuration. On hpo.metrics, beside TrialMetric."""
-
-    round_id: str
-    model: str
-    agent: str
-    config_id: str
-    dropped: list[str]
-    share: float
-
-
-class AgentKey(TypedDict):
-    """A model host's X25519 public key for secure aggregation. Each pair of replicas derives
-    its mask secret from the two keys (Diffie-Hellman); the private halves never leave the
-    hosts."""
-
-    host: str
-    model: str
-    public_key: bytes
-    created_ms: int
-
-
 class ModelStatus(TypedDict):
     """A model host's periodic health report. v3 adds learned_digest, so exactly-once learning
     can be checked per request id."""
@@ -213,25 +179,6 @@ class ModelStatus(TypedDict):
     epsilon_spent: float
     n_correct: int
     learned_digest: str
-
-
-class TrialMetric(TypedDict):
-    """One FHPO agent's differentially-private score of one configuration. v3 adds noise_std:
-    the DP noise the agent put on the quality, so the aggregator does not recompute it from its
-    own defaults."""
-
-    round_id: str
-    model: str
-    agent: str
-    config_id: str
-    config_json: str
-    noised_quality: float
-    noised_latency_ms: float
-    slice_size: int
-    epsilon_spent: float
-    masked_shares: list[float]
-    masked_with: list[str]
-    noise_std: float
 
 
 class InputOffset(TypedDict):
@@ -250,3 +197,77 @@ class HostProgress(TypedDict):
     host: str
     time: int
     offsets: list[InputOffset]
+
+
+class AgentKey(TypedDict):
+    """A model host's long-term public keys for secure aggregation, self-signed. v2 adds the
+    Ed25519 key that signs everything the host publishes for secure aggregation; peers pin it at
+    first sight and refuse records it did not sign. public_key (X25519) receives the peers'
+    encrypted round shares."""
+
+    host: str
+    model: str
+    public_key: bytes
+    created_ms: int
+    signing_key: bytes
+    signature: bytes
+
+
+class RoundKeys(TypedDict):
+    """A host's keys for one secure-aggregation round: its fresh X25519 mask key and, for each
+    peer, that peer's Shamir share of the host's self-mask seed and mask key, sealed (AES-GCM)
+    for that peer alone. Signed with the host's pinned Ed25519 key. On hpo.keys."""
+
+    round_id: str
+    model: str
+    agent: str
+    mask_key: bytes
+    shares: dict[str, bytes]
+    signature: bytes
+
+
+class TrialMetric(TypedDict):
+    """One FHPO agent's differentially-private score of one configuration. v4 replaces the float
+    masked share with secure aggregation's masked integer: quality*size fixed-point encoded,
+    clipped and masked in Z/2^62 with a self-mask and pairwise masks (fedrift/core/secagg.py)."""
+
+    round_id: str
+    model: str
+    agent: str
+    config_id: str
+    config_json: str
+    noised_quality: float
+    noised_latency_ms: float
+    slice_size: int
+    epsilon_spent: float
+    masked_value: int | None
+    masked_with: list[str]
+    mask_key: bytes
+    noise_std: float
+
+
+class UnmaskRequest(TypedDict):
+    """Secure aggregation's last step: the aggregator names the round's survivors (their masked
+    metrics arrived) and the dropped (masked with, never arrived). Each survivor answers the
+    first request of a round only, with its shares of the survivors' self-mask seeds and of the
+    dropped hosts' mask keys. v2 replaces the per-configuration pairwise-mask recovery. On
+    hpo.triggers, beside HpoTrigger."""
+
+    round_id: str
+    model: str
+    time: int
+    survivors: list[str]
+    dropped_agents: list[str]
+
+
+class UnmaskShare(TypedDict):
+    """A survivor's answer to an UnmaskRequest: its Shamir shares (x = share_index) of each
+    survivor's self-mask seed and of each dropped host's mask key; never both for one host. v2
+    replaces the float pairwise-mask sums. On hpo.metrics, beside TrialMetric."""
+
+    round_id: str
+    model: str
+    agent: str
+    share_index: int
+    seed_shares: dict[str, bytes]
+    key_shares: dict[str, bytes]

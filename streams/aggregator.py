@@ -18,7 +18,7 @@ from streams.app import RawTopics, decoded_records, now_ms, send_outputs
 
 
 def _validate(value: Any) -> None:
-    if "share" in value:  # an UnmaskShare
+    if "seed_shares" in value:  # an UnmaskShare
         validate_share(value)
     else:
         validate_metric(value)
@@ -29,13 +29,14 @@ def register_aggregator(
 ):
     topics = RawTopics(app, catalog)
     fh = fhpo or settings.fhpo
-    book = RoundBook(settings.replicas, 1 + fh.n_shared + fh.n_local, settings.hpo_round_timeout_s)
+    book = RoundBook(settings.replicas, 1 + fh.n_shared + fh.n_local, settings.hpo_round_timeout_s,
+                     threshold=fh.min_survivors)
     records = ("TrialMetric", "UnmaskShare")
 
     @app.agent(topics.get(catalog.name(HPO_METRICS)), name="aggregator")
     async def aggregate(stream):
         async for _event, name, value in decoded_records(stream, topics, records, "aggregator", _validate):
-            out = book.on_share(value) if name == "UnmaskShare" else book.on_metric(value, time.monotonic())
+            out = book.on_share(value) if name == "UnmaskShare" else book.on_metric(value, time.monotonic(), now_ms())
             await send_outputs(topics, out)
 
     @app.timer(1.0)

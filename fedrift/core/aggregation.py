@@ -1,122 +1,54 @@
 """Aggregation of the FHPO agents' DP metrics per (model, configuration), weighted by slice size,
-with secure aggregation for the configurations every replica scored.
+with secure aggregation (``fedrift.core.secagg``) for the configurations every replica scored.
 
-Agents send ``quality * slice_size`` for shared configurations *masked*: each pair of agents
-agrees a secret by X25519 Diffie-Hellman over their published public keys (``AgentKeys``); from
-it both derive the same mask per (round, configuration); one adds it, the other subtracts it, so
-the masks cancel in the sum and the aggregator, which holds no private key, only learns the sum
-(needs three or more agents). No agent can unmask another either: it only knows the masks of its
-own pairs. Other configurations are sent in the clear (they are already ε-DP). Each masked
-metric names the peers it was masked with, and the aggregator sums a configuration only when
-those lists agree pairwise (a peer whose key arrived late is caught, never summed wrongly).
+Agents send ``quality * slice_size`` of shared configurations as a masked integer; the others in
+the clear (they are ε-DP already). The aggregator then names the round's survivors (whose masked
+metrics arrived) and the dropped (masked with, never arrived); each survivor answers once with its
+Shamir shares of the survivors' self-mask seeds and of the dropped hosts' mask keys. From ``t``
+shares of each the aggregator removes every mask and learns the sum, and nothing else: a host's
+value stays behind its self-mask unless its seed is rebuilt, and its seed is rebuilt only when
+``t`` hosts name it a survivor, which they do only when its pairwise masks stay hidden.
 
-Dropout recovery (the unmasking step of Bonawitz et al., 2017, without its double masking): when
-an agent never reports, its pairwise masks stay in the survivors' shares. The aggregator names
-the dropped agents; each survivor reveals the sum of the masks it shares with them (masks with
-the dropped only, so no survivor's value is exposed as long as two or more survive), and the
-aggregator subtracts those. A dropped agent's late metric is then refused. This trusts the
-aggregator to name only agents that really dropped (double masking would remove that trust).
-
->>> keys = {a: AgentKeys.generate() for a in ("a", "b", "c")}
->>> public = {a: k.public_bytes for a, k in keys.items()}
->>> maskers = {a: PairwiseMasker(a, keys[a].pair_secrets(a, public, context=b"model-x")) for a in keys}
->>> shares = [maskers[a].mask("r1", "cfg", v) for a, v in [("a", 10.0), ("b", 20.0), ("c", 30.0)]]
->>> round(sum(shares), 6), shares[0] != 10.0
-(60.0, True)
+>>> from fedrift.core import secagg
+>>> group = ["m-0", "m-1", "m-2"]
+>>> secrets = {a: secagg.RoundSecrets.fresh() for a in group}
+>>> shares = {a: s.split(n=3, t=2) for a, s in secrets.items()}
+>>> agg = Aggregator("m", "r1", group, threshold=2)
+>>> for a, v in [("m-0", 10.0), ("m-1", 20.0)]:  # m-2 drops out after sending its round keys
+...     y = secagg.encode(v) + secagg.self_mask(secrets[a].seed, "r1", "cfg")
+...     for p in group:
+...         if p != a:
+...             k = secagg.pair_secret(secrets[a].mask_private, secrets[p].mask_public, "m", "r1", a, p)
+...             y += secagg.pair_mask(k, a, p, "r1", "cfg")
+...     _ = agg.add(Contribution(a, "cfg", {}, 0.0, 100, 0.0, y % secagg.MODULUS,
+...                              tuple(p for p in group if p != a), secrets[a].mask_public))
+>>> agg.declare()
+(['m-0', 'm-1'], ['m-2'])
+>>> for x, a in [(1, "m-0"), (2, "m-1")]:
+...     agg.add_unmask(a, x, {s: secagg.seed_share(shares[s][x]) for s in ("m-0", "m-1")},
+...                    {"m-2": secagg.key_share(shares["m-2"][x])})
+>>> round(agg.result().best.score * 200, 6)
+30.0
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from fedrift.core import secagg
 
 
-class AgentKeys:
-    """One agent's X25519 key pair. The public half is published; the private half never leaves
-    the agent (a host keeps it on its own disk, so a restart keeps its pairs' secrets)."""
-
-    def __init__(self, private: X25519PrivateKey) -> None:
-        self._private = private
-        self.public_bytes = private.public_key().public_bytes_raw()
-
-    @classmethod
-    def generate(cls) -> AgentKeys:
-        return cls(X25519PrivateKey.generate())
-
-    @classmethod
-    def from_private_bytes(cls, raw: bytes) -> AgentKeys:
-        return cls(X25519PrivateKey.from_private_bytes(raw))
-
-    def private_bytes(self) -> bytes:
-        return self._private.private_bytes_raw()
-
-    def pair_secrets(self, me: str, public: Mapping[str, bytes], context: bytes) -> dict[str, bytes]:
-        """A 32-byte secret shared with each peer in ``public`` (peer -> raw public key), bound to
-        ``context`` and to the pair's names, so a key reused elsewhere yields other masks."""
-        out = {}
-        for peer, raw in public.items():
-            if peer == me:
-                continue
-            shared = self._private.exchange(X25519PublicKey.from_public_bytes(raw))
-            a, b = sorted((me, peer))
-            info = b"fedrift-mask|" + context + f"|{a}|{b}".encode()
-            out[peer] = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
-        return out
-
-
-class PairwiseMasker:
-    """One agent's masks: for each peer it shares a secret with, a pseudo-random mask per
-    (round, configuration) that the peer derives too and applies with the opposite sign."""
-
-    def __init__(self, agent: str, pair_secrets: Mapping[str, bytes], scale: float = 1e6) -> None:
-        self.agent = agent
-        self.secrets = dict(pair_secrets)
-        self.scale = scale
-
-    @property
-    def peers(self) -> list[str]:
-        """The peers this agent masks with (goes on the wire beside each masked metric)."""
-        return sorted(self.secrets)
-
-    def _signed(self, peer: str, round_id: str, cfg: str) -> float:
-        digest = hashlib.sha256(self.secrets[peer] + f"|{round_id}|{cfg}".encode()).digest()
-        m = (int.from_bytes(digest[:8], "big") / 2**64 - 0.5) * 2 * self.scale
-        return m if self.agent < peer else -m
-
-    def mask(self, round_id: str, cfg: str, value: float) -> float:
-        return value + sum(self._signed(p, round_id, cfg) for p in self.secrets)
-
-    def recovery_share(self, dropped: list[str], round_id: str, cfg: str,
-                       revealed: Iterable[str] = ()) -> tuple[float, list[str]] | None:
-        """What this agent added to its share for its pairs with the ``dropped`` agents, and which
-        of them that covers (a dropped agent it had no key for was never masked with). None when
-        the peers named, together with those it ``revealed`` before for the same share, are every
-        peer it masked with: the answers together would expose its own value.
-
-        >>> keys = {a: AgentKeys.generate() for a in ("a", "b", "c")}
-        >>> public = {a: k.public_bytes for a, k in keys.items()}
-        >>> m = {a: PairwiseMasker(a, keys[a].pair_secrets(a, public, b"x")) for a in keys}
-        >>> survivors = {a: m[a].mask("r1", "cfg", v) for a, v in [("a", 10.0), ("b", 20.0)]}  # c dropped
-        >>> shares = [m[a].recovery_share(["c"], "r1", "cfg") for a in survivors]
-        >>> round(sum(survivors.values()) - sum(s for s, _ in shares), 6), shares[0][1]
-        (30.0, ['c'])
-        """
-        covered = sorted(d for d in dropped if d in self.secrets)
-        if self.secrets and set(covered) | set(revealed) >= set(self.secrets):
-            return None
-        return sum(self._signed(d, round_id, cfg) for d in covered), covered
+def replica_index(agent: str) -> int:
+    """The Shamir x-coordinate of ``<model>-<replica>``: replica + 1."""
+    return int(agent.rsplit("-", 1)[1]) + 1
 
 
 @dataclass
 class Contribution:
-    """One agent's metric for one configuration. ``weighted`` is quality × slice size, masked or not."""
+    """One agent's metric for one configuration: ``weighted`` (quality × slice size) in the clear,
+    or ``masked`` (its secure-aggregation encoding) with the peers it was masked with."""
 
     agent: str
     config_id: str
@@ -124,8 +56,9 @@ class Contribution:
     weighted: float
     slice_size: int
     noise_std: float
-    masked: bool = False
-    masked_with: tuple[str, ...] = ()  # the peers whose pairwise masks are in ``weighted``
+    masked: int | None = None
+    masked_with: tuple[str, ...] = ()
+    mask_key: bytes = b""
 
 
 @dataclass
@@ -147,7 +80,7 @@ class AggregateOutcome:
     round_id: str
     best: ConfigScore | None
     leaderboard: list[ConfigScore]
-    dropped: list[str]  # masked configurations whose masks could not be cancelled (agents missing, no recovery)
+    dropped: list[str]  # masked configurations whose masks could not be removed
 
 
 class Aggregator:
@@ -159,77 +92,93 @@ class Aggregator:
     replicas beats a lucky single noisy one.
     """
 
-    def __init__(self, model: str, round_id: str, group: list[str]) -> None:
+    def __init__(self, model: str, round_id: str, group: list[str], threshold: int) -> None:
         self.model, self.round_id, self.group = model, round_id, sorted(group)
+        self.threshold = threshold
         self.contributions: dict[str, list[Contribution]] = defaultdict(list)
-        self.declared_dropped: dict[str, list[str]] = {}  # config id -> agents declared dropped
-        self.recovery: dict[str, dict[str, float]] = defaultdict(dict)  # config id -> agent -> share
+        self.survivors: list[str] | None = None  # fixed by ``declare``; later masked metrics are refused
+        self.dropped: list[str] = []
+        self.seed_shares: dict[str, dict[int, bytes]] = defaultdict(dict)  # survivor -> x -> seed share
+        self.key_shares: dict[str, dict[int, bytes]] = defaultdict(dict)  # dropped -> x -> key share
+        self.answered: set[str] = set()
 
     def add(self, c: Contribution) -> bool:
-        """Whether ``c`` was taken (not a repeat, not from an agent already declared dropped)."""
+        """Whether ``c`` was taken (not a repeat, not a masked metric after the survivors were named)."""
         if any(x.agent == c.agent for x in self.contributions[c.config_id]):
             return False  # at-least-once delivery: a repeated metric counts once
-        if c.agent in self.declared_dropped.get(c.config_id, ()):
-            return False  # too late: the survivors were asked to unmask without it
+        if c.masked is not None and (self.survivors is not None or c.agent not in self.group):
+            return False  # too late: the survivors were named without it
         self.contributions[c.config_id].append(c)
         return True
 
-    def incomplete_masked(self) -> dict[str, list[str]]:
-        """Masked configurations with agents missing: config id -> the missing agents."""
-        out = {}
-        for cid, items in self.contributions.items():
-            present = {c.agent for c in items}
-            if any(c.masked for c in items) and present != set(self.group):
-                out[cid] = sorted(set(self.group) - present)
-        return out
+    def masked_agents(self) -> list[str]:
+        return sorted({c.agent for items in self.contributions.values() for c in items if c.masked is not None})
 
-    def declare_dropped(self) -> dict[str, list[str]]:
-        """Freeze the missing agents of each incomplete masked configuration (to ask the
-        survivors for recovery shares); their later metrics are refused."""
-        for cid, missing in self.incomplete_masked().items():
-            self.declared_dropped.setdefault(cid, missing)
-        return dict(self.declared_dropped)
+    def declare(self) -> tuple[list[str], list[str]]:
+        """Fix the survivors (masked metrics arrived) and the dropped (masked with, missing)."""
+        if self.survivors is None:
+            self.survivors = self.masked_agents()
+            named = {p for items in self.contributions.values() for c in items if c.masked is not None
+                     for p in c.masked_with}
+            self.dropped = sorted((named & set(self.group)) - set(self.survivors))
+        return list(self.survivors), list(self.dropped)
 
-    def add_recovery(self, agent: str, config_id: str, covered: list[str], share: float) -> None:
-        """A survivor's recovery share; ``covered`` must be exactly the declared-dropped agents it
-        masked with, or the share would not cancel what it added."""
-        mine = next((c for c in self.contributions.get(config_id, ()) if c.agent == agent), None)
-        dropped = self.declared_dropped.get(config_id)
-        if mine is None or dropped is None or not math.isfinite(share):
+    def add_unmask(self, agent: str, index: int, seeds: dict[str, bytes], keys: dict[str, bytes]) -> None:
+        """A survivor's shares; kept only if it answers the request as made (and once)."""
+        if self.survivors is None or agent not in self.survivors or agent in self.answered:
             return
-        if sorted(covered) == sorted(set(dropped) & set(mine.masked_with)):
-            self.recovery[config_id].setdefault(agent, share)
+        if index != replica_index(agent) or not set(seeds) <= set(self.survivors) or not set(keys) <= set(self.dropped):
+            return
+        self.answered.add(agent)
+        for a, share in seeds.items():
+            self.seed_shares[a][index] = share
+        for a, share in keys.items():
+            self.key_shares[a][index] = share
 
-    def recovery_complete(self) -> bool:
-        """Every survivor of every configuration declared incomplete has sent its share."""
-        return all(
-            {c.agent for c in self.contributions[cid]} <= set(self.recovery.get(cid, {}))
-            for cid in self.declared_dropped
-        )
+    def unmask_complete(self) -> bool:
+        return self.survivors is not None and self.answered >= set(self.survivors)
 
-    def _unmasked_sum(self, cid: str, items: list[Contribution]) -> float | None:
-        """The sum of the true values, or None when the masks cannot be cancelled."""
-        total = sum(c.weighted for c in items)
-        masked = {c.agent: set(c.masked_with) for c in items if c.masked}
-        if not masked:
-            return total
-        present = {c.agent for c in items}
-        for a, peers in masked.items():  # a pair's masks cancel only if both sides applied them
-            if any(a not in masked.get(b, ()) for b in peers & present):
+    def _masks(self, cid: str, items: list[Contribution]) -> int | None:
+        """The sum of the masks in ``items`` (to subtract), or None when they cannot all be rebuilt."""
+        by_agent = {c.agent: c for c in items}
+        survivors = set(self.survivors or ())
+        if set(by_agent) != survivors:
+            return None  # a survivor's pairwise masks for this configuration would not cancel
+        for a, c in by_agent.items():
+            for b in set(c.masked_with) & survivors:
+                if a not in by_agent[b].masked_with:
+                    return None  # only one side of the pair masked: it cannot cancel
+        total = 0
+        for a, c in by_agent.items():
+            if len(self.seed_shares.get(a, {})) < self.threshold:
                 return None
-        outside = set().union(*masked.values()) - present
-        if not outside:
-            return total  # every mask is shared with a present agent: they all cancel
-        owing = [a for a, peers in masked.items() if peers & outside]
-        shares = self.recovery.get(cid, {})
-        if len(present) < 2 or not outside <= set(self.declared_dropped.get(cid, ())) or not set(owing) <= set(shares):
+            seed = secagg.combine_seed(self.seed_shares[a], self.threshold)
+            total += secagg.self_mask(seed, self.round_id, cid)
+            for d in set(c.masked_with) - survivors:
+                if len(self.key_shares.get(d, {})) < self.threshold:
+                    return None
+                key = secagg.combine_mask_key(self.key_shares[d], self.threshold)
+                secret = secagg.pair_secret(key, c.mask_key, self.model, self.round_id, d, a)
+                total += secagg.pair_mask(secret, a, d, self.round_id, cid)
+        return total
+
+    def _sum(self, cid: str, items: list[Contribution]) -> float | None:
+        """The sum of the true values, or None when the masks cannot be removed."""
+        clear = sum(c.weighted for c in items if c.masked is None)
+        masked = [c for c in items if c.masked is not None]
+        if not masked:
+            return clear
+        if self.survivors is None or len(self.survivors) < self.threshold:
             return None
-        return total - sum(shares[a] for a in owing)
+        masks = self._masks(cid, masked)
+        if masks is None:
+            return None
+        return clear + secagg.decode(sum(c.masked for c in masked if c.masked is not None) - masks)
 
     def result(self) -> AggregateOutcome:
         board, dropped = [], []
         for cid, items in self.contributions.items():
-            total = self._unmasked_sum(cid, items)
+            total = self._sum(cid, items)
             if total is None:
                 dropped.append(cid)
                 continue

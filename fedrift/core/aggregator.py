@@ -1,16 +1,16 @@
 """The aggregator stage: ``hpo.metrics`` in (TrialMetric, UnmaskShare), ``hpo.aggregates`` and
 ``UnmaskRequest`` out.
 
-It collects each (model, round)'s metrics and publishes the best configuration when every
-replica has sent every metric, or at a timeout: a round whose masked configurations miss agents
-first asks the survivors to unmask (``UnmaskRequest``), then closes as soon as each survivor has
-answered, or one more timeout later with what it has. Time is passed in (``now``, seconds), so
-the simulator and the Faust shell drive it alike.
+It collects each (model, round)'s metrics. When every replica has sent every metric, or at a
+timeout, a round with masked metrics names its survivors and dropped hosts (``UnmaskRequest``,
+once per round) and closes as soon as each survivor has answered with its shares, or one more
+timeout later with what it has; a round without masked metrics closes at once. Time is passed in
+(``now``, seconds), so the simulator and the Faust shell drive it alike.
 
->>> book = RoundBook(replicas=1, expected_per_agent=1, timeout_s=60)
+>>> book = RoundBook(replicas=1, expected_per_agent=1, timeout_s=60, threshold=3)
 >>> metric = {"model": "m", "round_id": "r1", "agent": "m-0", "config_id": "c", "config_json": "{}",
-...           "noised_quality": 0.8, "slice_size": 200, "masked_shares": [], "masked_with": [],
-...           "noised_latency_ms": 0.1, "epsilon_spent": 0.5, "noise_std": 0.01}
+...           "noised_quality": 0.8, "slice_size": 200, "masked_value": None, "masked_with": [],
+...           "mask_key": b"", "noised_latency_ms": 0.1, "epsilon_spent": 0.5, "noise_std": 0.01}
 >>> [o.record for o in book.on_metric(metric, now=0.0)]
 ['AggregateResult']
 """
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from fedrift import json_config
 from fedrift.core.aggregation import AggregateOutcome, Aggregator, Contribution
 from fedrift.core.records import Output
+from fedrift.core.secagg import MODULUS
 from fedrift.topics import HPO_AGGREGATES, HPO_TRIGGERS
 from schemas import InvalidRecord
 from schemas.records import AggregateResult, TrialMetric, UnmaskRequest, UnmaskShare
@@ -32,18 +33,23 @@ log = logging.getLogger(__name__)
 
 
 def validate_share(s: UnmaskShare) -> None:
-    """Raise ``InvalidRecord`` for a recovery share that would poison the unmasked sum."""
-    if not math.isfinite(s["share"]):
-        raise InvalidRecord("share is not finite")
+    """Raise ``InvalidRecord`` for shares no reconstruction can use."""
+    shares = [*s["seed_shares"].values(), *s["key_shares"].values()]
+    if any(len(v) != n for v, n in [*((v, 16) for v in s["seed_shares"].values()),
+                                   *((v, 32) for v in s["key_shares"].values())]) or not shares:
+        raise InvalidRecord("seed shares are 16 bytes, key shares 32, and there is at least one")
+    if set(s["seed_shares"]) & set(s["key_shares"]):
+        raise InvalidRecord("a host's seed share and key share in one answer")
 
 
 def validate_metric(m: TrialMetric) -> None:
     """Raise ``InvalidRecord`` for a metric no aggregate may include."""
     if m["slice_size"] <= 0:
         raise InvalidRecord(f"slice_size {m['slice_size']} is not positive")
-    if not all(math.isfinite(v) for v in m["masked_shares"]) or len(m["masked_shares"]) > 1:
-        raise InvalidRecord("masked_shares must be one finite value or none")
-    if not m["masked_shares"] and not math.isfinite(m["noised_quality"]):
+    masked = m["masked_value"]
+    if masked is not None and not (0 <= masked < MODULUS and len(m["mask_key"]) == 32):
+        raise InvalidRecord("a masked value lies in [0, 2^62) and comes with a 32-byte mask key")
+    if masked is None and not math.isfinite(m["noised_quality"]):
         raise InvalidRecord("a metric in the clear needs a finite noised_quality")
     if not math.isfinite(m["noise_std"]) or (m["noise_std"] < 0 and m["noise_std"] != -1.0):
         raise InvalidRecord(f"noise_std {m['noise_std']} is invalid")
@@ -55,18 +61,19 @@ class OpenRound:
     aggregator: Aggregator
     started: float
     counts: dict[str, int] = field(default_factory=dict)  # agent -> metrics received
-    unmask_asked: float | None = None  # when the survivors were asked for recovery shares
+    unmask_asked: float | None = None  # when the survivors were asked for their shares
 
 
 class RoundBook:
-    def __init__(self, replicas: int, expected_per_agent: int, timeout_s: float) -> None:
+    def __init__(self, replicas: int, expected_per_agent: int, timeout_s: float, threshold: int) -> None:
         self.replicas = replicas
+        self.threshold = threshold
         self.expected = expected_per_agent
         self.timeout_s = timeout_s
         self.open: dict[tuple[str, str], OpenRound] = {}
         self.closed: set[tuple[str, str]] = set()
 
-    def on_metric(self, metric: TrialMetric, now: float) -> list[Output]:
+    def on_metric(self, metric: TrialMetric, now: float, now_ms: int = 0) -> list[Output]:
         """Add a TrialMetric (raises ``InvalidRecord`` for an unusable one); the aggregate once
         the round is complete."""
         validate_metric(metric)
@@ -75,50 +82,58 @@ class RoundBook:
             return []
         if key not in self.open:
             group = [f"{metric['model']}-{r}" for r in range(self.replicas)]
-            self.open[key] = OpenRound(Aggregator(metric["model"], metric["round_id"], group), now)
+            self.open[key] = OpenRound(Aggregator(metric["model"], metric["round_id"], group, self.threshold), now)
         rnd = self.open[key]
-        shares = metric["masked_shares"]
         contribution = Contribution(
             metric["agent"],
             metric["config_id"],
             json_config.loads(metric["config_json"]),
-            shares[0] if shares else metric["noised_quality"] * metric["slice_size"],
+            metric["noised_quality"] * metric["slice_size"] if metric["masked_value"] is None else 0.0,
             metric["slice_size"],
             metric["noise_std"] if metric["noise_std"] >= 0 else 0.0,
-            masked=bool(shares),
+            masked=metric["masked_value"],
             masked_with=tuple(metric["masked_with"]),
+            mask_key=metric["mask_key"],
         )
         if not rnd.aggregator.add(contribution):
             return []
         rnd.counts[metric["agent"]] = rnd.counts.get(metric["agent"], 0) + 1
         complete = len(rnd.counts) >= self.replicas and all(c >= self.expected for c in rnd.counts.values())
-        return self.close(key) if complete else []
+        return self._unmask_or_close(key, now, now_ms) if complete and rnd.unmask_asked is None else []
 
     def on_share(self, share: UnmaskShare) -> list[Output]:
-        """A survivor's recovery share; the aggregate once every survivor answered."""
+        """A survivor's shares; the aggregate once every survivor answered."""
         key = (share["model"], share["round_id"])
         rnd = self.open.get(key)
         if rnd is None or rnd.unmask_asked is None:
             return []
         validate_share(share)
-        rnd.aggregator.add_recovery(share["agent"], share["config_id"], share["dropped"], share["share"])
-        return self.close(key) if rnd.aggregator.recovery_complete() else []
+        rnd.aggregator.add_unmask(share["agent"], share["share_index"], share["seed_shares"], share["key_shares"])
+        return self.close(key) if rnd.aggregator.unmask_complete() else []
+
+    def _unmask_or_close(self, key: tuple[str, str], now: float, now_ms: int) -> list[Output]:
+        """Name the survivors and the dropped once; a round without masked metrics (or with too
+        few survivors to rebuild any mask) closes at once."""
+        rnd = self.open[key]
+        rnd.unmask_asked = now
+        survivors, dropped = rnd.aggregator.declare()
+        if len(survivors) < self.threshold:
+            if survivors:
+                log.warning("round %s/%s: %d survivor(s), fewer than %d: its masked metrics are dropped",
+                            *key, len(survivors), self.threshold)
+            return self.close(key)
+        request: UnmaskRequest = {"round_id": key[1], "model": key[0], "time": now_ms, "survivors": survivors,
+                                  "dropped_agents": dropped}
+        log.info("round %s/%s: unmasking with survivors %s, dropped %s", *key, survivors, dropped)
+        return [Output(HPO_TRIGGERS, "UnmaskRequest", request, key[0])]
 
     def tick(self, now: float, now_ms: int) -> list[Output]:
-        """Rounds past their deadline: ask for recovery shares first, then close."""
+        """Rounds past their deadline: name the survivors first, then close."""
         out = []
         for key, rnd in list(self.open.items()):
             if rnd.unmask_asked is None and now - rnd.started > self.timeout_s:
-                dropped = rnd.aggregator.declare_dropped()
-                rnd.unmask_asked = now
-                if dropped:
-                    request: UnmaskRequest = {"round_id": key[1], "model": key[0], "time": now_ms, "dropped": dropped}
-                    log.info("round %s/%s: asking the survivors to unmask without %s", *key, dropped)
-                    out.append(Output(HPO_TRIGGERS, "UnmaskRequest", request, key[0]))
-                    continue
-            if rnd.unmask_asked is not None and (
-                now - rnd.unmask_asked > self.timeout_s or not rnd.aggregator.declared_dropped
-            ):
+                out += self._unmask_or_close(key, now, now_ms)
+            elif rnd.unmask_asked is not None and now - rnd.unmask_asked > self.timeout_s:
                 out += self.close(key)
         return out
 

@@ -124,11 +124,11 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
     assert complete, sorted({(m["round_id"], m["agent"]) for m in view.metrics})
     metrics = [m for m in view.metrics if m["round_id"] == complete]
     assert all(m["epsilon_spent"] > 0 for m in metrics)
-    clear = [m for m in metrics if not m["masked_shares"]]
+    clear = [m for m in metrics if m["masked_value"] is None]
     assert clear and all(
         abs(m["noised_quality"] * m["slice_size"] - round(m["noised_quality"] * m["slice_size"])) > 1e-9 for m in clear
     )  # Laplace noise: never a whole count of hits
-    assert any(m["masked_shares"] for m in metrics)
+    assert any(m["masked_value"] is not None for m in metrics)
     aggregates = {a["model"]: a for a in view.aggregates if a["round_id"] == complete}
     assert set(aggregates) == set(settings.models)
     assert all(len(a["agents"]) == 3 for a in aggregates.values())

@@ -1,6 +1,8 @@
-"""Secure aggregation survives a replica that dies mid-round, on the real broker: the aggregator
-asks the survivors to unmask without it, and the round's aggregate is the survivors' true sum.
-The replica, restarted, resumes from its checkpoint."""
+"""Secure aggregation survives a replica that dies mid-round, on the real broker: it sent its
+round keys (its peers masked with it) and was SIGKILLed before its metrics. The aggregator names
+it dropped, the survivors hand over their shares of its mask key and of each other's seeds, and
+the round's aggregate is the survivors' true sum. The replica, restarted, resumes from its
+checkpoint."""
 
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
         cold_start_hpo_at=0,  # the one round is the test's
         # two survivors of three may unmask here (the default minimum group is 3: one dropout of
         # three aborts the masked part of a round; tests/unit/privacy/test_unmask_attacks.py)
-        fhpo=dataclasses.replace(settings.fhpo, min_survivors=2),
+        # more BO steps: the round lasts long enough for linear-2 to be killed inside it
+        fhpo=dataclasses.replace(settings.fhpo, min_survivors=2, n_local=6),
     )
     catalog = ensure_topics(settings)
     rows = list(datasets.synthetic("sea", 3000, seed=5))  # stable: the analyzer stays quiet
@@ -47,11 +50,15 @@ def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
             time.sleep(2)
         assert len(seen) == 3 and min(seen.values()) >= 600, seen
 
-        pipeline.stop_process("host-linear-2")  # dies before the round
         trigger = {"round_id": "fault-1", "time": now_ms(), "reason": "test", "drift_score": 0.0, "models": []}
         operator = RecordProducer(admin(settings))  # a client may not trigger rounds
         operator.send(catalog.name(HPO_TRIGGERS), "HpoTrigger", trigger, key="linear")
         operator.flush()
+        deadline = time.monotonic() + 60
+        while not _round_keys_of(settings, catalog, "linear-2") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pipeline.stop_process("host-linear-2", grace=0)  # its round takes seconds: it dies inside it
+        assert _round_keys_of(settings, catalog, "linear-2"), "linear-2 never sent its round keys"
 
         aggregate = None
         deadline = time.monotonic() + 150
@@ -73,18 +80,24 @@ def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
     assert aggregate is not None, "no aggregate for the round"
     triggers = _records(settings, catalog.name(HPO_TRIGGERS))
     [request] = [v for name, v in triggers if name == "UnmaskRequest" and v["round_id"] == "fault-1"]
-    assert request["dropped"] and all(d == ["linear-2"] for d in request["dropped"].values())
+    assert request["survivors"] == ["linear-0", "linear-1"] and request["dropped_agents"] == ["linear-2"]
     metrics = _records(settings, catalog.name(HPO_METRICS))
-    # pairwise keys: every host published one; each masked metric names the peers it masked with
-    published = {v["host"]: v["public_key"] for _, v in _records(settings, catalog.name(HPO_KEYS))}
-    assert set(published) == {"linear-0", "linear-1", "linear-2"} and len(set(published.values())) == 3
-    trials = [v for name, v in metrics if name == "TrialMetric" and v["round_id"] == "fault-1" and v["masked_shares"]]
-    assert trials and all(v["masked_with"] == sorted(set(published) - {v["agent"]}) for v in trials)
-    shares = {(v["agent"], v["config_id"]) for name, v in metrics
-              if name == "UnmaskShare" and v["round_id"] == "fault-1"}
-    assert shares == {(a, cid) for a in ("linear-0", "linear-1") for cid in request["dropped"]}
+    trials = [v for name, v in metrics if name == "TrialMetric" and v["round_id"] == "fault-1"]
+    assert {v["agent"] for v in trials} == {"linear-0", "linear-1"}  # linear-2 died before its metrics
+    masked = [v for v in trials if v["masked_value"] is not None]
+    assert masked and all(v["masked_with"] == sorted({"linear-0", "linear-1", "linear-2"} - {v["agent"]})
+                          for v in masked)
+    answers = {v["agent"]: v for name, v in metrics if name == "UnmaskShare" and v["round_id"] == "fault-1"}
+    assert set(answers) == {"linear-0", "linear-1"}
+    assert all(set(a["seed_shares"]) == {"linear-0", "linear-1"} and set(a["key_shares"]) == {"linear-2"}
+               for a in answers.values())  # never a seed and a key share of one host
     assert aggregate["agents"] == ["linear-0", "linear-1"]
-    masked = [e for e in aggregate["leaderboard"] if e["agents"] == 2]
-    assert masked, aggregate["leaderboard"]  # the masked configurations were recovered, not dropped
-    # masks are ±1e6-scale: a failed cancellation could not land in a noised accuracy's range
+    recovered = [e for e in aggregate["leaderboard"] if e["agents"] == 2]
+    assert recovered, aggregate["leaderboard"]  # the masked configurations were unmasked, not dropped
+    # masks are uniform in 2^62 / 2^24: a failed cancellation could not land in a noised accuracy's range
     assert all(-0.5 < e["score"] < 1.5 for e in aggregate["leaderboard"])
+
+
+def _round_keys_of(settings, catalog, host: str) -> bool:
+    return any(name == "RoundKeys" and v["agent"] == host and v["round_id"] == "fault-1"
+               for name, v in _records(settings, catalog.name(HPO_KEYS)))

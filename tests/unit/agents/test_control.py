@@ -40,6 +40,8 @@ def _owners(msg: Msg) -> list[str]:
 @pytest.mark.parametrize(("topic", "record", "value", "owner"), [
     (HPO_KEYS, "AgentKey", {**SAMPLES["AgentKey"], "model": "linear", "host": "linear-2"}, "linear-0"),
     (HPO_KEYS, "AgentKey", {**SAMPLES["AgentKey"], "model": "linear", "host": "linear-0"}, "linear-1"),
+    (HPO_KEYS, "RoundKeys", {**SAMPLES["RoundKeys"], "model": "linear", "agent": "linear-0"}, "linear-1"),
+    (HPO_KEYS, "RoundKeys", {**SAMPLES["RoundKeys"], "model": "linear", "agent": "linear-1"}, "linear-0"),
     (DEPLOYMENTS, "Deployment", {**SAMPLES["Deployment"], "model": "linear"}, "linear-0"),
     (HPO_TRIGGERS, "HpoTrigger", SAMPLES["HpoTrigger"], "hat-0"),
 ])

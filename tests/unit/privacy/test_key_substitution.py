@@ -1,53 +1,52 @@
-"""Key substitution on ``hpo.keys``: whoever can write the topic publishes their own key under a
-peer's name, so a host would mask with a secret the attacker shares and its share could be
-unmasked. Hosts pin each peer's key the first time they see it (also across restarts) and stop
-masking with a peer whose key changes."""
+"""Key substitution on ``hpo.keys``: whoever can write the topic publishes keys under a peer's
+name, so hosts would seal their shares for the attacker. Every key and round key must be signed
+by the Ed25519 key pinned for that peer at first sight (also across restarts)."""
 
 from __future__ import annotations
 
 import pickle
 
-from agents.federated import FederatedRounds
-from fedrift.core.aggregation import AgentKeys
-from fedrift.core.fhpo import FhpoAgent, RoundOutcome, TrialResult
-from fedrift.core.models import FAMILIES
-from fedrift.core.privacy import PrivacyLedger
-
-HOSTS = ("linear-0", "linear-1", "linear-2")
+from fedrift.core import secagg
+from fedrift.core.masking import SecureAggregation
+from tests.secagg_group import group
 
 
-def _host(keys: dict[str, AgentKeys]) -> FederatedRounds:
-    agent = FhpoAgent(FAMILIES["linear"], "linear-0", PrivacyLedger(10.0))
-    return FederatedRounds(agent, "linear", "linear-0", keys["linear-0"], b"ctx", set(HOSTS) - {"linear-0"})
+def _impostor(name: str) -> SecureAggregation:
+    return SecureAggregation("m", name, secagg.Identity.generate(), {"m-0", "m-2"}, 3, 3)
 
 
-def _key(host: str, k: AgentKeys) -> dict:
-    return {"model": "linear", "host": host, "public_key": k.public_bytes}
+def test_a_substituted_key_is_refused_after_first_contact():
+    hosts = group(3)
+    host = hosts["m-0"]
+    assert "other keys" in host.learn_key(_impostor("m-1").key_record(0))
+    assert host.identities["m-1"][0] == hosts["m-1"].identity.verify_key
+    assert host.masking_peers("r1") == [] and host.join("r1") is not None
+    assert host.learn_key(hosts["m-2"].key_record(0)) is None  # the same keys again are fine
 
 
-def _masked_with(host: FederatedRounds) -> list[str]:
-    trial = TrialResult("r1", "linear", "linear-0", "cfg", {}, 0.7, 0.1, 250, 0.5, True, 0.01)
-    [metric] = host.metrics({"round_id": "r1"}, RoundOutcome("ok", [trial]))
-    return metric.value["masked_with"]
+def test_a_key_not_signed_by_the_key_it_names_is_refused_even_at_first_contact():
+    fresh = SecureAggregation("m", "m-0", secagg.Identity.generate(), {"m-1", "m-2"}, 3, 3)
+    forged = {**_impostor("m-1").key_record(0), "public_key": bytes(32)}  # signature no longer matches
+    assert "not signed" in fresh.learn_key(forged)
+    assert "m-1" not in fresh.identities
 
 
-def test_a_substituted_key_is_refused_and_the_peer_left_out_of_masking():
-    keys = {h: AgentKeys.generate() for h in HOSTS}
-    host = _host(keys)
-    assert all(host.learn_key(_key(h, keys[h])) for h in HOSTS)
-    attacker = AgentKeys.generate()
-    assert host.learn_key(_key("linear-1", attacker)) is False
-    assert host.peer_keys["linear-1"] == keys["linear-1"].public_bytes
-    assert _masked_with(host) == ["linear-2"]  # linear-1 lists linear-0: the lists disagree, nothing is summed
-    assert host.learn_key(_key("linear-2", keys["linear-2"]))  # the same key again is fine
+def test_round_keys_signed_by_anyone_else_are_refused():
+    hosts = group(3)
+    impostor = _impostor("m-1")
+    impostor.learn_key(hosts["m-0"].key_record(0))
+    forged = impostor.join("r1")  # shares sealed for m-0 under the impostor's keys
+    assert "not signed by its pinned key" in hosts["m-0"].on_round_keys(forged)
+    genuine = hosts["m-1"].join("r1")
+    tampered = {**genuine, "mask_key": impostor.rounds["r1"].secrets.mask_public}
+    assert "not signed" in hosts["m-0"].on_round_keys(tampered)
+    assert hosts["m-0"].on_round_keys(genuine) is None
 
 
 def test_the_pin_survives_a_restart():
-    keys = {h: AgentKeys.generate() for h in HOSTS}
-    host = _host(keys)
-    for h in HOSTS:
-        host.learn_key(_key(h, keys[h]))
-    restarted = _host(keys)
-    restarted.restore(pickle.loads(pickle.dumps(host.memory())))  # as the checkpoint carries it
-    assert restarted.learn_key(_key("linear-1", AgentKeys.generate())) is False
-    assert _masked_with(restarted) == ["linear-2"]
+    hosts = group(3)
+    restarted = group(3)["m-0"]
+    restarted.identity = hosts["m-0"].identity
+    restarted.restore(pickle.loads(pickle.dumps(hosts["m-0"].memory())))
+    assert restarted.learn_key(_impostor("m-1").key_record(0)) is not None
+    assert restarted.learn_key(hosts["m-1"].key_record(0)) is None
