@@ -78,8 +78,12 @@ class InMemoryPipeline:
             raise ValueError(f"unknown model(s) {unknown}; the pool has {sorted(FAMILIES)}")
         self.cfg = cfg
         self.replicas = {m: [self._replica(m, r) for r in range(cfg.replicas)] for m in cfg.pool}
-        self._identities = {f"{m}-{r}": Identity.generate() for m in cfg.pool for r in range(cfg.replicas)}
         self.rounds = {m: [self._rounds(m, r) for r in range(cfg.replicas)] for m in cfg.pool}
+        for hosts in self.rounds.values():  # each host pins its peers' signed keys, as from hpo.keys
+            for a in hosts:
+                for b in hosts:
+                    if a is not b and a.secure.learn_key(b.secure.key_record(0)) is not None:
+                        raise RuntimeError(f"{a.host_id} refused {b.host_id}'s key")
         self.controller = Controller(ControllerConfig(cfg.pool, cfg.partitions, cfg.routing, cfg.controller))
         self.drift = DriftStage(DriftAnalyzer(cfg.drift, cfg.seed, feature_names), "drift", "sim", cfg.cold_start_at)
         fh = cfg.fhpo
@@ -121,10 +125,8 @@ class InMemoryPipeline:
             noise_seed=(self.cfg.seed + 7919 * self.cfg.noise_draw) * 1000 + r,
         )
         peers = {f"{model}-{k}" for k in range(self.cfg.replicas)} - {host}
-        secure = SecureAggregation(model, host, self._identities[host], peers, self.cfg.replicas,
+        secure = SecureAggregation(model, host, Identity.generate(), peers, self.cfg.replicas,
                                    self.cfg.fhpo.min_survivors)
-        for k in peers:
-            assert secure.learn_key(SecureAggregation(model, k, self._identities[k], set(), 1, 1).key_record(0)) is None
         return FederatedRounds(agent, model, host, secure)
 
     # -- one request ---------------------------------------------------------------------------
@@ -208,7 +210,9 @@ class InMemoryPipeline:
                 rounds.waiting.clear()  # run here at once, not by the host's worker process
             for rounds in self.rounds[model]:
                 for k in keys:
-                    assert rounds.on_round_keys(cast(Any, k.value)) is None
+                    refused = rounds.on_round_keys(cast(Any, k.value))
+                    if refused:
+                        raise RuntimeError(refused)
             for rep, rounds in zip(replicas, self.rounds[model], strict=True):
                 outcome = rounds.agent.run_round(trigger["round_id"], dict(rep.config), list(rep.window.events))
                 out += rounds.metrics(trigger, outcome)

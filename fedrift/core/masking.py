@@ -5,8 +5,10 @@ The rules that keep a host's value hidden from a curious aggregator (``fedrift.c
 
 * every key it accepts is signed by the peer's Ed25519 key, pinned at first sight (and across
   restarts: ``memory``); a different key later published under that name is refused;
-* a round id is joined once: its secrets are fresh, never reused, and never written to disk;
-* it masks only when at least ``threshold`` hosts (itself included) hold shares of its secrets;
+* a round id is joined once: its secrets are fresh, never reused, and never written to disk; a
+  round pushed out of memory is retired, never joined, keyed or answered again;
+* it masks only with enough peers that no ``threshold`` hosts outside them exist
+  (``enough_peers``): otherwise the aggregator could name those survivors and the peers dropped;
 * it answers the *first* unmask request of a round only, remembered whether answered or not
   (every host reads the same first one: requests travel on one partition), never one naming
   fewer than ``threshold`` survivors, and reveals per peer either the seed share (a survivor) or
@@ -52,23 +54,32 @@ class RoundState:
     answer: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # the (survivors, dropped) it answered
 
 
+def _fields(*parts: bytes | str) -> bytes:
+    """Length-prefixed fields: no two different field lists sign as the same bytes."""
+    raw = [p.encode() if isinstance(p, str) else p for p in parts]
+    return b"".join(len(p).to_bytes(4, "big") + p for p in raw)
+
+
 def _key_message(model: str, host: str, public_key: bytes, signing_key: bytes) -> bytes:
-    return b"fedrift-agent-key|" + f"{model}|{host}|".encode() + public_key + signing_key
+    return _fields("fedrift-agent-key", model, host, public_key, signing_key)
 
 
 def _round_message(rk: RoundKeys) -> bytes:
-    shares = b"".join(p.encode() + b"=" + rk["shares"][p] for p in sorted(rk["shares"]))
-    return b"fedrift-round-keys|" + f"{rk['model']}|{rk['round_id']}|{rk['agent']}|".encode() + rk["mask_key"] + shares
+    shares = [x for p in sorted(rk["shares"]) for x in (p, rk["shares"][p])]
+    return _fields("fedrift-round-keys", rk["model"], rk["round_id"], rk["agent"], rk["mask_key"], *shares)
 
 
 class SecureAggregation:
     def __init__(self, model: str, host: str, identity: secagg.Identity, peers: set[str], replicas: int,
                  threshold: int) -> None:
+        if threshold < 2:
+            raise ValueError(f"the secure-aggregation threshold must be 2 or more, not {threshold}")
         self.model, self.host, self.identity, self.peers = model, host, identity, set(peers)
         self.replicas, self.threshold = replicas, threshold
         self.identities: dict[str, tuple[bytes, bytes]] = {}  # peer -> (verify key, exchange key), pinned
         self.conflicted: set[str] = set()  # peers that published another key since: masked with by nobody
         self.rounds: OrderedDict[str, RoundState] = OrderedDict()
+        self.retired: set[str] = set()  # rounds pushed out of ``rounds``: never joined, keyed or answered again
 
     @property
     def enabled(self) -> bool:
@@ -102,11 +113,14 @@ class SecureAggregation:
     def _trusted(self, peer: str) -> tuple[bytes, bytes] | None:
         return None if peer in self.conflicted else self.identities.get(peer)
 
-    def _round(self, round_id: str) -> RoundState:
+    def _round(self, round_id: str) -> RoundState | None:
+        """The round's state, created on first use; None for a retired round."""
+        if round_id in self.retired:
+            return None
         if round_id not in self.rounds:
             self.rounds[round_id] = RoundState()
             while len(self.rounds) > ROUND_MEMORY:
-                self.rounds.popitem(last=False)
+                self.retired.add(self.rounds.popitem(last=False)[0])
         return self.rounds[round_id]
 
     # -- a round ---------------------------------------------------------------------------------
@@ -114,7 +128,7 @@ class SecureAggregation:
         """Fresh secrets for ``round_id``, their shares sealed for each trusted peer (None when the
         round was joined before, e.g. by this host before a restart, or masking is off)."""
         st = self._round(round_id)
-        if st.joined or not self.enabled:
+        if st is None or st.joined or not self.enabled:
             return None
         st.joined, st.secrets = True, secagg.RoundSecrets.fresh()
         shares = st.secrets.split(self.replicas, self.threshold)
@@ -139,6 +153,8 @@ class SecureAggregation:
         if trusted is None or not secagg.verify(trusted[0], rk["signature"], _round_message(rk)):
             return f"round keys of {peer} for {rk['round_id']} are not signed by its pinned key"
         st = self._round(rk["round_id"])
+        if st is None:
+            return None  # a retired round: whatever comes for it now is a replay
         if peer in st.mask_keys:
             return None if st.mask_keys[peer] == rk["mask_key"] else f"{peer} sent other keys for {rk['round_id']}"
         if st.masked_with is not None or self.host not in rk["shares"]:
@@ -153,13 +169,26 @@ class SecureAggregation:
         st = self.rounds.get(round_id)
         return [] if st is None else sorted(p for p in st.mask_keys if self._trusted(p) is not None)
 
+    def enough_peers(self, n_peers: int) -> bool:
+        """Whether masking with ``n_peers`` peers hides this host's value. The aggregator could
+        name the group minus those peers as survivors (rebuilding this host's seed) and the peers
+        as dropped (rebuilding every pairwise mask): that takes ``threshold`` hosts outside the
+        peers, so there must be fewer; and at least ``threshold`` hosts must hold the masks.
+
+        >>> c = SecureAggregation("m", "m-0", secagg.Identity.generate(), {"m-1", "m-2", "m-3", "m-4"}, 5, 3)
+        >>> [c.enough_peers(k) for k in range(5)]
+        [False, False, False, True, True]
+        """
+        return n_peers >= self.threshold - 1 and self.replicas - n_peers < self.threshold
+
     def mask(self, round_id: str, values: dict[str, float]) -> tuple[dict[str, int], list[str], bytes] | None:
         """Each config's value masked, the peers masked with and this round's mask key; None when
-        fewer than ``threshold`` hosts could rebuild the masks (the values must not leave then).
-        The round's secrets are forgotten afterwards: only the peers' shares can rebuild them."""
+        too few peers' round keys arrived for the masks to hide it (``enough_peers``): the values
+        must not leave then. The round's secrets are forgotten afterwards: only the peers'
+        shares can rebuild them."""
         st = self.rounds.get(round_id)
         peers = self.masking_peers(round_id)
-        if st is None or st.secrets is None or 1 + len(peers) < self.threshold:
+        if st is None or st.secrets is None or not self.enough_peers(len(peers)):
             return None
         if st.answer is not None and self.host not in st.answer[0]:
             return None  # the survivors were named without this host: its value would be refused
@@ -178,12 +207,13 @@ class SecureAggregation:
         """This host's shares for the round's first unmask request (the same answer again for a
         repeat of it); None for any other request. The first request is remembered whether or
         not this host could answer it, so a later one naming it otherwise gets nothing."""
-        st = self._round(request["round_id"])
+        st = self.rounds.get(request["round_id"])
         survivors, dropped = tuple(sorted(request["survivors"])), tuple(sorted(request["dropped_agents"]))
-        if st.answer is None:
+        if st is not None and st.answer is None and request["model"] == self.model:
             st.answer = (survivors, dropped)
-        refused = self._refusal(st, survivors, dropped)
-        if refused:
+        refused = "it holds nothing of this round" if st is None else self._refusal(st, request["model"], survivors,
+                                                                                     dropped)
+        if refused or st is None:
             log.warning("host %s refuses to unmask %s: %s", self.host, request["round_id"], refused)
             return None
         mine = {**st.shares, self.host: st.own_share}
@@ -192,12 +222,14 @@ class SecureAggregation:
                 "seed_shares": {a: secagg.seed_share(mine[a]) for a in survivors if a in mine},
                 "key_shares": {a: secagg.key_share(mine[a]) for a in dropped if a in mine}}
 
-    def _refusal(self, st: RoundState, survivors: tuple[str, ...], dropped: tuple[str, ...]) -> str:
+    def _refusal(self, st: RoundState, model: str, survivors: tuple[str, ...], dropped: tuple[str, ...]) -> str:
+        if model != self.model:
+            return f"it is for model {model}"
         if st.answer != (survivors, dropped):
             return "another request of this round came first"
         if st.masked_with is None:
             return "it published no masked value there"
-        if self.host not in survivors or set(survivors) & set(dropped):
+        if self.host not in survivors or set(survivors) & set(dropped) or len(set(survivors)) != len(survivors):
             return "it is not named a survivor, or a host is named both"
         if len(set(survivors)) < self.threshold:
             return f"{len(set(survivors))} survivor(s), fewer than {self.threshold}"
@@ -210,10 +242,12 @@ class SecureAggregation:
         """What must survive a restart (never a round's own secrets)."""
         rounds = {r: RoundState(None, st.joined, st.own_share, dict(st.shares), dict(st.mask_keys),
                                 st.masked_with, st.answer) for r, st in self.rounds.items()}
-        return {"identities": dict(self.identities), "conflicted": set(self.conflicted), "rounds": rounds}
+        return {"identities": dict(self.identities), "conflicted": set(self.conflicted), "rounds": rounds,
+                "retired": set(self.retired)}
 
     def restore(self, memory: dict | None) -> None:
         if memory and "identities" in memory:
             self.identities = dict(memory["identities"])
             self.conflicted = set(memory["conflicted"])
             self.rounds = OrderedDict(memory["rounds"])
+            self.retired = set(memory.get("retired", ()))

@@ -71,13 +71,13 @@ def test_a_host_that_never_sent_round_keys_is_in_nobody_s_masks():
 
 
 def test_masks_that_do_not_pair_up_are_never_summed():
-    hosts = group(3, threshold=2)
+    hosts = group(4, threshold=3)
     keys = {h: hosts[h].join("r") for h in hosts}
-    for h in hosts:  # m-0 never got m-2's keys; m-2 got m-0's: their pair masks cannot cancel
+    for h in hosts:  # m-0 never got m-3's keys; m-3 got m-0's: their pair masks cannot cancel
         for k, rk in keys.items():
-            if (h, k) != ("m-0", "m-2"):
+            if (h, k) != ("m-0", "m-3"):
                 hosts[h].on_round_keys(rk)
-    agg = Aggregator("m", "r", list(hosts), threshold=2)
+    agg = Aggregator("m", "r", list(hosts), threshold=3)
     for h in hosts:
         agg.add(_masked(metric(hosts[h], "r", "shared", 50.0)))
     _unmask(agg, hosts)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
+
 from fedrift.core import secagg
+from fedrift.core.masking import ROUND_MEMORY, SecureAggregation
 from tests.secagg_group import exchange, group, metric
 
 ROUND, CFG, VALUE = "r1", "cfg-1", 173.0  # VALUE: the target's noised quality × slice size
@@ -90,12 +93,78 @@ def test_nobody_answers_below_the_threshold():
     assert all(hosts[h].unmask(request) is None for h in ("m-0", "m-1"))
 
 
-def test_requests_naming_strangers_or_a_host_twice_are_refused():
+@pytest.mark.parametrize(("survivors", "dropped", "round_id", "model"), [
+    (["m-0", "m-1", "m-2", "x-9"], [], ROUND, "m"),  # a stranger
+    (["m-0", "m-1", "m-2"], ["m-2"], ROUND, "m"),  # a host named both: its seed and key shares
+    (["m-0", "m-0", "m-1", "m-2"], [], ROUND, "m"),  # a duplicate
+    (["m-0", "m-1", "m-2"], ["m-3"], "never-joined", "m"),
+    (["m-0", "m-1", "m-2"], ["m-3"], ROUND, "other-model"),
+])
+def test_malformed_first_requests_are_refused(survivors, dropped, round_id, model):
+    """Each request is the first this host sees: only its own check can refuse it."""
     hosts = group(4, threshold=3)
     _published(hosts)
-    assert hosts["m-0"].unmask(_request(["m-0", "m-1", "m-2", "x-9"], [])) is None
-    assert hosts["m-0"].unmask(_request(["m-0", "m-1", "m-2"], ["m-2"])) is None
-    assert hosts["m-0"].unmask({**_request(["m-0", "m-1", "m-2"], []), "round_id": "never-joined"}) is None
+    request = {**_request(survivors, dropped), "round_id": round_id, "model": model}
+    request["survivors"] = survivors  # unsorted, duplicates kept
+    assert hosts["m-0"].unmask(request) is None
+
+
+def test_a_host_left_out_of_the_survivors_publishes_no_masked_value():
+    hosts = group(4, threshold=3)
+    exchange(hosts, ROUND)
+    request = _request(["m-0", "m-1", "m-2"], ["m-3"])
+    assert hosts["m-3"].unmask(request) is None  # it had not masked yet: the request is remembered
+    assert hosts["m-3"].mask(ROUND, {CFG: VALUE}) is None
+
+
+@pytest.mark.parametrize(("n", "t", "late"), [(5, 3, 2), (3, 2, 1), (5, 3, 3)])
+def test_a_host_with_too_few_peers_keys_does_not_mask(n, t, late):
+    """With peer set P a host's value would come out of a request naming the group minus P as
+    survivors and P as dropped, whenever t hosts lie outside P; it must not mask then."""
+    hosts = group(n, threshold=t)
+    names = sorted(hosts)
+    keys = {h: hosts[h].join(ROUND) for h in names}
+    for k in names[:-late]:  # the last ``late`` peers' round keys reach m-0 only after it masked
+        hosts["m-0"].on_round_keys(keys[k])
+    assert hosts["m-0"].mask(ROUND, {CFG: VALUE}) is None
+
+
+def test_peers_turned_impostors_do_not_shrink_the_mask_below_safety():
+    """A writer of hpo.keys publishes other identities under two peers' names after the join:
+    the host stops masking with them, and with too few left it withholds its value."""
+    hosts = group(5, threshold=3)
+    exchange(hosts, ROUND)
+    for victim in ("m-3", "m-4"):
+        forged = SecureAggregation("m", victim, secagg.Identity.generate(), set(), 5, 3).key_record(0)
+        assert hosts["m-0"].learn_key(forged) is not None
+    assert hosts["m-0"].masking_peers(ROUND) == ["m-1", "m-2"]
+    assert hosts["m-0"].mask(ROUND, {CFG: VALUE}) is None
+
+
+def test_a_round_pushed_out_of_memory_is_never_joined_keyed_or_answered_again():
+    hosts = group(4, threshold=3)
+    published = _published(hosts)
+    first = _request(list(hosts), [])
+    assert all(hosts[h].unmask(first) is not None for h in hosts)
+    for k in range(ROUND_MEMORY + 5):  # later rounds (or replayed round keys) fill the memory
+        keys = hosts["m-1"].join(f"later-{k}")
+        for h in ("m-0", "m-2", "m-3"):
+            assert hosts[h].on_round_keys(keys) is None
+    assert all(ROUND in h.retired and ROUND not in h.rounds for h in hosts.values())
+    replayed = {"round_id": ROUND, "model": "m", "agent": "m-3", "mask_key": published["m-3"]["mask_key"],
+                "shares": {}, "signature": b""}
+    for h in hosts.values():
+        assert h.join(ROUND) is None
+        assert h.on_round_keys(replayed) is not None or ROUND not in h.rounds
+        assert h.unmask(_request(["m-0", "m-1", "m-2"], ["m-3"])) is None
+    restarted = group(4, threshold=3)["m-0"]
+    restarted.restore(pickle.loads(pickle.dumps(hosts["m-0"].memory())))
+    assert restarted.join(ROUND) is None
+
+
+def test_a_threshold_below_two_is_refused():
+    with pytest.raises(ValueError, match="2 or more"):
+        group(3, threshold=1)
 
 
 def test_answers_survive_a_restart_and_round_secrets_never_reach_the_checkpoint():
