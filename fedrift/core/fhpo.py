@@ -7,11 +7,19 @@ for. Each candidate is trained on the older part of the replica's window and sco
 slice (time order kept), predicting only, so each slice record moves the mean by at most
 range / slice size (``score``). Quality and latency are noised with diffprivlib's Laplace mechanism
 at that sensitivity and the optimiser is told only the noised values.
+
+The quality of a *shared* configuration leaves the host only inside secure aggregation's sum, so
+its noise is distributed: with ``noise_shares`` = t, each host adds the difference of two
+Gamma(1/t, b) draws, and the sum over any t or more survivors carries at least Laplace(b) — the
+noise one host's Laplace mechanism needs (Laplace is infinitely divisible) — instead of t times
+its variance. Clear metrics, and every metric when secure aggregation is off, carry the full
+local noise.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -94,11 +102,14 @@ class FhpoAgent:
         seed: int = 0,
         metric: Metric | None = None,
         noise_seed: int | None = None,
+        noise_shares: int = 1,
     ) -> None:
         """``seed`` drives the optimiser. The DP noise comes from diffprivlib's secure generator
-        (``random.SystemRandom``) unless ``noise_seed`` is given: noise that follows from a known
-        seed can be subtracted from the published value, so only the simulator, which publishes
-        nothing, seeds it (for reproducible runs)."""
+        (``random.SystemRandom``; for the distributed shares, the standard library's gamma
+        sampler over it) unless ``noise_seed`` is given: noise that follows from a known seed can
+        be subtracted from the published value, so only the simulator, which publishes nothing,
+        seeds it (for reproducible runs). ``noise_shares``: the secure-aggregation threshold t when
+        shared metrics leave only masked, else 1."""
         self.family = family
         self.agent_id = agent_id
         self.ledger = ledger
@@ -106,6 +117,7 @@ class FhpoAgent:
         self.seed = seed
         self.metric = metric or Accuracy()
         self.window = LocalWindow(self.config.window)
+        self.noise_shares = noise_shares
         self._noise_rng = None if noise_seed is None else np.random.default_rng(noise_seed)
 
     def __getstate__(self) -> dict:  # the family holds lambdas: it travels by name
@@ -162,9 +174,13 @@ class FhpoAgent:
         n = len(holdout)
         q_sens = (self.metric.upper - self.metric.lower) / n
         rs_q, rs_l = (None, None) if self._noise_rng is None else self._noise_rng.integers(2**31, size=2).tolist()
-        noised_q = Laplace(epsilon=cfg.epsilon_quality, sensitivity=q_sens, random_state=rs_q).randomise(
-            float(np.mean(qualities))
-        )
+        quality, b_q = float(np.mean(qualities)), q_sens / cfg.epsilon_quality
+        if is_shared and self.noise_shares > 1:
+            noised_q = quality + self._laplace_share(b_q, self.noise_shares)
+            noise_std = float(np.sqrt(2.0 / self.noise_shares) * b_q)
+        else:
+            noised_q = Laplace(epsilon=cfg.epsilon_quality, sensitivity=q_sens, random_state=rs_q).randomise(quality)
+            noise_std = float(np.sqrt(2.0) * b_q)
         noised_l = Laplace(
             epsilon=cfg.epsilon_latency, sensitivity=cfg.latency_clip_ms / n, random_state=rs_l
         ).randomise(float(np.mean(latencies)))
@@ -180,8 +196,15 @@ class FhpoAgent:
             slice_size=n,
             epsilon_spent=self.ledger.max_loss,
             shared=is_shared,
-            noise_std=float(np.sqrt(2.0) * q_sens / cfg.epsilon_quality),
+            noise_std=noise_std,
         )
+
+    def _laplace_share(self, scale: float, shares: int) -> float:
+        """One of ``shares`` summands of Laplace(scale): Gamma(1/shares, scale) − Gamma(1/shares, scale)."""
+        if self._noise_rng is not None:
+            return float(self._noise_rng.gamma(1 / shares, scale) - self._noise_rng.gamma(1 / shares, scale))
+        rng = random.SystemRandom()
+        return rng.gammavariate(1 / shares, scale) - rng.gammavariate(1 / shares, scale)
 
 
 def score(model, train: list, holdout: list, metric: Metric, latency_clip_ms: float) -> tuple[list, list]:

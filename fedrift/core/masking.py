@@ -86,6 +86,12 @@ class SecureAggregation:
         """False for a group smaller than the threshold: nothing to hide behind, values go in the clear."""
         return self.replicas >= self.threshold
 
+    @property
+    def noise_shares(self) -> int:
+        """Into how many hosts' shares the DP noise of a masked value may be split: the sum of any
+        ``threshold`` survivors carries it whole. 1 (full local noise) when masking is off."""
+        return self.threshold if self.enabled else 1
+
     # -- keys ------------------------------------------------------------------------------------
     def key_record(self, now_ms: int) -> AgentKey:
         ident = self.identity
