@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.quality --jobs 2
 	$(BIN)/python -m benchmarks.agreement
 	$(BIN)/python -m benchmarks.privacy_utility --jobs 2
+	$(BIN)/python -m benchmarks.privacy_utility --jobs 2 --noise local
 	$(BIN)/python -m benchmarks.drift_detection
 	$(BIN)/python -m benchmarks.pipeline_throughput
 	$(BIN)/python -m benchmarks.soak

@@ -38,7 +38,8 @@ def run_round(agent: FhpoAgent, round_id: str, config: dict, events: list) -> tu
 class FederatedRounds:
     def __init__(self, agent: FhpoAgent, model: str, host_id: str, secure: SecureAggregation) -> None:
         self.agent, self.model, self.host_id, self.secure = agent, model, host_id, secure
-        agent.noise_shares = secure.noise_shares  # shared metrics leave only masked: the sum carries the noise
+        # shared metrics leave only masked: the sum of the survivors' shares carries the noise
+        agent.noise_shares = secure.noise_shares if agent.config.distributed_noise else 1
         self.waiting: list[dict] = []
         self.running: tuple[dict, Future] | None = None
         self.executor: ProcessPoolExecutor | None = None

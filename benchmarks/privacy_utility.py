@@ -7,7 +7,7 @@ budget 10 over 4 models), so the sweep changes the noise, not how many rounds ru
 publishes exact metrics. Reported: accuracy, its paired gap to ε = ∞ (95 % interval by batch
 means), HPO rounds, promotions, and the largest ε any record spent across the pool.
 
-    .venv/bin/python -m benchmarks.privacy_utility [--jobs 2] [--n 10000] [--eps inf,8,2,1,0.5]
+    .venv/bin/python -m benchmarks.privacy_utility [--jobs 2] [--n 10000] [--eps inf,8,2,1,0.5] [--noise local]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ STREAMS = ("elec", "weather", "sea", "agrawal", "hyperplane", "rbf", "stagger", 
 EPSILONS = (math.inf, 8.0, 2.0, 1.0, 0.5)
 
 
-def settings_for(eps_round: float, base: Settings | None = None) -> Settings:
+def settings_for(eps_round: float, base: Settings | None = None, distributed: bool = True) -> Settings:
     """Shipped settings with ``eps_round`` spread over a round's metrics as the defaults spread 2.5.
 
     >>> s = settings_for(2.5)
@@ -41,15 +41,16 @@ def settings_for(eps_round: float, base: Settings | None = None) -> Settings:
     base = base or Settings()
     fh = base.fhpo
     per_metric = eps_round / (1 + fh.n_shared + fh.n_local)
-    fhpo = replace(fh, epsilon_quality=0.8 * per_metric, epsilon_latency=0.2 * per_metric)
+    fhpo = replace(fh, epsilon_quality=0.8 * per_metric, epsilon_latency=0.2 * per_metric,
+                   distributed_noise=distributed)
     return replace(base, fhpo=fhpo, epsilon_budget=eps_round * len(base.models))
 
 
-def one(stream: str, eps_round: float, n: int, seed: int) -> dict:
+def one(stream: str, eps_round: float, n: int, seed: int, distributed: bool) -> dict:
     names, rows = _rows(stream, n, seed)
     rows = list(rows)[:n]
     t0 = time.perf_counter()
-    sim = run(rows, SimConfig.from_settings(settings_for(eps_round), seed=seed), names)
+    sim = run(rows, SimConfig.from_settings(settings_for(eps_round, distributed=distributed), seed=seed), names)
     res = sim.result()
     return {"stream": stream, "eps_round": eps_round, "n": res["n"], "seconds": round(time.perf_counter() - t0, 1),
             "accuracy": res["systems"]["fedrift"]["accuracy"], "hpo_rounds": res["hpo"]["rounds"],
@@ -92,17 +93,20 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000, help="events per stream (the first n of a real one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--noise", choices=("distributed", "local"), default="distributed",
+                    help="masked metrics carry a t-th of the noise (shipped) or the full local mechanism")
     args = ap.parse_args()
     streams, epsilons = args.streams.split(","), [float(e) for e in args.eps.split(",")]
     runs = list(product(streams, epsilons))
     with ProcessPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(one, *zip(*runs, strict=True), [args.n] * len(runs), [args.seed] * len(runs)))
+        results = list(pool.map(one, *zip(*runs, strict=True), [args.n] * len(runs), [args.seed] * len(runs),
+                                [args.noise == "distributed"] * len(runs)))
     text = table(results, epsilons)
     print(text)
     for r in results:
         del r["correct"]  # per-event hits: used for the paired gaps above, too bulky to keep
     data = [DATA / f"{s}.csv" for s in streams if s in ("elec", "weather")]
-    write_result("privacy_utility", {"args": vars(args), "results": results, "table": text}, data)
+    write_result(f"privacy_utility-{args.noise}", {"args": vars(args), "results": results, "table": text}, data)
 
 
 if __name__ == "__main__":
