@@ -51,3 +51,41 @@ def test_one_host_owns_each_refused_control_record(topic, record, value, owner):
 
 def test_undecodable_bytes_are_owned_by_the_first_model_replica_0():
     assert _owners(Msg(CATALOG.name(DEPLOYMENTS), b"garbage")) == ["hat-0"]
+
+
+class _Finished:
+    """A round that has just finished: its metrics spent ε in the agent's ledger."""
+
+    class agent:
+        class ledger:
+            max_loss = 2.5
+
+    def finished(self):
+        return [({"round_id": "r1"}, type("Outcome", (), {"status": "ok", "trials": []})())]
+
+    def metrics(self, trigger, outcome):
+        from fedrift.core.records import Output
+        return [Output("hpo.metrics", "TrialMetric", {"round_id": trigger["round_id"]}, "linear")]
+
+    def start_next(self, events, config):
+        pass
+
+
+def test_the_ledger_reaches_disk_before_the_metrics_it_paid_for_leave():
+    """A SIGKILL right after the metrics are published must find the spend in the checkpoint."""
+    events = []
+
+    class Recording(Host):
+        def _checkpoint(self):
+            events.append(("checkpoint", self.replica_state.epsilon_spent))
+
+        def _control_transaction(self, outputs, letters=()):
+            events.append(("publish", [o.record for o in outputs]))
+
+    host = Recording("linear", 0)
+    host.rounds = _Finished()
+    host.control = type("Consumer", (), {"consume": lambda self, **kw: []})()
+    host.replica_state = type("Replica", (), {"epsilon_spent": 0.0, "status": lambda self: None,
+                                              "window": type("W", (), {"events": []})(), "config": {}})()
+    host._poll_control()
+    assert events == [("checkpoint", 2.5), ("publish", ["TrialMetric"])]
