@@ -6,7 +6,8 @@ the model (same points, so the aggregator can combine them), and points the loca
 for. Each candidate is trained on the older part of the replica's window and scored on the newest
 slice (time order kept), predicting only, so each slice record moves the mean by at most
 range / slice size (``score``). Quality and latency are noised with diffprivlib's Laplace mechanism
-at that sensitivity and the optimiser is told only the noised values.
+at that sensitivity and the optimiser is told only values that are full ε-DP releases (its next
+points are published in the clear).
 
 The quality of a *shared* configuration leaves the host only inside secure aggregation's sum, so
 its noise is distributed: with ``noise_shares`` = t, each host adds the difference of two
@@ -164,7 +165,10 @@ class FhpoAgent:
             trial = self._evaluate(round_id, candidate, train, holdout, span, is_shared)
             outcome.trials.append(trial)
             point = self.family.to_point(candidate)
-            if opt is not None and point in opt.space:  # library defaults may lie outside the space
+            # the optimiser's next points are published in the clear: it may only be told values
+            # that are full ε-DP releases, not a shared value carrying just a share of the noise
+            informative = not (is_shared and self.noise_shares > 1)
+            if opt is not None and informative and point in opt.space:  # defaults may lie outside the space
                 opt.tell(point, -trial.noised_quality)
         return outcome
 

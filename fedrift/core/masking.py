@@ -11,8 +11,8 @@ The rules that keep a host's value hidden from a curious aggregator (``fedrift.c
   (``enough_peers``): otherwise the aggregator could name those survivors and the peers dropped;
 * it answers the *first* unmask request of a round only, remembered whether answered or not
   (every host reads the same first one: requests travel on one partition), never one naming
-  fewer than ``threshold`` survivors, and reveals per peer either the seed share (a survivor) or
-  the key share (dropped), never both.
+  fewer than ``threshold`` survivors or a survivor it did not mask with, and reveals per peer
+  either the seed share (a survivor) or the key share (dropped), never both.
 
 >>> ids = {h: secagg.Identity.generate() for h in ("m-0", "m-1", "m-2")}
 >>> hosts = {h: SecureAggregation("m", h, ids[h], set(ids) - {h}, replicas=3, threshold=3) for h in ids}
@@ -241,6 +241,10 @@ class SecureAggregation:
             return f"{len(set(survivors))} survivor(s), fewer than {self.threshold}"
         if not set(survivors) | set(dropped) <= self.peers | {self.host}:
             return "it names hosts outside the group"
+        if not set(survivors) - {self.host} <= set(st.masked_with):
+            # a survivor outside this host's masks shares no pairwise mask with it: seeds rebuilt
+            # with such survivors could leave a sum over fewer than ``threshold`` hosts' values
+            return "it names survivors this host did not mask with"
         return ""
 
     # -- restarts --------------------------------------------------------------------------------

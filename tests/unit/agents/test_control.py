@@ -58,9 +58,10 @@ class _Finished:
 
     class agent:
         class ledger:
-            max_loss = 2.5
+            max_loss = 0.0
 
     def finished(self):
+        self.agent.ledger.max_loss = 2.5  # the agent comes back from its worker with what it spent
         return [({"round_id": "r1"}, type("Outcome", (), {"status": "ok", "trials": []})())]
 
     def metrics(self, trigger, outcome):
@@ -76,8 +77,8 @@ def test_the_ledger_reaches_disk_before_the_metrics_it_paid_for_leave():
     events = []
 
     class Recording(Host):
-        def _checkpoint(self):
-            events.append(("checkpoint", self.replica_state.epsilon_spent))
+        def _checkpoint(self):  # what the checkpoint holds: the agent's ledger
+            events.append(("checkpoint", self.rounds.agent.ledger.max_loss))
 
         def _control_transaction(self, outputs, letters=()):
             events.append(("publish", [o.record for o in outputs]))

@@ -20,7 +20,8 @@ def _unmask(agg: Aggregator, hosts, request_from=None) -> None:
     for h in request_from or survivors:
         share = hosts[h].unmask({"round_id": agg.round_id, "model": "m", "time": 0, "survivors": survivors,
                                  "dropped_agents": dropped})
-        agg.add_unmask(h, share["share_index"], share["seed_shares"], share["key_shares"])
+        if share is not None:  # a host may refuse (e.g. a survivor it did not mask with)
+            agg.add_unmask(h, share["share_index"], share["seed_shares"], share["key_shares"])
 
 
 def test_scores_are_slice_weighted_and_masked_sums_unmask_exactly():

@@ -39,3 +39,69 @@ def test_only_shared_metrics_carry_a_share_and_their_std_says_so():
         assert trial.noise_std == pytest.approx(full / np.sqrt(T) if trial.shared else full)
     assert {t.shared for t in out.trials} == {True, False}
     assert agent.ledger.max_loss == pytest.approx(5 * 0.5)  # the sum is ε-DP: the same spend
+
+
+def _filled(shares: int, **cfg) -> FhpoAgent:
+    rng = np.random.default_rng(0)
+    agent = FhpoAgent(FAMILIES["linear"], "linear-0", PrivacyLedger(10.0), FhpoConfig(**cfg), noise_shares=shares)
+    for t in range(800):
+        x = list(rng.normal(size=3))
+        agent.observe(t, x, int(x[0] > 0))
+    return agent
+
+
+def test_the_noise_added_is_a_share_only_on_shared_metrics(monkeypatch):
+    """The sampler is replaced by markers: a shared quality is the mean plus exactly one share,
+    a clear one goes through the full Laplace mechanism."""
+    from fedrift.core import fhpo
+
+    monkeypatch.setattr(fhpo, "score", lambda *a, **k: ([1.0] * 200 + [0.0] * 50, [0.1] * 250))
+    monkeypatch.setattr(FhpoAgent, "_laplace_share", lambda self, scale, shares: 1000.0 + shares)
+    monkeypatch.setattr(fhpo.Laplace, "randomise", lambda self, value: value + 2000.0)
+    out = _filled(T).run_round("r1", FAMILIES["linear"].defaults)
+    for trial in out.trials:
+        assert trial.noised_quality == pytest.approx(0.8 + (1000.0 + T if trial.shared else 2000.0))
+
+
+def test_the_optimiser_is_told_no_value_that_carries_only_a_share(monkeypatch):
+    """Its next points go out in the clear: telling it a lightly noised shared value leaked that
+    value to within one record (found by a review); only full ε-DP releases are told."""
+    from skopt import Optimizer
+
+    told = []
+    original = Optimizer.tell
+    monkeypatch.setattr(Optimizer, "tell", lambda self, x, y, **kw: told.append(-y) or original(self, x, y, **kw))
+    distributed = _filled(T).run_round("r1", FAMILIES["linear"].defaults)
+    clear = [t.noised_quality for t in distributed.trials if not t.shared]
+    assert told == pytest.approx(clear)
+    told.clear()
+    local = _filled(1).run_round("r1", FAMILIES["linear"].defaults)
+    assert len(told) > sum(not t.shared for t in local.trials)  # full local noise: shared values inform it too
+
+
+def _rounds(replicas: int, threshold: int = 3, distributed: bool = True):
+    from agents.federated import FederatedRounds
+    from fedrift.core import secagg
+    from fedrift.core.masking import SecureAggregation
+
+    agent = FhpoAgent(FAMILIES["linear"], "linear-0", PrivacyLedger(10.0),
+                      FhpoConfig(min_survivors=threshold, distributed_noise=distributed))
+    peers = {f"linear-{r}" for r in range(1, replicas)}
+    secure = SecureAggregation("linear", "linear-0", secagg.Identity.generate(), peers, replicas, threshold)
+    return FederatedRounds(agent, "linear", "linear-0", secure)
+
+
+def test_a_share_of_noise_is_used_only_where_values_leave_masked():
+    assert _rounds(3).agent.noise_shares == 3
+    assert _rounds(2).agent.noise_shares == 1  # secure aggregation off: clear values, full noise
+    assert _rounds(3, distributed=False).agent.noise_shares == 1
+
+
+def test_shared_values_that_cannot_be_masked_are_withheld():
+    from fedrift.core.fhpo import RoundOutcome, TrialResult
+
+    rounds = _rounds(3)  # no peer keys: nothing can be masked
+    trials = [TrialResult("r1", "linear", "linear-0", c, {}, 0.8, 0.1, 250, 0.5, shared, 0.01)
+              for c, shared in (("shared-1", True), ("local-1", False))]
+    out = rounds.metrics({"round_id": "r1"}, RoundOutcome("ok", trials))
+    assert [o.value["config_id"] for o in out] == ["local-1"]

@@ -107,6 +107,7 @@ def test_malformed_first_requests_are_refused(survivors, dropped, round_id, mode
     request = {**_request(survivors, dropped), "round_id": round_id, "model": model}
     request["survivors"] = survivors  # unsorted, duplicates kept
     assert hosts["m-0"].unmask(request) is None
+    assert "never-joined" not in hosts["m-0"].rounds  # a request creates no round
 
 
 def test_a_host_left_out_of_the_survivors_publishes_no_masked_value():
@@ -143,23 +144,50 @@ def test_peers_turned_impostors_do_not_shrink_the_mask_below_safety():
 
 def test_a_round_pushed_out_of_memory_is_never_joined_keyed_or_answered_again():
     hosts = group(4, threshold=3)
-    published = _published(hosts)
+    keys = {h: hosts[h].join(ROUND) for h in hosts}  # kept: the compacted hpo.keys keeps them too
+    for host in hosts.values():
+        for k in keys.values():
+            host.on_round_keys(k)
+    for h in hosts:
+        metric(hosts[h], ROUND, CFG, 50.0)
     first = _request(list(hosts), [])
     assert all(hosts[h].unmask(first) is not None for h in hosts)
     for k in range(ROUND_MEMORY + 5):  # later rounds (or replayed round keys) fill the memory
-        keys = hosts["m-1"].join(f"later-{k}")
+        later = hosts["m-1"].join(f"later-{k}")
         for h in ("m-0", "m-2", "m-3"):
-            assert hosts[h].on_round_keys(keys) is None
+            assert hosts[h].on_round_keys(later) is None
     assert all(ROUND in h.retired and ROUND not in h.rounds for h in hosts.values())
-    replayed = {"round_id": ROUND, "model": "m", "agent": "m-3", "mask_key": published["m-3"]["mask_key"],
-                "shares": {}, "signature": b""}
     for h in hosts.values():
         assert h.join(ROUND) is None
-        assert h.on_round_keys(replayed) is not None or ROUND not in h.rounds
+        for k in keys.values():  # validly signed replays of the round's keys
+            h.on_round_keys(k)
+        assert ROUND not in h.rounds
         assert h.unmask(_request(["m-0", "m-1", "m-2"], ["m-3"])) is None
     restarted = group(4, threshold=3)["m-0"]
     restarted.restore(pickle.loads(pickle.dumps(hosts["m-0"].memory())))
     assert restarted.join(ROUND) is None
+
+
+def test_a_sum_over_fewer_than_t_hosts_cannot_be_unmasked():
+    """n = 4, t = 3: m-3's keys reached m-0 and m-1 late (they masked with each other and m-2), and
+    a configuration only m-0 and m-1 scored. Naming m-3 a survivor beside them, and m-2 dropped,
+    would rebuild every mask of that configuration's two-host sum: they refuse."""
+    hosts = group(4, threshold=3)
+    keys = {h: hosts[h].join(ROUND) for h in hosts}
+    for h in hosts:
+        for k, rk in keys.items():
+            if not (h in ("m-0", "m-1") and k == "m-3"):
+                hosts[h].on_round_keys(rk)
+    for h in ("m-0", "m-1"):
+        assert metric(hosts[h], ROUND, "only-two", 100.0)["masked_with"] == sorted({"m-0", "m-1", "m-2"} - {h})
+    request = _request(["m-0", "m-1", "m-3"], ["m-2"])
+    assert hosts["m-0"].unmask(request) is None and hosts["m-1"].unmask(request) is None
+
+
+def test_signed_fields_are_length_prefixed():
+    from fedrift.core.masking import _fields
+
+    assert _fields("ab", "c") != _fields("a", "bc")
 
 
 def test_a_threshold_below_two_is_refused():
