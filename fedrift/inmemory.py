@@ -51,6 +51,7 @@ class PipelineConfig:
     rate: float = 250.0  # requests per second of virtual time
     tick_s: float = 1.0  # how often the controller's clock is checked (``fedrift.core.controller``)
     hpo_latency_s: float = 8.0  # trigger to metrics published: hosts optimise beside serving (measured)
+    hpo_round_timeout_s: float = 120.0  # the aggregator closes a round missing metrics after this (virtual time)
     shadow_fraction: float = 0.2
     status_every: int = 200
     pending_labels: int = 100_000
@@ -87,7 +88,7 @@ class InMemoryPipeline:
         self.controller = Controller(ControllerConfig(cfg.pool, cfg.partitions, cfg.routing, cfg.controller))
         self.drift = DriftStage(DriftAnalyzer(cfg.drift, cfg.seed, feature_names), "drift", "sim", cfg.cold_start_at)
         fh = cfg.fhpo
-        self.aggregator = RoundBook(cfg.replicas, 1 + fh.n_shared + fh.n_local, timeout_s=float("inf"),
+        self.aggregator = RoundBook(cfg.replicas, 1 + fh.n_shared + fh.n_local, timeout_s=cfg.hpo_round_timeout_s,
                                     threshold=fh.min_survivors)
         self.shadow = ShadowStage(0.05, cfg.shadow_min, cfg.shadow_max)
         self.bus: deque[Output] = deque()
@@ -150,6 +151,7 @@ class InMemoryPipeline:
         if self.now_ms >= self.next_tick_ms:
             self.next_tick_ms += int(self.cfg.tick_s * 1000)
             self.bus.extend(self.controller.tick(self.now_ms))
+            self.bus.extend(self.aggregator.tick(self.now_ms / 1000, self.now_ms))  # rounds missing metrics
         self._deliver()
         return served
 

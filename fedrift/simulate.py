@@ -50,6 +50,7 @@ class SimConfig:
             "shadow_max": settings.shadow_max_samples,
             "epsilon_budget": settings.epsilon_budget,
             "cold_start_at": settings.cold_start_hpo_at,
+            "hpo_round_timeout_s": settings.hpo_round_timeout_s,
             "warm_start": settings.warm_start,
             "drift": settings.drift,
             "fhpo": settings.fhpo,

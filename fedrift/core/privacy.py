@@ -25,6 +25,7 @@ class BudgetSpent(RuntimeError):
 
 
 ALL = 2**62  # a position past every record's
+SLACK = 1e-9  # relative: ε's that add up to the budget exactly must not be refused by rounding
 
 
 class PrivacyLedger:
@@ -34,6 +35,10 @@ class PrivacyLedger:
         self.budget = budget
         self._slices: dict[tuple[int, int], BudgetAccountant] = {}
         self.total_sequential = 0.0  # the plain sum, an upper bound reported beside the per-record loss
+
+    @property
+    def _limit(self) -> float:
+        return self.budget * (1 + SLACK)
 
     def _loss_over(self, span: tuple[int, int]) -> float:
         """The largest loss of any record in ``span`` (sum over the slices covering it)."""
@@ -52,12 +57,12 @@ class PrivacyLedger:
                 self._slices[span].check(epsilon, 0.0)
             except BudgetError:
                 return False
-        return self._loss_over(span) + epsilon <= self.budget + 1e-12
+        return self._loss_over(span) + epsilon <= self._limit
 
     def spend(self, epsilon: float, span: tuple[int, int]) -> None:
         if not self.can_spend(epsilon, span):
             raise BudgetSpent(f"spending ε={epsilon:g} on records {span} would exceed the budget {self.budget:g}")
-        self._slices.setdefault(span, BudgetAccountant(epsilon=self.budget, delta=0.0)).spend(epsilon, 0.0)
+        self._slices.setdefault(span, BudgetAccountant(epsilon=self._limit, delta=0.0)).spend(epsilon, 0.0)
         self.total_sequential += epsilon
 
     def restore(self, spent: float) -> None:
