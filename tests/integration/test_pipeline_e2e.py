@@ -28,10 +28,13 @@ N, CHANGE = 8000, 4000  # datasets.synthetic("shift", N) changes inputs and conc
 
 
 def _complete_round(view, settings) -> str | None:
-    """A round with metrics from every replica of every model, if there is one yet."""
+    """A round with metrics from every replica of every model and an aggregate for every model
+    (it follows the metrics once the survivors answered the unmask request), if there is one yet."""
     everyone = {f"{m}-{r}" for m in settings.models for r in range(3)}
     for round_id in sorted({m["round_id"] for m in view.metrics}):
-        if {m["agent"] for m in view.metrics if m["round_id"] == round_id} == everyone:
+        aggregated = {a["model"] for a in view.aggregates if a["round_id"] == round_id}
+        if {m["agent"] for m in view.metrics if m["round_id"] == round_id} == everyone and \
+                aggregated == set(settings.models):
             return round_id
     return None
 
@@ -98,7 +101,8 @@ def test_drifting_stream_through_the_whole_pipeline(settings, tmp_path):
 
         # late labels (the tails) are still reaching the hosts: wait until they have them all
         wait_learned(admin(settings), catalog, settings.models, N + extra, timeout=120, supervise=pipeline.check)
-        # a model's round may end seconds after another's (the slower model's metrics come later)
+        # a model's round may end seconds after another's (the slower model's metrics come later),
+        # and its aggregate follows its survivors' answers to the unmask request
         deadline = time.monotonic() + 120
         while _complete_round(view, settings) is None and time.monotonic() < deadline:
             pipeline.check()
