@@ -37,6 +37,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from fedrift.core import secagg
 
 
@@ -101,6 +103,7 @@ class Aggregator:
         self.seed_shares: dict[str, dict[int, bytes]] = defaultdict(dict)  # survivor -> x -> seed share
         self.key_shares: dict[str, dict[int, bytes]] = defaultdict(dict)  # dropped -> x -> key share
         self.answered: set[str] = set()
+        self._secrets: tuple[dict[str, bytes], dict[str, X25519PrivateKey]] | None = None  # set by ``_rebuilt``
 
     def add(self, c: Contribution) -> bool:
         """Whether ``c`` was taken (not a repeat, not a masked metric after the survivors were named)."""
@@ -130,6 +133,7 @@ class Aggregator:
         if index != replica_index(agent) or not set(seeds) <= set(self.survivors) or not set(keys) <= set(self.dropped):
             return
         self.answered.add(agent)
+        self._secrets = None  # more shares: rebuild again
         for a, share in seeds.items():
             self.seed_shares[a][index] = share
         for a, share in keys.items():
@@ -148,19 +152,28 @@ class Aggregator:
             for b in set(c.masked_with) & survivors:
                 if a not in by_agent[b].masked_with:
                     return None  # only one side of the pair masked: it cannot cancel
+        seeds, keys = self._rebuilt()
         total = 0
         for a, c in by_agent.items():
-            if len(self.seed_shares.get(a, {})) < self.threshold:
+            if a not in seeds:
                 return None
-            seed = secagg.combine_seed(self.seed_shares[a], self.threshold)
-            total += secagg.self_mask(seed, self.round_id, cid)
+            total += secagg.self_mask(seeds[a], self.round_id, cid)
             for d in set(c.masked_with) - survivors:
-                if len(self.key_shares.get(d, {})) < self.threshold:
+                if d not in keys:
                     return None
-                key = secagg.combine_mask_key(self.key_shares[d], self.threshold)
-                secret = secagg.pair_secret(key, c.mask_key, self.model, self.round_id, d, a)
+                secret = secagg.pair_secret(keys[d], c.mask_key, self.model, self.round_id, d, a)
                 total += secagg.pair_mask(secret, a, d, self.round_id, cid)
         return total
+
+    def _rebuilt(self) -> tuple[dict[str, bytes], dict[str, X25519PrivateKey]]:
+        """The seeds and mask keys ``threshold`` shares rebuild, once per round (not per configuration)."""
+        if self._secrets is None:
+            t = self.threshold
+            self._secrets = (
+                {a: secagg.combine_seed(s, t) for a, s in self.seed_shares.items() if len(s) >= t},
+                {d: secagg.combine_mask_key(s, t) for d, s in self.key_shares.items() if len(s) >= t},
+            )
+        return self._secrets
 
     def _sum(self, cid: str, items: list[Contribution]) -> float | None:
         """The sum of the true values, or None when the masks cannot be removed."""

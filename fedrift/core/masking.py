@@ -217,9 +217,11 @@ class SecureAggregation:
         survivors, dropped = tuple(sorted(request["survivors"])), tuple(sorted(request["dropped_agents"]))
         if st is not None and st.answer is None and request["model"] == self.model:
             st.answer = (survivors, dropped)
-        refused = "it holds nothing of this round" if st is None else self._refusal(st, request["model"], survivors,
-                                                                                     dropped)
-        if refused or st is None:
+        if st is None:
+            log.warning("host %s refuses to unmask %s: it holds nothing of this round", self.host, request["round_id"])
+            return None
+        refused = self._refusal(st, request["model"], survivors, dropped)
+        if refused:
             log.warning("host %s refuses to unmask %s: %s", self.host, request["round_id"], refused)
             return None
         mine = {**st.shares, self.host: st.own_share}
