@@ -3,7 +3,9 @@
 Replica ``r`` of ``K`` reads the partitions ``p`` with ``p % K == r`` of ``inference.requests``
 and of ``inference.feedback`` (assigned, not subscribed: its state belongs to those partitions
 and never moves in a rebalance). The two topics are co-partitioned: a label is keyed by its
-request id, so with the same partitioner it lands in the partition number of its request.
+request id, so with the same partitioner it lands in the partition number of its request. With
+shared training (the default) it also reads the other partitions, only to learn from them
+(``ModelReplica.on_peer_request``); their offsets are committed and checkpointed like its own.
 Routing needs no router process: the controller's weights markers sit in the request partitions,
 so every host computes the same serving model for each request (``fedrift.core.partition``).
 
@@ -140,7 +142,7 @@ class ModelHost(HostControl):
                 msgs = self._usable(self._next_batch())
                 if not msgs:
                     quiet = time.monotonic() - idle_since > self.settings.host_idle_status_s
-                    if quiet and self.replica_state.n_learned > self.replica_state.n_reported:
+                    if quiet and self.replica_state.unreported:
                         self._control_transaction([self.replica_state.status()])  # the tail of a burst
                     if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                         break
@@ -283,8 +285,9 @@ class ModelHost(HostControl):
         if count(self.feedback) != n:
             raise KafkaException(f"{self.feedback} must have as many partitions as {self.requests} ({n})")
         self.owned = [p for p in range(n) if p % self.settings.replicas == self.replica]
-        self.feedback_partitions = [TopicPartition(self.feedback, p) for p in self.owned]
-        return [TopicPartition(self.requests, p) for p in self.owned] + self.feedback_partitions
+        read = list(range(n)) if self.settings.shared_training else self.owned
+        self.feedback_partitions = [TopicPartition(self.feedback, p) for p in read]
+        return [TopicPartition(self.requests, p) for p in read] + self.feedback_partitions
 
     def _settle_lost_ledger(self) -> None:
         """Once the replay after a lost ledger is over, the records learned again hold window
@@ -365,19 +368,26 @@ class ModelHost(HostControl):
         key = (msg.topic(), msg.partition())
         self.positions[key] = msg.offset() + 1
         replaying = msg.offset() < self.replay_until.get(key, -1)
+        own = msg.partition() in self.owned
         rep = self.replica_state
+        outputs: list[Output] = []
         try:
             if msg.topic() == self.requests:
                 name, value = self.codec.decode(msg.value(), expect=("InferenceRequest", "RoutingWeights"))
                 if name == "RoutingWeights":
-                    rep.on_weights(msg.partition(), value)
+                    if own:  # a peer partition's routing is its own replica's
+                        rep.on_weights(msg.partition(), value)
                     return
-                outputs = rep.on_request(msg.partition(), value, msg.timestamp()[1])
+                if own:
+                    outputs = rep.on_request(msg.partition(), value, msg.timestamp()[1])
+                else:
+                    rep.on_peer_request(msg.partition(), value, msg.timestamp()[1])
             else:
                 _, value = self.codec.decode(msg.value(), expect="Feedback")
                 outputs = rep.on_label(value["id"], value["label"], msg.timestamp()[1])
         except RecordError as exc:
-            if self.dlq_owner and not replaying:  # the pool's first model's hosts own the shared inputs
+            # the shared inputs are dead-lettered once: by the pool's first model's replica that serves them
+            if self.dlq_owner and own and not replaying:
                 self._dead_letter(msg, exc)
             return
         if not replaying:

@@ -65,6 +65,7 @@ def main() -> None:
         "unexpected": len(result.unexpected),
         "learned": result.learned,
         "learned_digest_ok": result.digest_ok,
+        "host_digest_ok": result.host_digest_ok,
         "exactly_once": result.exactly_once and len(acked) == args.n,
         "wall_s": round(wall, 1),
     }

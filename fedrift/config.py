@@ -88,6 +88,14 @@ class Settings:
         default=("linear", "hat", "arf", "pa"), metadata=_env("FEDRIFT_MODELS", "comma-separated model ids in the pool")
     )
     replicas: int = field(default=3, metadata=_env("FEDRIFT_REPLICAS", "model-host replicas per model"))
+    shared_training: bool = field(
+        default=True,
+        metadata=_env(
+            "FEDRIFT_SHARED_TRAINING",
+            "every replica's models learn all partitions' labelled requests, serving only their own "
+            "(replicas of one site); false: only their own (replicas at separate sites)",
+        ),
+    )
     n_features: int = field(
         default=0, metadata=_env("FEDRIFT_N_FEATURES", "expected feature count; 0 = learn from first valid record")
     )

@@ -2,7 +2,9 @@
 
 Used by the chaos test and the soak benchmark: every acked request has exactly one
 read_committed prediction, and each model learned each label once (the hosts' learned-id
-digests, summed per model, equal the digest of the labelled ids).
+digests, summed per model, equal the digest of the labelled ids). With shared training each host
+also learns the other replicas' partitions: its own digest plus its peer digest must equal the
+digest of all labelled ids.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ class Verdict:
     unexpected: list[str]  # predictions for ids never sent
     learned: dict[str, int]  # model -> labels learned (sum over its hosts)
     digest_ok: dict[str, bool]  # model -> learned-id digest equals the labelled ids'
+    host_digest_ok: dict[str, bool]  # host -> own + peer digest equals the labelled ids' (shared training)
 
     @property
     def exactly_once(self) -> bool:
-        return not (self.missing or self.duplicated or self.unexpected) and all(self.digest_ok.values())
+        learned_once = all(self.digest_ok.values()) and all(self.host_digest_ok.values())
+        return not (self.missing or self.duplicated or self.unexpected) and learned_once
 
 
 def predictions(conn: Connection, catalog: TopicCatalog, expected: int, timeout: float) -> Counter:
@@ -73,11 +77,25 @@ def learned(conn: Connection, catalog: TopicCatalog) -> dict[str, tuple[int, int
     return out
 
 
+def learned_by_host(conn: Connection, catalog: TopicCatalog) -> dict[str, tuple[int, int]]:
+    """Host -> (labels learned, own and peer, digest of all the ids it learned), for the hosts
+    that learned peer partitions (shared training)."""
+    out = {}
+    for s in read_compacted(conn, catalog.name(MODEL_STATUS)).values():
+        if s.get("n_peer_learned"):
+            digest = int(s["learned_digest"] or "0", 16) + int(s["peer_digest"] or "0", 16)
+            out[s["host"]] = (s["n_seen"] + s["n_peer_learned"], digest % 2**64)
+    return out
+
+
 def wait_learned(conn: Connection, catalog: TopicCatalog, models, labels: int, timeout: float, supervise=None) -> None:
+    """Until every model's hosts together, and every host with peer partitions alone, report
+    ``labels`` learned."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = learned(conn, catalog)
-        if all(got.get(m, (0, 0))[0] >= labels for m in models):
+        hosts = learned_by_host(conn, catalog)
+        if all(got.get(m, (0, 0))[0] >= labels for m in models) and all(n >= labels for n, _ in hosts.values()):
             return
         if supervise is not None:
             supervise()
@@ -88,6 +106,7 @@ def verdict(conn: Connection, catalog: TopicCatalog, sent: list[str], labelled: 
     seen = predictions(conn, catalog, len(sent), timeout)
     expected = sum(id_digest(i) for i in labelled) % 2**64
     state = learned(conn, catalog)
+    hosts = learned_by_host(conn, catalog)
     sent_set = set(sent)
     return Verdict(
         missing=[i for i in sent if seen[i] == 0],
@@ -95,4 +114,5 @@ def verdict(conn: Connection, catalog: TopicCatalog, sent: list[str], labelled: 
         unexpected=[i for i in seen if i not in sent_set],
         learned={m: state.get(m, (0, 0))[0] for m in models},
         digest_ok={m: state.get(m, (0, 0))[1] == expected for m in models},
+        host_digest_ok={h: digest == expected for h, (_, digest) in hosts.items()},
     )

@@ -46,6 +46,7 @@ class PipelineConfig:
     pool: tuple[str, ...]
     replicas: int = 3
     partitions: int = 3
+    shared_training: bool = True  # every replica learns every partition's labels (``ModelReplica.on_peer_request``)
     seed: int = 0
     noise_draw: int = 0  # which draw of the DP noise (the pipeline's is a fresh secure one each run)
     rate: float = 250.0  # requests per second of virtual time
@@ -141,11 +142,16 @@ class InMemoryPipeline:
         self.bus.extend(self.drift.on_request(x, self.now_ms))
         self.controller.on_request(x)
         for model, replicas in self.replicas.items():
-            for o in replicas[p % self.cfg.replicas].on_request(p, request):
+            owner = replicas[p % self.cfg.replicas]
+            for o in owner.on_request(p, request):
                 if o.record == "Prediction":
                     served = (model, o.value["prediction"])
                 else:
                     self.bus.append(o)
+            if self.cfg.shared_training:
+                for rep in replicas:
+                    if rep is not owner:
+                        rep.on_peer_request(p, request)
         while self.later and self.later[0][0] <= self.now_ms:
             self.bus.extend(self.later.pop(0)[1])
         if self.now_ms >= self.next_tick_ms:

@@ -41,6 +41,7 @@ class SimConfig:
         values = {
             "pool": settings.models,
             "replicas": settings.replicas,
+            "shared_training": settings.shared_training,
             "partitions": settings.partitions,
             "seed": settings.seed,
             "shadow_fraction": settings.shadow_fraction,

@@ -164,23 +164,6 @@ class DeadLetter(TypedDict):
     raw: bytes | None
 
 
-class ModelStatus(TypedDict):
-    """A model host's periodic health report. v3 adds learned_digest, so exactly-once learning
-    can be checked per request id."""
-
-    host: str
-    model: str
-    config_id: str
-    time: int
-    window_quality: float
-    n_seen: int
-    error_drift: bool
-    input_sketch: list[float]
-    epsilon_spent: float
-    n_correct: int
-    learned_digest: str
-
-
 class InputOffset(TypedDict):
     """The position of one input partition."""
 
@@ -271,3 +254,23 @@ class UnmaskShare(TypedDict):
     share_index: int
     seed_shares: dict[str, bytes]
     key_shares: dict[str, bytes]
+
+
+class ModelStatus(TypedDict):
+    """A model host's periodic health report. v4 adds n_peer_learned and peer_digest: what the
+    host's models learned from the partitions other replicas serve (shared training), so
+    exactly-once learning is checked there too."""
+
+    host: str
+    model: str
+    config_id: str
+    time: int
+    window_quality: float
+    n_seen: int
+    error_drift: bool
+    input_sketch: list[float]
+    epsilon_spent: float
+    n_correct: int
+    learned_digest: str
+    n_peer_learned: int
+    peer_digest: str

@@ -78,7 +78,10 @@ SAMPLES: dict[str, dict] = {
         "error_drift": False,
         "input_sketch": [0.1, 0.2, 0.7],
         "epsilon_spent": 1.5,
-        "n_correct": 4150, "learned_digest": "00000000000000ff",
+        "n_correct": 4150,
+        "learned_digest": "00000000000000ff",
+        "n_peer_learned": 8300,
+        "peer_digest": "0000000000000f0f",
     },
     "ShadowResult": {
         "request_id": "r-3",

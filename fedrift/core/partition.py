@@ -81,14 +81,19 @@ class PartitionRouting:
 
     def route(self, request: InferenceRequest) -> str | None:
         """The model that serves ``request``, or None for an id already routed (a duplicate)."""
+        return self.router.choose() if self.admit(request) else None
+
+    def admit(self, request: InferenceRequest) -> bool:
+        """Whether ``request`` is new here (False for an id already seen); raises a ``RecordError``
+        for a request no model may use."""
         self.check(request)
         rid = request["id"]
         if rid in self.recent:
-            return None
+            return False
         self.recent[rid] = None
         if len(self.recent) > self.remember:
             self.recent.popitem(last=False)
-        return self.router.choose()
+        return True
 
     def apply_weights(self, value: Mapping) -> None:
         """Put a weights marker in force from this point of the partition on. A marker that is

@@ -6,6 +6,12 @@ request: test-then-train), answers only when it serves, and learns when the labe
 or later on ``inference.feedback``). It runs a shadow candidate beside production on a stable
 slice of requests, applies deployments, and reports its status on the evidence cadence.
 
+With shared training, its models also learn the labelled requests of the partitions the other
+replicas serve (``on_peer_request``): a replica that learned a random third of a stream loses
+the stream's order (on Electricity, River's passive-aggressive classifier scores 91.4 % on the
+whole stream and 87.0 % on a third). Those requests are not scored, not reported as evidence
+and not kept in the HPO window, so what a host publishes still describes its own partitions.
+
 Nothing here touches Kafka: the host shell feeds records in and sends the ``Output`` records it
 gets back, inside one transaction with the input offsets; the simulator drives the same class in
 memory. Its whole state pickles, so the shell can checkpoint it together with those offsets.
@@ -118,6 +124,9 @@ class ModelReplica:
         self.window = LocalWindow(config.tuning.local_window)
         self.n_learned = self.n_correct = self.n_reported = 0
         self.learned_digest = 0
+        self.peer_pending: OrderedDict[str, list[float]] = OrderedDict()  # peer requests awaiting labels
+        self.n_peer_learned = self.n_peer_reported = 0
+        self.peer_digest = 0
         self.model_errors = 0
         self.epsilon_spent = 0.0
 
@@ -129,6 +138,10 @@ class ModelReplica:
 
     def __setstate__(self, state: dict) -> None:
         state["family"] = FAMILIES[state["family"]]
+        state.setdefault("peer_pending", OrderedDict())  # a checkpoint from before shared training
+        state.setdefault("n_peer_learned", 0)
+        state.setdefault("n_peer_reported", 0)
+        state.setdefault("peer_digest", 0)
         self.__dict__.update(state)
 
     # -- data path ----------------------------------------------------------------------------
@@ -172,6 +185,22 @@ class ModelReplica:
         self._remember(self.pending, rid, pending, self.cfg.pending_limit)
         return out
 
+    def on_peer_request(self, partition: int, request: InferenceRequest, time_ms: int = 0) -> None:
+        """A request of a partition another replica serves (shared training): learn it once its
+        label is known; nothing is predicted or sent. Raises a ``RecordError`` for an unusable
+        request (its own replica dead-letters it)."""
+        if not self.routing(partition).admit(request):
+            return  # a duplicate id: learned once already
+        if time_ms > self.stream_time:
+            self.stream_time = time_ms
+            self._expire_orphans()
+        rid, x = request["id"], request["features"]
+        label = request["label"] if request["label"] is not None else self.early.pop(rid, (None, 0))[0]
+        if label is not None:
+            self._learn_peer(rid, x, label)
+        else:
+            self._remember(self.peer_pending, rid, x, self.cfg.pending_limit)
+
     def on_label(self, request_id: str, label, time_ms: int = 0) -> list[Output]:
         """A late label: learn if its request is waiting here, else hold it for its request (the
         labels can run ahead of the requests, e.g. while a restarted host catches up). The host
@@ -179,10 +208,19 @@ class ModelReplica:
         label expires once the requests are ``label_horizon_ms`` past it (its request never came)."""
         validate_id(request_id)
         pending = self.pending.pop(request_id, None)
-        if pending is None:
+        if pending is not None:
+            return self._learn(request_id, pending, label)
+        peer_x = self.peer_pending.pop(request_id, None)
+        if peer_x is not None:
+            self._learn_peer(request_id, peer_x, label)
+        else:
             self._remember(self.early, request_id, (label, time_ms), 10 * self.cfg.early_limit)
-            return []
-        return self._learn(request_id, pending, label)
+        return []
+
+    @property
+    def unreported(self) -> bool:
+        """Whether it learned anything its last status does not count (the host reports it when idle)."""
+        return self.n_learned > self.n_reported or self.n_peer_learned > self.n_peer_reported
 
     @property
     def labels_ahead(self) -> bool:
@@ -227,6 +265,14 @@ class ModelReplica:
             out.append(self.status())
         return out
 
+    def _learn_peer(self, rid: str, x: list[float], label) -> None:
+        self._guarded(self.production.learn_one, x, label)
+        if self.shadow is not None:
+            self._guarded(self.shadow.learn_one, x, label)
+        self.sketch.add(x)
+        self.n_peer_learned += 1
+        self.peer_digest = (self.peer_digest + id_digest(rid)) % 2**64
+
     def _shadow_result(self, rid: str, p: Pending, shadow_prediction: int, shadow_config_id: str, label) -> Output:
         value: ShadowResult = {
             "request_id": rid,
@@ -256,9 +302,11 @@ class ModelReplica:
             "epsilon_spent": self.epsilon_spent,
             "n_correct": self.n_correct,
             "learned_digest": f"{self.learned_digest:016x}",
+            "n_peer_learned": self.n_peer_learned,
+            "peer_digest": f"{self.peer_digest:016x}",
         }
         self.error_drift = False
-        self.n_reported = self.n_learned
+        self.n_reported, self.n_peer_reported = self.n_learned, self.n_peer_learned
         return Output(MODEL_STATUS, "ModelStatus", value, self.cfg.host_id)
 
     def _guarded(self, call, *args):

@@ -85,3 +85,6 @@ def test_sigkill_of_hosts_and_the_faust_worker_loses_and_repeats_nothing(kafka3,
     )
     assert result.learned == {m: N for m in settings.models}, result.learned
     assert all(result.digest_ok.values()), result.digest_ok
+    # shared training: each host also learned the other replica's partitions, each label once
+    hosts = {f"{m}-{r}" for m in settings.models for r in range(settings.replicas)}
+    assert set(result.host_digest_ok) == hosts and all(result.host_digest_ok.values()), result.host_digest_ok

@@ -57,3 +57,15 @@ def test_cli_rejects_bad_input_in_one_line(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2 and "bad.csv:3" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_shared_training_makes_every_replica_learn_every_labelled_request_once():
+    """Each replica scores and windows only its own partitions, yet its model learns them all."""
+    for shared in (True, False):
+        cfg = SimConfig.from_settings(Settings(models=("linear", "gnb"), shared_training=shared), seed=1)
+        sim = run(synthetic("sea", 1200, seed=1), cfg)
+        for replicas in sim.pipeline.replicas.values():
+            assert sum(r.n_learned for r in replicas) == 1200
+            for r in replicas:
+                assert r.n_learned + r.n_peer_learned == (1200 if shared else r.n_learned)
+                assert 0 < r.n_learned < 1200 and len(r.window.events) <= r.n_learned
