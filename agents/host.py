@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 
 from agents import checkpoint
 from agents import keys as host_keys
+from agents.alignment import TimeAligned
 from agents.control import HostControl
 from agents.federated import FederatedRounds
 from fedrift.access import host_role
@@ -106,6 +107,7 @@ class ModelHost(HostControl):
         self.ledger_recount = False  # a lost ledger waits for the replay to know its records' positions
         self.learned_in_replay = 0  # labels learned again while replaying (their window positions)
         self.n_partitions: int | None = None
+        self.aligned = TimeAligned(cap=10 * settings.host_batch)  # request partitions merged by time
 
     # -- lifecycle -----------------------------------------------------------------------------
     def connect(self) -> None:
@@ -139,7 +141,7 @@ class ModelHost(HostControl):
         try:
             while self.running:
                 self._poll_control()
-                msgs = self._usable(self._next_batch())
+                msgs = self._in_time_order(self._next_batch())
                 if not msgs:
                     quiet = time.monotonic() - idle_since > self.settings.host_idle_status_s
                     if quiet and self.replica_state.unreported:
@@ -166,6 +168,14 @@ class ModelHost(HostControl):
         if not msgs or room < 1:
             return msgs
         return msgs + self.consumer.consume(num_messages=room, timeout=self.settings.host_linger_s)
+
+    def _in_time_order(self, fetched: list) -> list:
+        """The usable records of a fetch, requests merged across partitions in time order
+        (``agents.alignment``); labels pass at once (one ahead of its request is held for it)."""
+        msgs = self._usable(fetched)
+        self.aligned.add((m.partition(), m.timestamp()[1], m) for m in msgs if m.topic() == self.requests)
+        labels = [m for m in msgs if m.topic() != self.requests]
+        return labels + self.aligned.take(self.settings.host_batch, drained=len(fetched) < self.settings.host_batch)
 
     @staticmethod
     def _usable(msgs: list) -> list:
@@ -222,6 +232,8 @@ class ModelHost(HostControl):
         ]
         self.consumer.assign(start)
         self.consumer.resume(start)  # a partition paused before stays paused across assign()
+        self.aligned.clear()  # what it held is read again from ``start``
+        self.aligned.watch(tp.partition for tp in partitions if tp.topic == self.requests)
         self.labels_paused = False
         self._warn_if_truncated(start)
         self.positions = {(tp.topic, tp.partition): tp.offset for tp in start}

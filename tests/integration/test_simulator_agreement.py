@@ -20,7 +20,7 @@ from tests.integration.conftest import admin, client, ensure_topics
 
 pytestmark = pytest.mark.integration
 
-N, RATE = 10_000, 250.0
+N, RATE = 10_000, 125.0  # a rate the 2-core CI machine sustains with shared training (hosts keep up)
 
 
 def test_pipeline_and_simulator_serve_the_same_accuracy(settings, tmp_path):

@@ -1,0 +1,60 @@
+"""TimeAligned: a host's request partitions merged in time order, as the simulator replays them."""
+
+import random
+
+from agents.alignment import TimeAligned
+
+
+def _chunks(n_partitions: int, n: int, chunk: int, seed: int):
+    """Records 0..n-1 (timestamp = index) spread over partitions at random, then handed over the
+    way a consumer does: ``chunk`` records of one partition at a time, partitions in random turn."""
+    rng = random.Random(seed)
+    per: list[list[int]] = [[] for _ in range(n_partitions)]
+    for t in range(n):
+        per[rng.randrange(n_partitions)].append(t)
+    fetches = []
+    while any(per):
+        p = rng.choice([q for q in range(n_partitions) if per[q]])
+        fetches.append([(p, t, t) for t in per[p][:chunk]])
+        per[p] = per[p][chunk:]
+    return fetches
+
+
+def test_chunked_partitions_come_out_in_time_order_while_the_consumer_is_behind():
+    buf = TimeAligned(cap=10_000)
+    buf.watch(range(3))
+    out = []
+    for fetch in _chunks(3, 3000, chunk=200, seed=1):
+        buf.add(fetch)
+        out += buf.take(500, drained=False)
+    out += buf.take(10_000, drained=True)
+    assert out == list(range(3000))
+
+
+def test_without_alignment_the_same_fetches_are_far_out_of_order():
+    """The test above can fail: the consumer's own order is hundreds of records off."""
+    flat = [t for fetch in _chunks(3, 3000, chunk=200, seed=1) for _, t, _ in fetch]
+    assert max(abs(i - t) for i, t in enumerate(flat)) > 100
+
+
+def test_an_idle_partition_holds_nothing_back_once_the_consumer_is_drained():
+    buf = TimeAligned(cap=10_000)
+    buf.watch(range(3))  # partition 2 never delivers
+    buf.add([(0, 1, "a"), (1, 2, "b")])
+    assert buf.take(10, drained=False) == []
+    assert buf.take(10, drained=True) == ["a", "b"]
+
+
+def test_the_cap_bounds_what_an_idle_partition_can_hold_back():
+    buf = TimeAligned(cap=100)
+    buf.watch(range(2))
+    buf.add((0, t, t) for t in range(250))
+    assert buf.take(1000, drained=False) == list(range(150)) and len(buf) == 100
+
+
+def test_clear_forgets_the_buffer_and_what_each_partition_delivered():
+    buf = TimeAligned()
+    buf.watch(range(2))
+    buf.add([(0, 5, "x"), (1, 9, "y")])
+    buf.clear()
+    assert len(buf) == 0 and buf.safe_until < 0
