@@ -28,7 +28,7 @@ import signal
 import time
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 
 from agents import checkpoint
 from agents import keys as host_keys
@@ -170,12 +170,11 @@ class ModelHost(HostControl):
         return msgs + self.consumer.consume(num_messages=room, timeout=self.settings.host_linger_s)
 
     def _in_time_order(self, fetched: list) -> list:
-        """The usable records of a fetch, requests merged across partitions in time order
-        (``agents.alignment``); labels pass at once (one ahead of its request is held for it)."""
-        msgs = self._usable(fetched)
-        self.aligned.add((m.partition(), m.timestamp()[1], m) for m in msgs if m.topic() == self.requests)
-        labels = [m for m in msgs if m.topic() != self.requests]
-        return labels + self.aligned.take(self.settings.host_batch, drained=len(fetched) < self.settings.host_batch)
+        """The usable records of a fetch merged across partitions in time order
+        (``agents.alignment``): the request partitions hold each other back, and a label waits
+        for the requests older than it (its own among them), so it is not committed before them."""
+        self.aligned.add(((m.topic(), m.partition()), m.timestamp()[1], m) for m in self._usable(fetched))
+        return self.aligned.take(self.settings.host_batch, drained=len(fetched) < self.settings.host_batch)
 
     @staticmethod
     def _usable(msgs: list) -> list:
@@ -226,17 +225,28 @@ class ModelHost(HostControl):
             _by_partition(offsets),
             _by_partition(self.replay_until),
         )
-        start = [
-            TopicPartition(tp.topic, tp.partition, offsets.get((tp.topic, tp.partition), OFFSET_BEGINNING))
-            for tp in partitions
-        ]
+        start = [TopicPartition(tp.topic, tp.partition, self._start_offset(tp, offsets, state is not None))
+                 for tp in partitions]
+        if not self.settings.shared_training:
+            self.replica_state.peer_pending.clear()  # peers' requests it will never see the labels of
         self.consumer.assign(start)
         self.consumer.resume(start)  # a partition paused before stays paused across assign()
         self.aligned.clear()  # what it held is read again from ``start``
-        self.aligned.watch(tp.partition for tp in partitions if tp.topic == self.requests)
+        self.aligned.watch((tp.topic, tp.partition) for tp in partitions if tp.topic == self.requests)
         self.labels_paused = False
         self._warn_if_truncated(start)
         self.positions = {(tp.topic, tp.partition): tp.offset for tp in start}
+
+    def _start_offset(self, tp: TopicPartition, offsets: dict[tuple[str, int], int], restored: bool) -> int:
+        """Where to read ``tp`` from: the checkpoint's position; a host starting fresh reads
+        everything. A peer partition its checkpoint does not know (shared training switched on
+        since) is read from its end: its history was learned by no one here, and reading it from
+        the start would learn what an earlier run already did twice (beyond the remembered ids)."""
+        if (tp.topic, tp.partition) in offsets or not restored or tp.partition in self.owned:
+            return offsets.get((tp.topic, tp.partition), OFFSET_BEGINNING)
+        log.warning("host %s: %s/%d is new to its checkpoint (shared training switched on): learning it from "
+                    "its end", self.host_id, tp.topic, tp.partition)
+        return OFFSET_END
 
     def _replay_bounds(
         self, partitions: list[TopicPartition], offsets: dict[tuple[str, int], int], within_s: float = 120.0

@@ -19,7 +19,7 @@ from benchmarks.report import write_result
 from fedrift.access import ADMIN
 from fedrift.config import Settings
 from fedrift.connection import connect, for_cluster
-from fedrift.exactly_once import verdict, wait_learned
+from fedrift.exactly_once import shared_hosts, verdict, wait_learned
 from fedrift.faults import BROKER, run_with_kills
 from fedrift.pipeline import Pipeline
 from fedrift.provision import provision
@@ -48,10 +48,10 @@ def main() -> None:
         with Pipeline(settings, home / "logs") as pipeline:
             pipeline.wait_ready()
             run = run_with_kills(pipeline, cluster, catalog, args.n, args.rate, kills, run_id="soak")
-            wait_learned(admin, catalog, settings.models, args.n, 600, pipeline.supervise)
+            wait_learned(admin, catalog, settings.models, args.n, 600, pipeline.supervise, shared_hosts(settings))
             restarts = pipeline.supervise()
             acked = sorted(run["acked"])
-            result = verdict(admin, catalog, acked, acked, settings.models, timeout=600)
+            result = verdict(admin, catalog, acked, acked, settings.models, timeout=600, hosts=shared_hosts(settings))
     finally:
         cluster.stop()
     wall = time.monotonic() - t0

@@ -4,13 +4,14 @@ Used by the chaos test and the soak benchmark: every acked request has exactly o
 read_committed prediction, and each model learned each label once (the hosts' learned-id
 digests, summed per model, equal the digest of the labelled ids). With shared training each host
 also learns the other replicas' partitions: its own digest plus its peer digest must equal the
-digest of all labelled ids.
+digest of all labelled ids (``shared_hosts``).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer
@@ -68,6 +69,13 @@ def predictions(conn: Connection, catalog: TopicCatalog, expected: int, timeout:
     return seen
 
 
+def shared_hosts(settings) -> list[str]:
+    """The hosts that each learn every partition: all of them with shared training, else none."""
+    if not settings.shared_training:
+        return []
+    return [f"{m}-{r}" for m in settings.models for r in range(settings.replicas)]
+
+
 def learned(conn: Connection, catalog: TopicCatalog) -> dict[str, tuple[int, int]]:
     """Model -> (labels learned, digest of the learned ids), from the hosts' latest status."""
     out: dict[str, tuple[int, int]] = {}
@@ -78,35 +86,39 @@ def learned(conn: Connection, catalog: TopicCatalog) -> dict[str, tuple[int, int
 
 
 def learned_by_host(conn: Connection, catalog: TopicCatalog) -> dict[str, tuple[int, int]]:
-    """Host -> (labels learned, own and peer, digest of all the ids it learned), for the hosts
-    that learned peer partitions (shared training)."""
+    """Host -> (labels handled, own and peer, digest of all those ids): with shared training
+    each host must have handled every label."""
     out = {}
     for s in read_compacted(conn, catalog.name(MODEL_STATUS)).values():
-        if s.get("n_peer_learned"):
-            digest = int(s["learned_digest"] or "0", 16) + int(s["peer_digest"] or "0", 16)
-            out[s["host"]] = (s["n_seen"] + s["n_peer_learned"], digest % 2**64)
+        digest = int(s["learned_digest"] or "0", 16) + int(s.get("peer_digest") or "0", 16)
+        out[s["host"]] = (s["n_seen"] + s.get("n_peer_learned", 0), digest % 2**64)
     return out
 
 
-def wait_learned(conn: Connection, catalog: TopicCatalog, models, labels: int, timeout: float, supervise=None) -> None:
-    """Until every model's hosts together, and every host with peer partitions alone, report
-    ``labels`` learned."""
+def wait_learned(conn: Connection, catalog: TopicCatalog, models, labels: int, timeout: float, supervise=None,
+                 hosts: Iterable[str] = ()) -> None:
+    """Until every model's hosts together, and each of ``hosts`` alone (those that learn every
+    partition: shared training), report ``labels`` learned."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = learned(conn, catalog)
-        hosts = learned_by_host(conn, catalog)
-        if all(got.get(m, (0, 0))[0] >= labels for m in models) and all(n >= labels for n, _ in hosts.values()):
+        by_host = learned_by_host(conn, catalog)
+        if all(got.get(m, (0, 0))[0] >= labels for m in models) and all(
+            by_host.get(h, (0, 0))[0] >= labels for h in hosts
+        ):
             return
         if supervise is not None:
             supervise()
         time.sleep(1)
 
 
-def verdict(conn: Connection, catalog: TopicCatalog, sent: list[str], labelled: list[str], models, timeout=120.0):
+def verdict(conn: Connection, catalog: TopicCatalog, sent: list[str], labelled: list[str], models, timeout=120.0,
+            hosts: Iterable[str] = ()):
+    """``hosts``: those that must each have learned every labelled id (shared training)."""
     seen = predictions(conn, catalog, len(sent), timeout)
     expected = sum(id_digest(i) for i in labelled) % 2**64
     state = learned(conn, catalog)
-    hosts = learned_by_host(conn, catalog)
+    by_host = learned_by_host(conn, catalog)
     sent_set = set(sent)
     return Verdict(
         missing=[i for i in sent if seen[i] == 0],
@@ -114,5 +126,5 @@ def verdict(conn: Connection, catalog: TopicCatalog, sent: list[str], labelled: 
         unexpected=[i for i in seen if i not in sent_set],
         learned={m: state.get(m, (0, 0))[0] for m in models},
         digest_ok={m: state.get(m, (0, 0))[1] == expected for m in models},
-        host_digest_ok={h: digest == expected for h, (_, digest) in hosts.items()},
+        host_digest_ok={h: by_host.get(h, (0, 0))[1] == expected for h in hosts},
     )

@@ -10,7 +10,8 @@ With shared training, its models also learn the labelled requests of the partiti
 replicas serve (``on_peer_request``): a replica that learned a random third of a stream loses
 the stream's order (on Electricity, River's passive-aggressive classifier scores 91.4 % on the
 whole stream and 87.0 % on a third). Those requests are not scored, not reported as evidence
-and not kept in the HPO window, so what a host publishes still describes its own partitions.
+and not kept in the HPO window, so its scores and counters still describe its own partitions
+(its model, predictions and input sketch reflect all it learned).
 A pruned model (no traffic) passes them over and learns on its own partitions only, a sample
 of the stream it is still scored on, so a pool member that has not earned traffic costs a
 third of one that has.
@@ -196,11 +197,9 @@ class ModelReplica:
         """A request of a partition another replica serves (shared training): learn it once its
         label is known; nothing is predicted or sent. Raises a ``RecordError`` for an unusable
         request (its own replica dead-letters it)."""
+        del time_ms  # only the own partitions' clock expires held labels (peers' may run ahead)
         if not self.routing(partition).admit(request):
             return  # a duplicate id: learned once already
-        if time_ms > self.stream_time:
-            self.stream_time = time_ms
-            self._expire_orphans()
         rid, x = request["id"], request["features"]
         label = request["label"] if request["label"] is not None else self.early.pop(rid, (None, 0))[0]
         if label is not None:

@@ -24,7 +24,7 @@ import pytest
 from fedrift.access import ADMIN
 from fedrift.config import Settings
 from fedrift.connection import connect, for_cluster
-from fedrift.exactly_once import verdict, wait_learned
+from fedrift.exactly_once import shared_hosts, verdict, wait_learned
 from fedrift.faults import BROKER, run_with_kills
 from fedrift.kafka_io import TXN_HUNG_S
 from fedrift.pipeline import Pipeline
@@ -68,12 +68,14 @@ def test_sigkill_of_hosts_and_the_faust_worker_loses_and_repeats_nothing(kafka3,
     with Pipeline(settings, tmp_path / "logs") as pipeline:
         pipeline.wait_ready()
         run = run_with_kills(pipeline, kafka3, catalog, N, RATE, kills)
-        wait_learned(connect(settings, ADMIN), catalog, settings.models, N, timeout=300, supervise=pipeline.supervise)
+        wait_learned(connect(settings, ADMIN), catalog, settings.models, N, timeout=300, supervise=pipeline.supervise,
+                     hosts=shared_hosts(settings))
         restarts = pipeline.supervise()
         logs = {name: tmp_path / "logs" / f"{name}.log" for name in pipeline.children}
         guard_exits = {name: _guard_exits(log) + _start_failures(log) for name, log in logs.items()}
         acked = sorted(run["acked"])
-        result = verdict(connect(settings, ADMIN), catalog, acked, acked, settings.models, timeout=180)
+        result = verdict(connect(settings, ADMIN), catalog, acked, acked, settings.models, timeout=180,
+                         hosts=shared_hosts(settings))
     assert len(acked) == N and len(run["killed"]) == len(kills), run["killed"]
     killed = {"host-gnb-0": 2, "streams-controller": 1, "host-linear-1": 1}
     for name in set(killed) | set(restarts):

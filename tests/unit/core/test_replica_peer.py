@@ -115,3 +115,14 @@ def test_a_pruned_model_learns_its_own_partitions_only_until_restored():
         rep.on_peer_request(1, req)
     assert rep.n_peer_skipped == 10 and rep.n_peer_learned == 29  # every peer label handled once
     assert rep.peer_digest == sum(id_digest(r["id"]) for r in reqs[:10] + reqs[11:]) % 2**64
+
+
+def test_a_peer_partition_running_ahead_does_not_expire_the_own_partitions_labels():
+    rep = _replica()
+    first, second = list(_requests(2))
+    rep.on_request(0, {**first, "event_time": 0}, time_ms=0)
+    rep.on_label("r1", second["label"], time_ms=0)  # early: its request (own partition) comes later
+    rep.on_peer_request(1, {"id": "p", "event_time": 0, "features": first["features"], "label": 1},
+                        time_ms=10 * 3_600_000)  # a peer partition's clock ten hours ahead
+    rep.on_request(0, {**second, "label": None}, time_ms=1)
+    assert rep.n_learned == 2
