@@ -12,9 +12,6 @@ the stream's order (on Electricity, River's passive-aggressive classifier scores
 whole stream and 87.0 % on a third). Those requests are not scored, not reported as evidence
 and not kept in the HPO window, so its scores and counters still describe its own partitions
 (its model, predictions and input sketch reflect all it learned).
-A pruned model (no traffic) passes them over and learns on its own partitions only, a sample
-of the stream it is still scored on, so a pool member that has not earned traffic costs a
-third of one that has.
 
 Nothing here touches Kafka: the host shell feeds records in and sends the ``Output`` records it
 gets back, inside one transaction with the input offsets; the simulator drives the same class in
@@ -129,10 +126,8 @@ class ModelReplica:
         self.n_learned = self.n_correct = self.n_reported = 0
         self.learned_digest = 0
         self.peer_pending: OrderedDict[str, list[float]] = OrderedDict()  # peer requests awaiting labels
-        self.n_peer_learned = self.n_peer_reported = 0  # peer labels handled: learned, or passed over
-        self.n_peer_skipped = 0  # ... passed over while pruned
+        self.n_peer_learned = self.n_peer_reported = 0
         self.peer_digest = 0
-        self.sampling = False  # pruned (serves no traffic): learns its own partitions only
         self.model_errors = 0
         self.epsilon_spent = 0.0
 
@@ -148,8 +143,6 @@ class ModelReplica:
         state.setdefault("n_peer_learned", 0)
         state.setdefault("n_peer_reported", 0)
         state.setdefault("peer_digest", 0)
-        state.setdefault("n_peer_skipped", 0)
-        state.setdefault("sampling", False)
         self.__dict__.update(state)
 
     # -- data path ----------------------------------------------------------------------------
@@ -272,15 +265,10 @@ class ModelReplica:
         return out
 
     def _learn_peer(self, rid: str, x: list[float], label) -> None:
-        """Learn a peer's labelled request, unless the model is pruned: then it learns only its own
-        partitions (a third of the cost with 3 replicas) until it earns its way back."""
-        if self.sampling:
-            self.n_peer_skipped += 1
-        else:
-            self._guarded(self.production.learn_one, x, label)
-            if self.shadow is not None:
-                self._guarded(self.shadow.learn_one, x, label)
-            self.sketch.add(x)
+        self._guarded(self.production.learn_one, x, label)
+        if self.shadow is not None:
+            self._guarded(self.shadow.learn_one, x, label)
+        self.sketch.add(x)
         self.n_peer_learned += 1
         self.peer_digest = (self.peer_digest + id_digest(rid)) % 2**64
 
@@ -346,10 +334,6 @@ class ModelReplica:
         """Apply a deployment of this model; returns whether anything changed. Raises
         ``InvalidRecord`` for an unknown action or configuration."""
         action = Action.of(d)
-        if action in (Action.PRUNE, Action.RESTORE):
-            changed = self.sampling != (action is Action.PRUNE)
-            self.sampling = action is Action.PRUNE
-            return changed
         if action not in (Action.SHADOW_START, Action.PROMOTE, Action.REJECT):
             return False
         config = validated_config(self.family, d["config_json"])

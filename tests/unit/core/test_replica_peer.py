@@ -99,24 +99,6 @@ def test_peer_state_survives_a_checkpoint_and_an_old_checkpoint_loads():
     assert fresh.n_peer_learned == 1
 
 
-def test_a_pruned_model_learns_its_own_partitions_only_until_restored():
-    rep = _replica()
-    reqs = list(_requests(30))
-    prune = new_deployment("pa", Action.PRUNE, rep.config_id, 0, "weak", {})
-    assert rep.on_deployment(prune) and not rep.on_deployment(prune)
-    before = pickle.dumps(rep.production)
-    for req in reqs[:10]:
-        rep.on_peer_request(1, req)
-    assert pickle.dumps(rep.production) == before and rep.n_peer_skipped == 10
-    rep.on_request(0, reqs[10])  # its own partition: still scored and learned
-    assert rep.n_learned == 1 and pickle.dumps(rep.production) != before
-    assert rep.on_deployment(new_deployment("pa", Action.RESTORE, rep.config_id, 0, "back", {}))
-    for req in reqs[11:]:
-        rep.on_peer_request(1, req)
-    assert rep.n_peer_skipped == 10 and rep.n_peer_learned == 29  # every peer label handled once
-    assert rep.peer_digest == sum(id_digest(r["id"]) for r in reqs[:10] + reqs[11:]) % 2**64
-
-
 def test_a_peer_partition_running_ahead_does_not_expire_the_own_partitions_labels():
     rep = _replica()
     first, second = list(_requests(2))
