@@ -13,12 +13,14 @@ for the requests older than it, its own among them:
 - while the consumer has more records at hand (``drained`` false), a record is released only once
   every watched partition has delivered one at least as new (what ``safe_until`` says);
 - after a short fetch (``drained``: fewer records than asked, so the consumer had no more at
-  hand) everything buffered is released, in order; records not fetched yet are mostly newer;
+  hand) a record not yet safe is still held, but for at most ``idle_ms`` of wall time (Kafka
+  Streams' ``max.task.idle.ms``): a partition's older record in transit arrives within it, and
+  a partition with nothing to say holds nothing back longer. With 0 everything is released;
 - at most ``cap`` records are held, so an idle partition cannot stall a backlog. A record can
   therefore wait while older records of a lagging partition are fetched (that is the point: the
   older ones go first), for at most ``cap`` records.
 
->>> buf = TimeAligned(cap=100)
+>>> buf = TimeAligned(cap=100, idle_ms=0)
 >>> buf.watch(["a", "b"])
 >>> buf.add([("a", 10, "a10"), ("a", 30, "a30"), ("b", 20, "b20"), ("labels", 25, "y25")])
 >>> buf.take(10, drained=False)  # b may still deliver something older than a30
@@ -29,16 +31,20 @@ for the requests older than it, its own among them:
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 
 class TimeAligned:
-    def __init__(self, cap: int = 5000) -> None:
-        self.cap = cap
-        self.buffers: dict[Hashable, deque[tuple[int, Any]]] = {}
+    def __init__(self, cap: int = 5000, idle_ms: int = 100, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cap, self.idle_s, self.clock = cap, idle_ms / 1000, clock
+        self.buffers: dict[Hashable, deque[tuple[int, Any, float]]] = {}
         self.latest: dict[Hashable, int] = {}  # newest timestamp each watched partition has delivered
+        self.released_until = -(2**63)  # newest timestamp released of a watched partition
+        self.released: dict[Hashable, int] = {}  # per watched partition, the timestamp last released
+        self.inversions = 0  # records released after a newer one of another partition: not the simulator's order
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.buffers.values())
@@ -51,8 +57,9 @@ class TimeAligned:
 
     def add(self, records: Iterable[tuple[Hashable, int, Any]]) -> None:
         """Buffer ``(partition, timestamp, record)`` triples, each partition's in its order."""
+        now = self.clock()
         for partition, timestamp, record in records:
-            self.buffers.setdefault(partition, deque()).append((timestamp, record))
+            self.buffers.setdefault(partition, deque()).append((timestamp, record, now))
             if partition in self.latest:
                 self.latest[partition] = max(self.latest[partition], timestamp)
 
@@ -60,6 +67,8 @@ class TimeAligned:
         """Forget everything buffered (the consumer seeks back and reads it again)."""
         self.buffers.clear()
         self.latest = dict.fromkeys(self.latest, -(2**63))
+        self.released_until = -(2**63)
+        self.released.clear()
 
     @property
     def safe_until(self) -> int:
@@ -69,12 +78,17 @@ class TimeAligned:
     def take(self, limit: int, drained: bool) -> list[Any]:
         """Up to ``limit`` records in timestamp order (ties: the order of ``watch``)."""
         out: list[Any] = []
+        held_since = self.clock() - self.idle_s  # a record buffered before this has waited long enough
         while len(out) < limit:
             heads = {p: b[0][0] for p, b in self.buffers.items() if b}
             if not heads:
                 break
             p = min(heads, key=lambda q: heads[q])
-            if not drained and heads[p] > self.safe_until and len(self) <= self.cap:
+            waited = drained and self.buffers[p][0][2] <= held_since
+            if heads[p] > self.safe_until and not waited and len(self) <= self.cap:
                 break
+            if p in self.latest:  # a record older than its own predecessor (a marker) is in its place
+                self.inversions += self.released.get(p, heads[p]) <= heads[p] < self.released_until
+                self.released_until, self.released[p] = max(self.released_until, heads[p]), heads[p]
             out.append(self.buffers[p].popleft()[1])
         return out

@@ -121,7 +121,7 @@ class HostControl:
             self._checkpoint()  # rounds joined, requests seen and answers reach disk before the answers leave
         if outputs or letters:
             self._control_transaction(outputs, letters)
-        self.rounds.start_next(list(self.replica_state.window.events), dict(self.replica_state.config))
+        self.rounds.start_next(self.replica_state.window, dict(self.replica_state.config))
 
     def _owns_control_dlq(self, msg) -> bool:
         """One host dead-letters each unusable control record: replica 0 of the model a deployment

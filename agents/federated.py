@@ -13,7 +13,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 
 from fedrift import json_config
-from fedrift.core.fhpo import FhpoAgent, RoundOutcome
+from fedrift.core.fhpo import FhpoAgent, LocalWindow, RoundOutcome
 from fedrift.core.masking import SecureAggregation
 from fedrift.core.records import Output
 from fedrift.pipeline import die_with_parent
@@ -54,14 +54,16 @@ class FederatedRounds:
     def on_round_keys(self, keys: RoundKeys) -> str | None:
         return self.secure.on_round_keys(keys)
 
-    def start_next(self, events: list, config: dict) -> None:
-        """Run the next waiting round on a snapshot of the local window in a worker process of
-        lower priority: the optimisation is CPU-bound and, in a thread, would hold the serving
-        loop's GIL for seconds (request latency rose to ~0.7 s during a round)."""
+    def start_next(self, window: LocalWindow, config: dict) -> None:
+        """Run the next waiting round on a snapshot of the local window (its events up to the
+        trigger's data time) in a worker process of lower priority: the optimisation is CPU-bound
+        and, in a thread, would hold the serving loop's GIL for seconds (request latency rose to
+        ~0.7 s during a round)."""
         if not self.waiting or self.running is not None:
             return
         executor = self.warm()
         trigger = self.waiting.pop(0)
+        events = window.as_of(trigger["as_of"])
         self.running = (trigger, executor.submit(run_round, self.agent, trigger["round_id"], config, events))
 
     def warm(self) -> ProcessPoolExecutor:

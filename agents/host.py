@@ -107,7 +107,8 @@ class ModelHost(HostControl):
         self.ledger_recount = False  # a lost ledger waits for the replay to know its records' positions
         self.learned_in_replay = 0  # labels learned again while replaying (their window positions)
         self.n_partitions: int | None = None
-        self.aligned = TimeAligned(cap=10 * settings.host_batch)  # request partitions merged by time
+        # request partitions merged by time
+        self.aligned = TimeAligned(cap=10 * settings.host_batch, idle_ms=settings.host_align_idle_ms)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def connect(self) -> None:
@@ -153,6 +154,8 @@ class ModelHost(HostControl):
                 self._transact(msgs)
                 self._settle_lost_ledger()
             self._checkpoint()  # every batch either committed or was rolled back: state matches Kafka
+            log.info("host %s: %d request(s) handled after a newer one (time order inverted)", self.host_id,
+                     self.aligned.inversions)
         finally:
             self.rounds.close()
             self.consumer.close()

@@ -66,12 +66,20 @@ def promotions(deployments: list[dict]) -> list[str]:
     return [f"{d['model']}:{d['config_id']}" for d in deployments if d["action"] == "PROMOTE"]
 
 
-def noise_draws(rows, settings: Settings, stream: str, rate: float, names, draws: int) -> list[dict]:
+def measured_delays(view: PipelineView) -> dict[str, float]:
+    """The pipeline run's delays the simulator is given (``fedrift.inmemory``): trigger to shadow
+    start, and request to routing weights that count it."""
+    found = {"hpo_latency_s": view.hpo_latency_s(), "control_delay_s": view.control_delay_s()}
+    return {k: round(v, 3) for k, v in found.items() if v is not None}
+
+
+def noise_draws(rows, settings: Settings, stream: str, rate: float, names, draws: int, delays: dict) -> list[dict]:
     """The simulator under ``draws`` draws of the DP noise: how far its accuracy, triggers and
     promotions move with the noise alone (the pipeline draws fresh secure noise every run)."""
     out = []
     for k in range(draws):
-        sim = run(rows, SimConfig.from_settings(settings, run_id=stream, rate=rate, noise_draw=k), names).result()
+        cfg = SimConfig.from_settings(settings, run_id=stream, rate=rate, noise_draw=k, **delays)
+        sim = run(rows, cfg, names).result()
         out.append({"accuracy": sim["systems"]["fedrift"]["accuracy"], "triggers": sim["drift"]["triggers"],
                     "promotions": [p["model"] for p in sim["shadow"]["promoted"]]})
     return out
@@ -83,7 +91,8 @@ def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path, draws: int 
                                     n_features=len(rows[0][0])), kafka)
     view, wall = served(settings, rows, stream, rate, log_root / stream / "logs")
     t0 = time.monotonic()
-    sims = noise_draws(rows, settings, stream, rate, names, draws)
+    delays = measured_delays(view)
+    sims = noise_draws(rows, settings, stream, rate, names, draws, delays)
     sim_s = (time.monotonic() - t0) / draws
     pipe_triggers = [d["position"] for d in view.drift if d["drifted"]]
     return {
@@ -96,6 +105,7 @@ def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path, draws: int 
         "triggers": {"pipeline": pipe_triggers, "simulator": sims[0]["triggers"]},
         "promotions": {"pipeline": promotions(view.deployments), "simulator": sims[0]["promotions"]},
         "noise_draws": sims,
+        "delays": delays,
         "seconds": {"pipeline": round(wall, 1), "simulator": round(sim_s, 1)},
     }
 

@@ -237,7 +237,10 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--replicas must be at least 1")
     finite = datasets.finite_rows(rows, args.data or args.stream)
     data = list(finite) if args.zoo else finite  # the zoo reads the rows again, once per member
-    config = SimConfig.from_settings(settings, replicas=args.replicas, seed=args.seed)
+    delays = {k: getattr(args, k) for k in ("hpo_latency_s", "control_delay_s") if getattr(args, k) is not None}
+    if any(v < 0 for v in delays.values()):
+        raise UsageError("--hpo-latency-s and --control-delay-s must not be negative")
+    config = SimConfig.from_settings(settings, replicas=args.replicas, seed=args.seed, **delays)
     with tqdm(total=total, unit="ev", desc="simulate", disable=args.json, file=sys.stderr) as bar:
         sim, elapsed = timed_run(data, config, names, progress=bar)
     result = sim.result()
@@ -338,6 +341,11 @@ def _data_commands(sub) -> None:
     sm.add_argument("--replicas", type=int, default=Settings().replicas)
     sm.add_argument("--json", action="store_true", help="print one JSON object")
     sm.add_argument("--zoo", action="store_true", help="also score every River family alone, defaults (slow)")
+    sm.add_argument("--hpo-latency-s", type=float, default=None,
+                    help="seconds from an HPO trigger to its round's metrics (default 8: the hosts' optimisation time)")
+    sm.add_argument("--control-delay-s", type=float, default=None,
+                    help="seconds from a request to routing weights that count it (default 0: the hosts' and "
+                         "the controller's lag)")
     sm.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser("run", help="the main job: broker, topics, the whole pipeline, a drifting stream through it")

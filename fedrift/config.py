@@ -141,6 +141,13 @@ class Settings:
         default=0.01,
         metadata=_env("FEDRIFT_HOST_LINGER_S", "seconds a host's batch waits for more records after its first"),
     )
+    host_align_idle_ms: int = field(
+        default=100,
+        metadata=_env(
+            "FEDRIFT_HOST_ALIGN_IDLE_MS",
+            "ms a host holds a request back for an older one another partition may still deliver",
+        ),
+    )
     host_idle_status_s: float = field(
         default=1.0,
         metadata=_env(

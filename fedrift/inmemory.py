@@ -9,16 +9,21 @@ at ``rate`` per second of virtual time; the controller ticks every ``tick_s`` of
 
 Differences from the Kafka pipeline that remain, by design:
 
-- delivery is immediate: in Kafka a status, a marker or a deployment reaches its readers some
-  milliseconds later, while more requests flow;
-- an HPO round runs on the window as it is when its trigger is delivered, and its metrics are
-  delivered ``hpo_latency_s`` of virtual time later; a host runs it in a background thread while
-  it keeps serving, and how long that takes depends on the machine and the pool (8 s from trigger
-  to the last host's metrics with the pool linear, hat, gnb, 3 replicas each, on 2 cores).
+- delivery is immediate, except for two delays given in seconds of virtual time. A routing-weights
+  marker reaches the hosts ``control_delay_s`` after the status that led to it: in Kafka the hosts
+  serve behind the stream (holding a request back for time order, batching a transaction) and
+  the controller reads the status some milliseconds later, while more requests flow. A status or
+  a deployment reaches its readers at once;
+- an HPO round runs on the host's window up to its trigger's ``as_of``, and its metrics are
+  delivered ``hpo_latency_s`` later; a host runs it in a worker process while it keeps serving,
+  and how long that takes depends on the machine and the pool (2.5–10 s from trigger to shadow
+  start with the pool linear, hat, gnb, 3 replicas each, at 125 requests/s on 2 cores).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -52,6 +57,7 @@ class PipelineConfig:
     rate: float = 250.0  # requests per second of virtual time
     tick_s: float = 1.0  # how often the controller's clock is checked (``fedrift.core.controller``)
     hpo_latency_s: float = 8.0  # trigger to metrics published: hosts optimise beside serving (measured)
+    control_delay_s: float = 0.0  # a request's status to the routing weights it leads to reaching the hosts
     hpo_round_timeout_s: float = 120.0  # the aggregator closes a round missing metrics after this (virtual time)
     shadow_fraction: float = 0.2
     status_every: int = 200
@@ -93,7 +99,8 @@ class InMemoryPipeline:
                                     threshold=fh.min_survivors)
         self.shadow = ShadowStage(0.05, cfg.shadow_min, cfg.shadow_max)
         self.bus: deque[Output] = deque()
-        self.later: list[tuple[int, list[Output]]] = []  # (due time, outputs) of HPO rounds under way
+        self.later: list[tuple[int, int, list[Output]]] = []  # (due time, seq, outputs): rounds, markers
+        self.seq = itertools.count()
         self.n = 0  # requests so far
         self.now_ms = 0
         self.next_tick_ms = int(cfg.tick_s * 1000)
@@ -139,7 +146,7 @@ class InMemoryPipeline:
         p = partition_of(rid, self.cfg.partitions)
         request: InferenceRequest = {"id": rid, "event_time": self.now_ms, "features": x, "label": y}
         served = None
-        self.bus.extend(self.drift.on_request(x, self.now_ms))
+        self.bus.extend(self.drift.on_request(x, self.now_ms, self.now_ms))
         self.controller.on_request(x)
         for model, replicas in self.replicas.items():
             owner = replicas[p % self.cfg.replicas]
@@ -153,10 +160,10 @@ class InMemoryPipeline:
                     if rep is not owner:
                         rep.on_peer_request(p, request)
         while self.later and self.later[0][0] <= self.now_ms:
-            self.bus.extend(self.later.pop(0)[1])
+            self.bus.extend(heapq.heappop(self.later)[2])
         if self.now_ms >= self.next_tick_ms:
             self.next_tick_ms += int(self.cfg.tick_s * 1000)
-            self.bus.extend(self.controller.tick(self.now_ms))
+            self._emit(self.controller.tick(self.now_ms))
             self.bus.extend(self.aggregator.tick(self.now_ms / 1000, self.now_ms))  # rounds missing metrics
         self._deliver()
         return served
@@ -164,7 +171,20 @@ class InMemoryPipeline:
     def _deliver(self) -> None:
         while self.bus:
             o = self.bus.popleft()
-            self.bus.extend(self._route(o))
+            self._emit(self._route(o))
+
+    def _emit(self, outputs: list[Output]) -> None:
+        """Put a stage's outputs on the bus; the markers into the request partitions reach the
+        hosts ``control_delay_s`` later."""
+        delay = int(self.cfg.control_delay_s * 1000)
+        for o in outputs:
+            if delay and o.record == "RoutingWeights" and o.partition is not None:
+                self._later(self.now_ms + delay, [o])
+            else:
+                self.bus.append(o)
+
+    def _later(self, due_ms: int, outputs: list[Output]) -> None:
+        heapq.heappush(self.later, (due_ms, next(self.seq), outputs))
 
     def _route(self, o: Output) -> list[Output]:
         # a record reaches a stage as the shells' decode hands it over: typed by its name at run time
@@ -179,7 +199,7 @@ class InMemoryPipeline:
             return []
         if o.record == "HpoTrigger":
             self.log["triggers"].append(v)
-            self.later.append((now + int(self.cfg.hpo_latency_s * 1000), self._hpo_round(v)))
+            self._later(now + int(self.cfg.hpo_latency_s * 1000), self._hpo_round(v))
             return []
         if o.record == "TrialMetric":
             return self.aggregator.on_metric(v, now / 1000, now)
@@ -222,7 +242,8 @@ class InMemoryPipeline:
                     if refused:
                         raise RuntimeError(refused)
             for rep, rounds in zip(replicas, self.rounds[model], strict=True):
-                outcome = rounds.agent.run_round(trigger["round_id"], dict(rep.config), list(rep.window.events))
+                events = rep.window.as_of(trigger["as_of"])
+                outcome = rounds.agent.run_round(trigger["round_id"], dict(rep.config), events)
                 out += rounds.metrics(trigger, outcome)
                 rep.epsilon_spent = rounds.agent.ledger.max_loss
                 if outcome.status != "ok":

@@ -3,6 +3,8 @@ accuracy once labels are known), drift signals, routing weights, HPO rounds, sha
 
 from __future__ import annotations
 
+import bisect
+import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,6 +18,8 @@ from fedrift.topics import (
     FEEDBACK,
     HPO_AGGREGATES,
     HPO_METRICS,
+    HPO_TRIGGERS,
+    MODEL_STATUS,
     PREDICTIONS,
     REQUESTS,
     ROUTING_WEIGHTS,
@@ -31,10 +35,13 @@ class PipelineView:
     served: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # id -> (model, prediction)
     drift: list[dict] = field(default_factory=list)
     weights: list[tuple[int, dict]] = field(default_factory=list)  # (predictions seen, weights)
+    triggers: list[dict] = field(default_factory=list)
     aggregates: list[dict] = field(default_factory=list)
     metrics: list[dict] = field(default_factory=list)
     deployments: list[dict] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, dict, dict]] = field(default_factory=list)
+    host_lags_ms: list[int] = field(default_factory=list)  # per prediction: sent minus the request's event time
+    status_times: list[int] = field(default_factory=list)  # when each ModelStatus was sent
 
     @property
     def n_predicted(self) -> int:
@@ -59,6 +66,28 @@ class PipelineView:
             if rid in self.requests and self.requests[rid][1] is not None
         ]
         return sorted(out)
+
+    def hpo_latency_s(self) -> float | None:
+        """Mean seconds from an HPO trigger to the SHADOW_START deployments of its round: how long the
+        hosts took to optimise and the aggregator to decide (the simulator's ``hpo_latency_s``)."""
+        started = {t["round_id"]: t["time"] for t in self.triggers}
+        waits = [(d["time"] - started[d["round_id"]]) / 1000 for d in self.deployments
+                 if d["action"] == "SHADOW_START" and d.get("round_id") in started]
+        return sum(waits) / len(waits) if waits else None
+
+    def control_delay_s(self) -> float | None:
+        """Median seconds from a request to routing weights that count it: the hosts' lag behind
+        the stream (a prediction sent minus its request's event time) plus the controller's (its
+        weights' time minus the newest status sent before them). The simulator's ``control_delay_s``."""
+        statuses = sorted(self.status_times)
+        reactions = []
+        for _, w in self.weights:
+            i = bisect.bisect_right(statuses, w["time"])
+            if i:
+                reactions.append(w["time"] - statuses[i - 1])
+        if not self.host_lags_ms or not reactions:
+            return None
+        return (statistics.median(self.host_lags_ms) + statistics.median(reactions)) / 1000
 
     def shadow_state(self) -> str:
         state: dict[str, str] = {}
@@ -91,7 +120,9 @@ class PipelineMonitor:
             ROUTING_WEIGHTS,
             HPO_AGGREGATES,
             HPO_METRICS,
+            HPO_TRIGGERS,
             DEPLOYMENTS,
+            MODEL_STATUS,
         )
         self.topics = {catalog.name(b): b for b in bases}
         self.records = {t: catalog.record_of(t) for t in self.topics}  # each topic's own record
@@ -128,10 +159,15 @@ class PipelineMonitor:
         elif base == PREDICTIONS:
             v.predictions[value["request_id"]] += 1
             v.served[value["request_id"]] = (value["model"], value["prediction"])
+            v.host_lags_ms.append(msg.timestamp()[1] - value["event_time"])
+        elif base == MODEL_STATUS:
+            v.status_times.append(msg.timestamp()[1])
         elif base == DRIFT_SIGNALS:
             v.drift.append(value)
         elif base == ROUTING_WEIGHTS:
             v.weights.append((v.n_predicted, value))  # takes effect about where serving has got to
+        elif base == HPO_TRIGGERS:
+            v.triggers.append(value)
         elif base == HPO_AGGREGATES:
             v.aggregates.append(value)
         elif base == HPO_METRICS:

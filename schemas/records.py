@@ -71,16 +71,6 @@ class DriftSignal(TypedDict):
     top_features: list[FeatureShift]
 
 
-class HpoTrigger(TypedDict):
-    """Start one round of federated hyperparameter optimisation."""
-
-    round_id: str
-    time: int
-    reason: str
-    drift_score: float
-    models: list[str]
-
-
 class LeaderboardEntry(TypedDict):
     """LeaderboardEntry"""
 
@@ -274,3 +264,15 @@ class ModelStatus(TypedDict):
     learned_digest: str
     n_peer_learned: int
     peer_digest: str
+
+
+class HpoTrigger(TypedDict):
+    """Start one round of federated hyperparameter optimisation. v2 adds as_of: hosts tune on
+    their data up to the drift, however late the trigger reaches them."""
+
+    round_id: str
+    time: int
+    reason: str
+    drift_score: float
+    models: list[str]
+    as_of: int

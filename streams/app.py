@@ -6,13 +6,15 @@ serializers), so Faust and confluent-kafka processes read and write exactly the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.types import RecordMetadata
 
 from fedrift.access import faust_app_id
 from fedrift.config import Settings
@@ -103,17 +105,24 @@ async def decoded_batches(stream, record: str, max_batch: int = 1000, within: fl
 
 async def send(
     topics: RawTopics, topic: str, record: str, value: Mapping[str, Any], key: str, partition: int | None = None
-):
-    """Encode with the shared codec and send through Faust's producer; wait for the broker's ack
-    (Faust's own flush never raises, so an unchecked send could be lost silently)."""
-    fut = await topics.get(topic).send(key=key.encode(), value=codec().encode(record, value), partition=partition)
-    await fut
+) -> Awaitable[RecordMetadata]:
+    """Encode with the shared codec and hand the record to Faust's producer; the returned future
+    is the broker's ack, to be awaited (Faust's own flush never raises, so an unchecked send could
+    be lost silently)."""
+    return await topics.get(topic).send(key=key.encode(), value=codec().encode(record, value), partition=partition)
 
 
 async def send_outputs(topics: RawTopics, outputs: list[Output]) -> None:
-    """Send what a core stage emitted, each to its catalog topic (and partition, if it names one)."""
-    for o in outputs:
+    """Send what a core stage emitted, each to its catalog topic (and partition, if it names one),
+    then wait for every ack: one round trip for the lot, not one per record. A weights update is a
+    marker per request partition and a ``routing.weights`` record; sent one ack at a time, the
+    controller fell behind the hosts' statuses at a cold start (its first weights reached the
+    requests 3 s late on the 2-core machine). Records of one partition keep their order."""
+    acks = [
         await send(topics, topics.catalog.name(o.topic), o.record, o.value, o.key, partition=o.partition)
+        for o in outputs
+    ]
+    await asyncio.gather(*acks)
 
 
 @dataclass

@@ -27,7 +27,7 @@ def register_drift(
     async def inputs(stream):
         async for batch in decoded_batches(stream, "InferenceRequest"):
             for request in batch:
-                await send_outputs(topics, stage.on_request(request["features"], now_ms()))
+                await send_outputs(topics, stage.on_request(request["features"], now_ms(), request["event_time"]))
 
     @app.agent(topics.get(catalog.name(MODEL_STATUS)), name="drift-outcomes")
     async def outcomes(stream):

@@ -33,7 +33,8 @@ SAMPLES: dict[str, dict] = {
         "components": {"hst": 0.9, "pca": 1.5},
         "top_features": [{"feature": "x0", "shift": 0.7}],
     },
-    "HpoTrigger": {"round_id": "round-1", "time": 4, "reason": "input drift", "drift_score": 2.5, "models": ["hat"]},
+    "HpoTrigger": {"round_id": "round-1", "time": 4, "reason": "input drift", "drift_score": 2.5, "models": ["hat"],
+                    "as_of": -1},
     "TrialMetric": {
         "round_id": "round-1",
         "model": "hat",

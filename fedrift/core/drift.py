@@ -38,6 +38,8 @@ class DriftConfig:
     pca_variance: float = 0.9
     psi_bins: int = 10
     error_delta: float = 0.002  # ADWIN confidence for the error-rate detector
+    error_quorum: int = 1  # hosts whose error detectors must agree before an error-drift trigger ...
+    error_quorum_window: int = 1000  # ... within this many requests (fewer hosts known: all of them)
     top_k: int = 3
 
 

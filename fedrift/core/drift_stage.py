@@ -5,12 +5,23 @@ trigger policy fires.
 Nobody knows the right hyperparameters at start-up either: once ``cold_start_at`` requests have
 passed without a drift trigger, one round is triggered anyway (``reason`` "cold start").
 
+A host's error-drift flag triggers only once ``error_quorum`` hosts have flagged within
+``error_quorum_window`` requests. One (the default) keeps every detector's sensitivity: a mild
+drift may raise one replica's error only (SEA's second concept change: one of nine detectors).
+More suits a large fleet, where one replica's bad spell (a tree's poor split) raises lone alarms
+that an abrupt concept change, raising every model's error at once, would not need.
+
 Round ids are ``<round_prefix>-<position>-<n>``: the prefix tells apart the rounds of two runs of
 the analyzer (a restart counts positions from zero again), the counter two triggers of one run.
 
->>> stage = DriftStage(DriftAnalyzer(), name="drift", round_prefix="p")
->>> stage.on_status({"error_drift": False, "window_quality": 0.9}, now_ms=0)
+>>> from fedrift.core.drift import DriftConfig
+>>> stage = DriftStage(DriftAnalyzer(DriftConfig(error_quorum=2)), name="drift", round_prefix="p")
+>>> stage.on_status({"host": "a-0", "error_drift": False, "window_quality": 0.9}, now_ms=0)
 []
+>>> stage.on_status({"host": "b-0", "error_drift": True, "window_quality": 0.7}, now_ms=0)  # alone
+[]
+>>> [o.record for o in stage.on_status({"host": "a-0", "error_drift": True, "window_quality": 0.7}, now_ms=0)]
+['DriftSignal', 'HpoTrigger']
 """
 
 from __future__ import annotations
@@ -33,9 +44,13 @@ class DriftStage:
         self.cold_start_at = cold_start_at  # requests before the cold-start round; 0 = none
         self.triggers = 0
         self.requests = 0
+        self.as_of = -1  # the newest request event time seen: the data a trigger's round tunes on
+        self.hosts: set[str] = set()  # hosts that have reported
+        self.flags: dict[str, int] = {}  # host -> request count at its latest error-drift flag
 
-    def on_request(self, features: list[float], now_ms: int) -> list[Output]:
+    def on_request(self, features: list[float], now_ms: int, event_time: int = -1) -> list[Output]:
         self.requests += 1
+        self.as_of = max(self.as_of, event_time)
         report = self.analyzer.update(features)
         out = [] if report is None else self._publish(report, now_ms)
         if self.requests == self.cold_start_at and self.triggers == 0:
@@ -43,9 +58,22 @@ class DriftStage:
         return out
 
     def on_status(self, status: ModelStatus, now_ms: int) -> list[Output]:
+        host = status["host"]
+        self.hosts.add(host)
         if not status["error_drift"]:
             return []
-        report = self.analyzer.outcome_drift({"error_drift_host": 1.0, "window_quality": status["window_quality"]})
+        cfg = self.analyzer.config
+        self.flags[host] = self.requests
+        agreeing = sum(self.requests - at <= cfg.error_quorum_window for at in self.flags.values())
+        if agreeing < min(cfg.error_quorum, len(self.hosts)):
+            log.info("%s reports error drift at request %d: %d of %d host(s) agree", host, self.requests,
+                     agreeing, cfg.error_quorum)
+            return []
+        self.flags.clear()
+        report = self.analyzer.outcome_drift({"error_drift_hosts": float(agreeing),
+                                              "window_quality": status["window_quality"]})
+        log.info("%s reports error drift at %d, %d host(s) agree (%s)", host, report.position, agreeing,
+                 "trigger" if report.triggered else "within the cooldown")
         return self._publish(report, now_ms)
 
     def _publish(self, report: DriftReport, now_ms: int) -> list[Output]:
@@ -69,7 +97,7 @@ class DriftStage:
         self.triggers += 1
         round_id = f"{self.round_prefix}-{position}-{self.triggers}"
         trigger: HpoTrigger = {"round_id": round_id, "time": now_ms, "reason": reason, "drift_score": score,
-                               "models": []}
+                               "models": [], "as_of": self.as_of}
         log.info("%s at %d (score %.2f): HPO %s", reason, position, score, round_id)
         return Output(HPO_TRIGGERS, "HpoTrigger", trigger, "*")
 

@@ -80,13 +80,35 @@ def shared_design(family: ModelFamily, round_id: str, n: int) -> list[dict]:
 
 
 class LocalWindow:
-    """The replica's own recent labelled events, in arrival order, with their stream positions."""
+    """The replica's own recent labelled events, in arrival order, with their stream positions
+    and the event times of their requests.
+
+    >>> w = LocalWindow(3)
+    >>> for t in (10, 20, 30, 40):
+    ...     w.add(t // 10, [float(t)], 1, event_time=t)
+    >>> [p for p, _, _ in w.as_of(35)], len(w.as_of(-1)), len(w.as_of(5))
+    ([2, 3], 3, 3)
+    """
 
     def __init__(self, size: int) -> None:
         self.events: deque[tuple[int, list[float], int]] = deque(maxlen=size)
+        self.times: deque[int] = deque(maxlen=size)
 
-    def add(self, position: int, x: list[float], y: int) -> None:
+    def add(self, position: int, x: list[float], y: int, event_time: int = 0) -> None:
         self.events.append((position, x, y))
+        self.times.append(event_time)
+
+    def as_of(self, event_time: int) -> list[tuple[int, list[float], int]]:
+        """The events up to the last one whose request is no newer than ``event_time`` (a
+        trigger's data time): a round tunes on the data its drift was seen on, however late the
+        trigger reaches this host. The whole window when ``event_time`` is negative or when
+        every event is newer (there is nothing older left to tune on)."""
+        events = list(self.events)
+        if event_time >= 0:
+            for i in range(len(self.times) - 1, -1, -1):
+                if self.times[i] <= event_time:
+                    return events[: i + 1]
+        return events
 
     def __len__(self) -> int:
         return len(self.events)

@@ -90,6 +90,7 @@ class Pending:
     shadow_prediction: int | None
     production_latency_ms: float
     shadow_latency_ms: float
+    event_time: int = 0  # the request's: an HPO round tunes on the events up to its trigger's time
 
 
 def mirrored(request_id: str, fraction: float) -> bool:
@@ -179,7 +180,7 @@ class ModelReplica:
         out = []
         if serving == self.cfg.model:
             out.append(self._prediction(request, prediction, proba, latency, partition))
-        pending = Pending(x, prediction, shadow_pred, latency, shadow_latency)
+        pending = Pending(x, prediction, shadow_pred, latency, shadow_latency, request["event_time"])
         label = request["label"] if request["label"] is not None else self.early.pop(rid, (None, 0))[0]
         if label is not None:
             return out + self._learn(rid, pending, label)
@@ -251,6 +252,8 @@ class ModelReplica:
         self.n_correct += bool(correct)
         if self.errors.update(int(not correct)):
             self.error_drift = True
+            log.info("%s: error rate up to %.3f after %d own labelled events (%d from peers)", self.cfg.host_id,
+                     self.errors.error_rate, self.n_learned + 1, self.n_peer_learned)
         if p.shadow_prediction is not None and self.shadow_config is not None:
             out.append(self._shadow_result(rid, p, p.shadow_prediction, config_id(self.shadow_config), label))
         self._guarded(self.production.learn_one, p.x, label)
@@ -259,7 +262,7 @@ class ModelReplica:
         self.sketch.add(p.x)
         self.n_learned += 1
         self.learned_digest = (self.learned_digest + id_digest(rid)) % 2**64
-        self.window.add(self.n_learned, p.x, label)
+        self.window.add(self.n_learned, p.x, label, p.event_time)
         if evidence_due(self.n_learned, self.n_reported, self.cfg.status_every):
             out.append(self.status())
         return out

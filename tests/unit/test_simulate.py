@@ -69,3 +69,16 @@ def test_shared_training_makes_every_replica_learn_every_labelled_request_once()
             for r in replicas:
                 assert r.n_learned + r.n_peer_learned == (1200 if shared else r.n_learned)
                 assert 0 < r.n_learned < 1200 and len(r.window.events) <= r.n_learned
+
+
+def test_routing_weights_reach_the_hosts_control_delay_s_after_the_controller_sent_them():
+    def versions(delay: float) -> tuple[int, int]:
+        cfg = SimConfig.from_settings(Settings(models=("linear", "gnb")), seed=1, rate=100.0, control_delay_s=delay)
+        pipe = run(synthetic("sea", 300, seed=1), cfg).pipeline
+        hosts = min(max(rt.version for rt in r.partitions.values()) for reps in pipe.replicas.values() for r in reps)
+        return pipe.log["weights"][-1][1]["version"], hosts
+
+    sent, applied = versions(0.0)
+    assert applied == sent
+    sent, applied = versions(1.0)  # a second is 100 requests here, and weights change every few at first
+    assert 0 < applied < sent

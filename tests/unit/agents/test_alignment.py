@@ -21,14 +21,14 @@ def _chunks(n_partitions: int, n: int, chunk: int, seed: int):
 
 
 def test_chunked_partitions_come_out_in_time_order_while_the_consumer_is_behind():
-    buf = TimeAligned(cap=10_000)
+    buf = TimeAligned(cap=10_000, idle_ms=0)
     buf.watch(range(3))
     out = []
     for fetch in _chunks(3, 3000, chunk=200, seed=1):
         buf.add(fetch)
         out += buf.take(500, drained=False)
     out += buf.take(10_000, drained=True)
-    assert out == list(range(3000))
+    assert out == list(range(3000)) and buf.inversions == 0
 
 
 def test_without_alignment_the_same_fetches_are_far_out_of_order():
@@ -37,12 +37,41 @@ def test_without_alignment_the_same_fetches_are_far_out_of_order():
     assert max(abs(i - t) for i, t in enumerate(flat)) > 100
 
 
-def test_an_idle_partition_holds_nothing_back_once_the_consumer_is_drained():
-    buf = TimeAligned(cap=10_000)
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_idle_partition_holds_a_drained_consumer_back_for_idle_ms_at_most():
+    clock = Clock()
+    buf = TimeAligned(cap=10_000, idle_ms=100, clock=clock)
     buf.watch(range(3))  # partition 2 never delivers
     buf.add([(0, 1, "a"), (1, 2, "b")])
     assert buf.take(10, drained=False) == []
-    assert buf.take(10, drained=True) == ["a", "b"]
+    assert buf.take(10, drained=True) == []
+    clock.now = 0.1
+    assert buf.take(10, drained=True) == ["a", "b"] and buf.inversions == 0
+    buf.add([(2, 0, "late")])  # past idle_ms: handled late, and counted
+    clock.now = 0.2
+    assert buf.take(10, drained=True) == ["late"] and buf.inversions == 1
+
+
+def test_an_older_record_in_transit_within_idle_ms_goes_first_though_the_consumer_was_drained():
+    clock = Clock()
+    buf = TimeAligned(cap=10_000, idle_ms=100, clock=clock)
+    buf.watch(range(3))
+    buf.add([(0, 10, "a10")])
+    assert buf.take(10, drained=True) == []
+    clock.now = 0.05
+    buf.add([(1, 5, "b5"), (2, 12, "c12")])
+    assert buf.take(10, drained=True) == ["b5"]
+    clock.now = 0.1
+    assert buf.take(10, drained=True) == ["a10"]
+    clock.now = 0.2
+    assert buf.take(10, drained=True) == ["c12"]
 
 
 def test_the_cap_bounds_what_an_idle_partition_can_hold_back():
@@ -63,7 +92,7 @@ def test_clear_forgets_the_buffer_and_what_each_partition_delivered():
 def test_a_label_waits_for_its_request_even_when_fetched_first():
     """A label released (and committed) before its request would, after a restart, be replayed
     silently while its request is handled live: the shadow result of that pair would be lost."""
-    buf = TimeAligned(cap=1000)
+    buf = TimeAligned(cap=1000, idle_ms=0)
     buf.watch(["req0", "req1"])
     buf.add([("labels", 12, "label of r1"), ("req0", 10, "r0"), ("req0", 20, "r2")])
     assert buf.take(10, drained=False) == []  # req1 has delivered nothing: r1 (t=11) may be there
@@ -77,3 +106,11 @@ def test_unwatched_partitions_hold_nothing_back():
     buf.watch(["req"])
     buf.add([("req", 5, "a"), ("labels", 1, "l")])
     assert buf.take(10, drained=False) == ["l", "a"]
+
+
+def test_a_record_older_than_its_own_predecessor_is_in_its_place_not_an_inversion():
+    """A routing-weights marker carries its writer's clock: older than the requests before it."""
+    buf = TimeAligned(cap=100, idle_ms=0)
+    buf.watch(range(2))
+    buf.add([(0, 10, "r10"), (0, 5, "marker"), (1, 12, "r12")])
+    assert buf.take(10, drained=True) == ["r10", "marker", "r12"] and buf.inversions == 0

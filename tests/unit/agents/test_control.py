@@ -68,7 +68,7 @@ class _Finished:
         from fedrift.core.records import Output
         return [Output("hpo.metrics", "TrialMetric", {"round_id": trigger["round_id"]}, "linear")]
 
-    def start_next(self, events, config):
+    def start_next(self, window, config):
         pass
 
 

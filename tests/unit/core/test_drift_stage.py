@@ -1,8 +1,9 @@
-"""The drift stage's cold-start round: one HPO trigger after ``cold_start_at`` quiet requests."""
+"""The drift stage: one cold-start round after ``cold_start_at`` quiet requests; error-drift flags
+trigger only once a quorum of hosts agrees."""
 
 from __future__ import annotations
 
-from fedrift.core.drift import DriftReport
+from fedrift.core.drift import DriftAnalyzer, DriftConfig, DriftReport
 from fedrift.core.drift_stage import DriftStage
 
 
@@ -32,3 +33,51 @@ def test_one_round_runs_after_the_cold_start_period_without_drift():
 def test_no_cold_start_round_after_a_drift_round_or_when_off():
     assert [t["reason"] for t in _triggers(DriftStage(QuietAnalyzer((3,)), "d", "p", 5), 20)] == ["input drift"]
     assert _triggers(DriftStage(QuietAnalyzer(), "d", "p", cold_start_at=0), 20) == []
+
+
+def _status(host: str, flagged: bool) -> dict:
+    return {"host": host, "error_drift": flagged, "window_quality": 0.8}
+
+
+def _flag_triggers(stage: DriftStage, script: list[tuple[int, str]], n: int) -> list[int]:
+    """Feed ``n`` requests; after request i, each host named for i reports an error-drift flag."""
+    flags: dict[int, list[str]] = {}
+    for at, host in script:
+        flags.setdefault(at, []).append(host)
+    fired = []
+    for i in range(1, n + 1):
+        stage.on_request([0.0], i)
+        for host in flags.get(i, []):
+            fired += [i for o in stage.on_status(_status(host, True), i) if o.record == "HpoTrigger"]
+    return fired
+
+
+def _stage(quorum: int = 2, window: int = 100) -> DriftStage:
+    stage = DriftStage(DriftAnalyzer(DriftConfig(error_quorum=quorum, error_quorum_window=window, cooldown=50)),
+                       "d", "p")
+    for host in ("a-0", "a-1", "b-0"):
+        stage.on_status(_status(host, False), 0)
+    return stage
+
+
+def test_a_lone_error_flag_does_not_trigger():
+    assert _flag_triggers(_stage(), [(10, "a-0"), (300, "b-0")], 400) == []
+
+
+def test_a_second_host_flagging_within_the_window_triggers_once():
+    assert _flag_triggers(_stage(), [(10, "a-0"), (60, "b-0"), (70, "a-1")], 200) == [60]
+
+
+def test_the_same_host_flagging_twice_is_not_a_quorum():
+    assert _flag_triggers(_stage(), [(10, "a-0"), (20, "a-0")], 100) == []
+
+
+def test_with_one_host_known_its_flag_is_enough():
+    stage = DriftStage(DriftAnalyzer(DriftConfig(error_quorum=2)), "d", "p")
+    assert _flag_triggers(stage, [(5, "solo-0")], 10) == [5]
+
+
+def test_a_trigger_names_the_newest_request_time_the_analyzer_had_seen():
+    stage = DriftStage(QuietAnalyzer(), "d", "p", cold_start_at=3)
+    outputs = [o for t in (100, 300, 200) for o in stage.on_request([0.0], 0, event_time=t)]
+    assert [o.value["as_of"] for o in outputs if o.record == "HpoTrigger"] == [300]

@@ -197,3 +197,11 @@ def test_labels_ahead_of_their_requests_are_held_then_paced_and_orphans_expire()
     rep.on_label("never-requested", 1, time_ms=200)
     rep.on_request(0, {"id": "later", "event_time": 0, "features": [1.0, 2.0, 3.0], "label": 1}, time_ms=1300)
     assert "never-requested" not in rep.early  # the requests are past it by the horizon: an orphan
+
+
+def test_the_hpo_window_as_of_a_trigger_holds_the_events_up_to_its_time_late_labels_included():
+    rep = _replica("gnb")
+    _feed(rep, _stream(400, late_every=5))
+    cut = rep.window.as_of(299)
+    assert [x for _, x, _ in cut] == [x for _, x, _ in list(rep.window.events)[:300]]
+    assert len(rep.window.as_of(-1)) == 400
