@@ -30,9 +30,9 @@ def _lower_priority(host_pid: int) -> None:
     die_with_parent(host_pid)
 
 
-def run_round(agent: FhpoAgent, round_id: str, config: dict, events: list) -> tuple[RoundOutcome, FhpoAgent]:
+def run_round(agent: FhpoAgent, trigger: dict, config: dict, events: list) -> tuple[RoundOutcome, FhpoAgent]:
     """One FHPO round (in the worker process); the agent is returned with its updated ledger."""
-    return agent.run_round(round_id, config, events), agent
+    return agent.run_round(trigger["round_id"], config, events, trigger["design"]), agent
 
 
 class FederatedRounds:
@@ -64,7 +64,7 @@ class FederatedRounds:
         executor = self.warm()
         trigger = self.waiting.pop(0)
         events = window.as_of(trigger["as_of"])
-        self.running = (trigger, executor.submit(run_round, self.agent, trigger["round_id"], config, events))
+        self.running = (trigger, executor.submit(run_round, self.agent, trigger, config, events))
 
     def warm(self) -> ProcessPoolExecutor:
         """Start the worker process now (it imports the model libraries), not at the first drift."""

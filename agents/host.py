@@ -28,24 +28,25 @@ import signal
 import time
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from agents import checkpoint
 from agents import keys as host_keys
 from agents.alignment import TimeAligned
 from agents.control import HostControl
 from agents.federated import FederatedRounds
+from agents.recovery import HostRecovery, by_partition
 from fedrift.access import host_role
 from fedrift.config import Settings
 from fedrift.connection import connect
 from fedrift.core.fhpo import FhpoAgent, FhpoConfig
 from fedrift.core.masking import SecureAggregation
 from fedrift.core.models import FAMILIES
-from fedrift.core.privacy import ALL, PrivacyLedger
+from fedrift.core.privacy import PrivacyLedger
 from fedrift.core.records import Output
 from fedrift.core.replica import ModelReplica, ReplicaConfig
-from fedrift.kafka_io import TXN_TIMEOUT_S, dead_letter, exit_if_hung, now_ms, producer_config, read_compacted, retrying
-from fedrift.topics import DEPLOYMENTS, FEEDBACK, HOST_PROGRESS, REQUESTS, TopicCatalog, deployments_in_force
+from fedrift.kafka_io import TXN_TIMEOUT_S, dead_letter, exit_if_hung, now_ms, producer_config, retrying
+from fedrift.topics import FEEDBACK, HOST_PROGRESS, REQUESTS, TopicCatalog
 from schemas import RecordError, codec
 from schemas.records import HostProgress
 
@@ -70,7 +71,7 @@ def replica_config(settings: Settings, model: str, replica: int) -> ReplicaConfi
     )
 
 
-class ModelHost(HostControl):
+class ModelHost(HostControl, HostRecovery):
     def __init__(self, settings: Settings, model: str, replica: int, fhpo: FhpoConfig | None = None) -> None:
         if model not in FAMILIES:
             raise ValueError(f"unknown model {model!r}; the pool has {sorted(FAMILIES)}")
@@ -190,140 +191,6 @@ class ModelHost(HostControl):
     def stop(self) -> None:
         self.running = False
 
-    def recover(self) -> None:
-        """Load the last checkpoint (or start fresh from the beginning of every input partition),
-        re-apply the deployments in force, and replay up to the committed offsets silently."""
-        refused = False
-        try:
-            state = checkpoint.load(self.state_path)
-        except checkpoint.CheckpointRefused as exc:
-            log.error("%s; host %s starts from the stream, its past records' ε budget counted as spent",
-                      exc, self.host_id)  # see _settle_lost_ledger
-            state, refused = None, True
-        if state is not None:
-            checkpoint.check_topology(state.replica.cfg, self.cfg, self.state_path)
-            state.replica.cfg = self.cfg  # other settings (cadences, limits) may change across restarts
-            self.replica_state, offsets = state.replica, state.offsets
-            self.rounds.agent.ledger = state.ledger
-            self.rounds.restore(state.rounds)
-            log.info("host %s restored its checkpoint (%d labels learned)", self.host_id, state.replica.n_learned)
-        else:
-            self.replica_state, offsets = ModelReplica(self.family, self.cfg), {}
-        partitions = self._inputs()
-        if state is not None and state.n_partitions not in (None, self.n_partitions):
-            raise checkpoint.TopologyChanged(
-                f"host {self.host_id}: {self.requests} has {self.n_partitions} partitions, its checkpoint "
-                f"{self.state_path} was made with {state.n_partitions}: labels would hash elsewhere than their requests"
-            )
-        for d in deployments_in_force(read_compacted(self.conn, self.catalog.name(DEPLOYMENTS)).values()):
-            if d["model"] == self.model:
-                self._deploy(d)
-        self.replay_until = self._replay_bounds(partitions, offsets)
-        if checkpoint.ledger_lost(refused, state is not None, self.replay_until):
-            self.rounds.agent.ledger.exhaust_before(ALL)  # nothing may be scored until the replay ends
-            self.ledger_recount = True
-        log.info(
-            "host %s resumes at %s and replays silently up to %s",
-            self.host_id,
-            _by_partition(offsets),
-            _by_partition(self.replay_until),
-        )
-        start = [TopicPartition(tp.topic, tp.partition, self._start_offset(tp, offsets, state is not None))
-                 for tp in partitions]
-        if not self.settings.shared_training:
-            self.replica_state.peer_pending.clear()  # peers' requests it will never see the labels of
-        self.consumer.assign(start)
-        self.consumer.resume(start)  # a partition paused before stays paused across assign()
-        self.aligned.clear()  # what it held is read again from ``start``
-        self.aligned.watch((tp.topic, tp.partition) for tp in partitions if tp.topic == self.requests)
-        self.labels_paused = False
-        self._warn_if_truncated(start)
-        self.positions = {(tp.topic, tp.partition): tp.offset for tp in start}
-
-    def _start_offset(self, tp: TopicPartition, offsets: dict[tuple[str, int], int], restored: bool) -> int:
-        """Where to read ``tp`` from: the checkpoint's position; a host starting fresh reads
-        everything. A peer partition its checkpoint does not know (shared training switched on
-        since) is read from its end: its history was learned by no one here, and reading it from
-        the start would learn what an earlier run already did twice (beyond the remembered ids)."""
-        if (tp.topic, tp.partition) in offsets or not restored or tp.partition in self.owned:
-            return offsets.get((tp.topic, tp.partition), OFFSET_BEGINNING)
-        log.warning("host %s: %s/%d is new to its checkpoint (shared training switched on): learning it from "
-                    "its end", self.host_id, tp.topic, tp.partition)
-        return OFFSET_END
-
-    def _replay_bounds(
-        self, partitions: list[TopicPartition], offsets: dict[tuple[str, int], int], within_s: float = 120.0
-    ) -> dict[tuple[str, int], int]:
-        """What the last committed transaction read up to: the host's progress record (committed
-        with that transaction's outputs; ``init_transactions`` has decided any transaction left
-        open) and the group's committed offsets, the later of the two per partition. Asked again
-        while that is behind the checkpoint."""
-        deadline = time.monotonic() + within_s
-        while True:
-            fetched = retrying(lambda: self.consumer.committed(partitions, timeout=10), "committed offsets")
-            failed = [tp for tp in fetched if tp.error is not None]
-            try:
-                if failed:
-                    raise checkpoint.StaleCommit(f"offset fetch failed for {failed}")
-                committed = {(tp.topic, tp.partition): tp.offset for tp in fetched}
-                progress = self._committed_progress()
-                if any(o > committed.get(tp, -1) for tp, o in progress.items()):
-                    log.warning(
-                        "host %s: committed offsets %s behind the progress record %s",
-                        self.host_id,
-                        _by_partition(committed),
-                        _by_partition(progress),
-                    )
-                return checkpoint.replay_bounds(offsets, checkpoint.later(committed, progress))
-            except (checkpoint.StaleCommit, TimeoutError) as exc:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("host %s: %s; asking again", self.host_id, exc)
-                time.sleep(1.0)
-
-    def _committed_progress(self) -> dict[tuple[str, int], int]:
-        topic = self.catalog.name(HOST_PROGRESS)
-        latest = read_compacted(self.conn, topic, complete=True)
-        mine = latest.get(self.host_id) or {"offsets": []}
-        return {(o["topic"], o["partition"]): o["offset"] for o in mine["offsets"]}
-
-    def _warn_if_truncated(self, start: list[TopicPartition]) -> None:
-        """Say so when retention deleted records this host had not read (it resumes at the log
-        start: those requests are not answered, their labels not learned)."""
-        for tp in start:
-            if tp.offset < 0:
-                continue
-            low, _ = retrying(lambda tp=tp: self.consumer.get_watermark_offsets(tp, timeout=10), "watermarks")
-            if low > tp.offset:
-                log.error("host %s: %s/%d offsets %d..%d were deleted by retention before this host read them",
-                          self.host_id, tp.topic, tp.partition, tp.offset, low - 1)
-
-    def _inputs(self) -> list[TopicPartition]:
-        def count(topic: str) -> int:
-            md = retrying(lambda: self.consumer.list_topics(topic, timeout=10), f"metadata of {topic}")
-            parts = md.topics[topic].partitions
-            if not parts:
-                raise KafkaException(f"topic {topic} has no partitions (does it exist?)")
-            return len(parts)
-
-        n = self.n_partitions = count(self.requests)
-        if count(self.feedback) != n:
-            raise KafkaException(f"{self.feedback} must have as many partitions as {self.requests} ({n})")
-        self.owned = [p for p in range(n) if p % self.settings.replicas == self.replica]
-        read = list(range(n)) if self.settings.shared_training else self.owned
-        self.feedback_partitions = [TopicPartition(self.feedback, p) for p in read]
-        return [TopicPartition(self.requests, p) for p in read] + self.feedback_partitions
-
-    def _settle_lost_ledger(self) -> None:
-        """Once the replay after a lost ledger is over, the records learned again hold window
-        positions up to ``learned_in_replay``: their budget counts as spent, later ones are new."""
-        if self.ledger_recount and all(self.positions.get(tp, -1) >= o for tp, o in self.replay_until.items()):
-            n = self.learned_in_replay
-            self.rounds.agent.ledger.exhaust_before(n + 1)
-            self.ledger_recount = False
-            log.warning("host %s replayed its history without its ε ledger: positions up to %d count as spent",
-                        self.host_id, n)
-
     def _checkpoint(self) -> None:
         state = checkpoint.HostState(self.replica_state, self.rounds.agent.ledger, dict(self.positions),
                                      self.rounds.memory(), self.n_partitions)
@@ -352,7 +219,7 @@ class ModelHost(HostControl):
             if self.failed_in_a_row >= MAX_FAILED_TRANSACTIONS:
                 raise RuntimeError(
                     f"host {self.host_id}: {self.failed_in_a_row} transactions in a row failed ({exc}) at "
-                    f"{_by_partition(self.positions)}; exiting (the supervisor restarts it and reports a crash loop)"
+                    f"{by_partition(self.positions)}; exiting (the supervisor restarts it and reports a crash loop)"
                 ) from exc
             log.warning("host %s: transaction failed (%s); recovering from the checkpoint", self.host_id, exc)
             retrying(lambda: self._txn(self.producer.abort_transaction), "abort_transaction")
@@ -430,6 +297,3 @@ class ModelHost(HostControl):
         for o in outputs:
             self.producer.produce(self.catalog.name(o.topic), self.codec.encode(o.record, o.value), o.key.encode())
 
-
-def _by_partition(offsets: dict[tuple[str, int], int]) -> str:
-    return ", ".join(f"{t.rsplit('.', 1)[-1]}/{p}={o}" for (t, p), o in sorted(offsets.items())) or "nothing"

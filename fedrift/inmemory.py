@@ -243,7 +243,7 @@ class InMemoryPipeline:
                         raise RuntimeError(refused)
             for rep, rounds in zip(replicas, self.rounds[model], strict=True):
                 events = rep.window.as_of(trigger["as_of"])
-                outcome = rounds.agent.run_round(trigger["round_id"], dict(rep.config), events)
+                outcome = rounds.agent.run_round(trigger["round_id"], dict(rep.config), events, trigger["design"])
                 out += rounds.metrics(trigger, outcome)
                 rep.epsilon_spent = rounds.agent.ledger.max_loss
                 if outcome.status != "ok":

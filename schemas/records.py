@@ -267,8 +267,8 @@ class ModelStatus(TypedDict):
 
 
 class HpoTrigger(TypedDict):
-    """Start one round of federated hyperparameter optimisation. v2 adds as_of: hosts tune on
-    their data up to the drift, however late the trigger reaches them."""
+    """Start one round of federated hyperparameter optimisation. v2 adds as_of (hosts tune on
+    their data up to the drift, however late the trigger reaches them) and design."""
 
     round_id: str
     time: int
@@ -276,3 +276,4 @@ class HpoTrigger(TypedDict):
     drift_score: float
     models: list[str]
     as_of: int
+    design: str

@@ -34,7 +34,7 @@ SAMPLES: dict[str, dict] = {
         "top_features": [{"feature": "x0", "shift": 0.7}],
     },
     "HpoTrigger": {"round_id": "round-1", "time": 4, "reason": "input drift", "drift_score": 2.5, "models": ["hat"],
-                    "as_of": -1},
+                    "as_of": -1, "design": ""},
     "TrialMetric": {
         "round_id": "round-1",
         "model": "hat",

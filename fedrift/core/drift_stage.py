@@ -97,7 +97,8 @@ class DriftStage:
         self.triggers += 1
         round_id = f"{self.round_prefix}-{position}-{self.triggers}"
         trigger: HpoTrigger = {"round_id": round_id, "time": now_ms, "reason": reason, "drift_score": score,
-                               "models": [], "as_of": self.as_of}
+                               "models": [], "as_of": self.as_of,
+                               "design": f"{self.analyzer.seed}-{self.triggers}"}
         log.info("%s at %d (score %.2f): HPO %s", reason, position, score, round_id)
         return Output(HPO_TRIGGERS, "HpoTrigger", trigger, "*")
 

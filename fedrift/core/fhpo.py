@@ -70,11 +70,12 @@ class RoundOutcome:
     trials: list[TrialResult] = field(default_factory=list)
 
 
-def shared_design(family: ModelFamily, round_id: str, n: int) -> list[dict]:
-    """The same ``n`` Latin-hypercube points for every replica of ``family`` in ``round_id``."""
+def shared_design(family: ModelFamily, design: str, n: int) -> list[dict]:
+    """The same ``n`` Latin-hypercube points for every replica of ``family`` in a round whose
+    trigger names ``design`` (its round id when it names none)."""
     if n <= 0 or not family.space:
         return []
-    seed = int(hashlib.sha1(f"{family.name}/{round_id}".encode()).hexdigest()[:8], 16)
+    seed = int(hashlib.sha1(f"{family.name}/{design}".encode()).hexdigest()[:8], 16)
     points = Lhs(criterion="maximin", iterations=20).generate(family.space, n, random_state=seed)
     return [family.from_point(p) for p in points]
 
@@ -155,9 +156,10 @@ class FhpoAgent:
     def observe(self, position: int, x: list[float], y: int) -> None:
         self.window.add(position, x, y)
 
-    def run_round(self, round_id: str, production: dict, events: list | None = None) -> RoundOutcome:
+    def run_round(self, round_id: str, production: dict, events: list | None = None, design: str = "") -> RoundOutcome:
         """One BO round on the local window (or on ``events``, a snapshot of it taken by the caller
-        so the window can keep filling while the round runs in another thread)."""
+        so the window can keep filling while the round runs in another thread); ``design`` seeds
+        the shared candidates (the round id when empty)."""
         cfg = self.config
         events = list(self.window.events) if events is None else events
         if len(events) < cfg.min_train + cfg.holdout:
@@ -166,9 +168,8 @@ class FhpoAgent:
         span = (holdout[0][0], holdout[-1][0] + 1)
         per_metric = cfg.epsilon_quality + cfg.epsilon_latency
         shared = [clean_config({**self.family.defaults, **production})]
-        shared += [
-            c for c in shared_design(self.family, round_id, cfg.n_shared) if config_id(c) != config_id(shared[0])
-        ]
+        designed = shared_design(self.family, design or round_id, cfg.n_shared)
+        shared += [c for c in designed if config_id(c) != config_id(shared[0])]
         outcome = RoundOutcome("ok")
         opt = (
             Optimizer(self.family.space, base_estimator="GP", n_initial_points=len(shared), random_state=self.seed)

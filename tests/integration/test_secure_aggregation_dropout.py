@@ -51,7 +51,7 @@ def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
         assert len(seen) == 3 and min(seen.values()) >= 600, seen
 
         trigger = {"round_id": "fault-1", "time": now_ms(), "reason": "test", "drift_score": 0.0, "models": [],
-                   "as_of": -1}
+                   "as_of": -1, "design": ""}
         operator = RecordProducer(admin(settings))  # a client may not trigger rounds
         operator.send(catalog.name(HPO_TRIGGERS), "HpoTrigger", trigger, key="linear")
         operator.flush()

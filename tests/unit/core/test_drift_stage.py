@@ -10,6 +10,8 @@ from fedrift.core.drift_stage import DriftStage
 class QuietAnalyzer:
     """An analyzer that reports nothing, or a triggered drift at the positions given."""
 
+    seed = 4
+
     def __init__(self, drift_at: tuple[int, ...] = ()) -> None:
         self.drift_at, self.position = drift_at, 0
 
@@ -80,4 +82,4 @@ def test_with_one_host_known_its_flag_is_enough():
 def test_a_trigger_names_the_newest_request_time_the_analyzer_had_seen():
     stage = DriftStage(QuietAnalyzer(), "d", "p", cold_start_at=3)
     outputs = [o for t in (100, 300, 200) for o in stage.on_request([0.0], 0, event_time=t)]
-    assert [o.value["as_of"] for o in outputs if o.record == "HpoTrigger"] == [300]
+    assert [(o.value["as_of"], o.value["design"]) for o in outputs if o.record == "HpoTrigger"] == [(300, "4-1")]

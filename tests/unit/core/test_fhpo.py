@@ -93,3 +93,15 @@ def test_published_noise_does_not_follow_from_the_seed():
     host, twin = published(), published()
     assert all(a != b for a, b in zip(host, twin, strict=True))
     assert published(noise_seed=7) == published(noise_seed=7)
+
+
+def test_a_design_named_by_the_trigger_gives_two_runs_the_same_candidates_whatever_their_round_ids():
+    fam = FAMILIES["linear"]
+
+    def candidates(round_id: str, design: str) -> list[str]:
+        agent = _agent(n_local=0)
+        _fill(agent)
+        return [t.config_id for t in agent.run_round(round_id, fam.defaults, design=design).trials]
+
+    assert candidates("run1-5143-1", "0-1") == candidates("run2-5150-1", "0-1")
+    assert candidates("run1-5143-1", "") != candidates("run2-5150-1", "")
