@@ -6,12 +6,20 @@ The simulator is given the two delays it cannot know, measured on the pipeline r
 machine's hosts took from a trigger to their round's shadow deployments (it decides at which stream
 position a shadow starts, so which candidates race and are promoted), and how long from a
 request to routing weights that count it (how many requests after a drift are still served by
-the old leader)."""
+the old leader). Served accuracy is compared after the first ``COLD`` requests: the pipeline's hosts
+answer their first requests 1.4–1.9 s late (cold consumers and first transactions), so its first
+weights reach the stream hundreds of requests after the simulator's (``docs/architecture.md``).
+
+An error-drift trigger needs two hosts' detectors to agree here (``error_quorum=2``, in both): a
+Hoeffding tree's state depends on the order in which same-millisecond requests of two partitions
+are merged, and one replica's lone alarm (seen in 2 of 12 runs, ~2,700 requests in) would then
+decide the comparison by itself. The default (1) keeps every detector's sensitivity."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from statistics import mean
 
 import pytest
 
@@ -27,10 +35,12 @@ from tests.integration.conftest import admin, client, ensure_topics
 pytestmark = pytest.mark.integration
 
 N, RATE = 10_000, 125.0  # a rate the 2-core CI machine sustains with shared training (hosts keep up)
+COLD = 500
 
 
 def test_pipeline_and_simulator_serve_the_same_accuracy(settings, tmp_path):
-    settings = dataclasses.replace(settings, models=("linear", "hat", "gnb"), replicas=3, n_features=5)
+    settings = dataclasses.replace(settings, models=("linear", "hat", "gnb"), replicas=3, n_features=5,
+                                   drift=dataclasses.replace(settings.drift, error_quorum=2))
     rows = list(datasets.synthetic("shift", N, seed=21))
     catalog = ensure_topics(settings)
     monitor = PipelineMonitor(admin(settings), catalog)
@@ -43,12 +53,14 @@ def test_pipeline_and_simulator_serve_the_same_accuracy(settings, tmp_path):
         view = monitor.poll(2)
     monitor.close()
     assert view.n_predicted == N and view.duplicates == 0
-    served = view.accuracy()
+    served = mean(pred == view.requests[rid][1] for rid, (_, pred) in view.served.items()
+                  if int(rid.rsplit("-", 1)[1]) >= COLD)  # ids are agree-<position in the stream>
     latency, delay = view.hpo_latency_s(), view.control_delay_s()
     assert delay is not None
     measured = {"control_delay_s": delay} | ({} if latency is None else {"hpo_latency_s": latency})  # None: no shadow
-    sim = run(rows, SimConfig.from_settings(settings, run_id="agree", rate=RATE, **measured)).result()
-    simulated = sim["systems"]["fedrift"]["accuracy"]
+    simulation = run(rows, SimConfig.from_settings(settings, run_id="agree", rate=RATE, **measured))
+    sim = simulation.result()
+    simulated = mean(simulation.correct["fedrift"][COLD:])
     decisions = [(d["action"], d["model"], d["config_id"]) for d in view.deployments
                  if d["action"] in ("PROMOTE", "REJECT")]
     assert abs(served - simulated) <= 0.005, (served, simulated, measured, decisions, sim["shadow"])
