@@ -42,7 +42,6 @@ class TimeAligned:
         self.cap, self.idle_s, self.clock = cap, idle_ms / 1000, clock
         self.buffers: dict[Hashable, deque[tuple[int, Any, float]]] = {}
         self.latest: dict[Hashable, int] = {}  # newest timestamp each watched partition has delivered
-        self.released_until = -(2**63)  # newest timestamp released of a watched partition
         self.released: dict[Hashable, int] = {}  # per watched partition, the timestamp last released
         self.inversions = 0  # records released after a newer one of another partition: not the simulator's order
 
@@ -54,6 +53,7 @@ class TimeAligned:
         delivered a record, or the consumer is drained)."""
         for p in partitions:
             self.latest.setdefault(p, -(2**63))
+            self.buffers.setdefault(p, deque())  # ties go to the partition watched first
 
     def add(self, records: Iterable[tuple[Hashable, int, Any]]) -> None:
         """Buffer ``(partition, timestamp, record)`` triples, each partition's in its order."""
@@ -65,9 +65,8 @@ class TimeAligned:
 
     def clear(self) -> None:
         """Forget everything buffered (the consumer seeks back and reads it again)."""
-        self.buffers.clear()
+        self.buffers = {p: deque() for p in self.latest}
         self.latest = dict.fromkeys(self.latest, -(2**63))
-        self.released_until = -(2**63)
         self.released.clear()
 
     @property
@@ -87,8 +86,15 @@ class TimeAligned:
             waited = drained and self.buffers[p][0][2] <= held_since
             if heads[p] > self.safe_until and not waited and len(self) <= self.cap:
                 break
-            if p in self.latest:  # a record older than its own predecessor (a marker) is in its place
-                self.inversions += self.released.get(p, heads[p]) <= heads[p] < self.released_until
-                self.released_until, self.released[p] = max(self.released_until, heads[p]), heads[p]
+            if p in self.latest:
+                self._count_inversion(p, heads[p])
             out.append(self.buffers[p].popleft()[1])
         return out
+
+    def _count_inversion(self, p: Hashable, timestamp: int) -> None:
+        """An inversion: released after a newer record of another partition. A record older than
+        its own predecessor (a weights marker carries its writer's clock) is in its place and not
+        counted, even when it is one that arrived late."""
+        others = max((t for q, t in self.released.items() if q != p), default=-(2**63))
+        self.inversions += self.released.get(p, timestamp) <= timestamp < others
+        self.released[p] = timestamp

@@ -113,16 +113,29 @@ async def send(
 
 
 async def send_outputs(topics: RawTopics, outputs: list[Output]) -> None:
-    """Send what a core stage emitted, each to its catalog topic (and partition, if it names one),
-    then wait for every ack: one round trip for the lot, not one per record. A weights update is a
-    marker per request partition and a ``routing.weights`` record; sent one ack at a time, the
-    controller fell behind the hosts' statuses at a cold start (its first weights reached the
-    requests 3 s late on the 2-core machine). Records of one partition keep their order."""
-    acks = [
-        await send(topics, topics.catalog.name(o.topic), o.record, o.value, o.key, partition=o.partition)
-        for o in outputs
-    ]
-    await asyncio.gather(*acks)
+    """Send what a core stage emitted, each to its catalog topic (and partition, if it names one).
+    All but the last go out together and are acked together: one round trip for the lot, not one
+    per record (sent one ack at a time, the controller fell behind the hosts' statuses at a cold
+    start: its first weights reached the requests 3 s late on the 2-core machine). The last is
+    sent only once those are acked: a weights update ends with its ``routing.weights`` record,
+    which restarts restore from, so it never names a version whose markers were not written."""
+    if not outputs:
+        return
+    *first, last = outputs
+    await _acked([await _send(topics, o) for o in first])
+    await _acked([await _send(topics, last)])
+
+
+async def _send(topics: RawTopics, o: Output) -> Awaitable[RecordMetadata]:
+    return await send(topics, topics.catalog.name(o.topic), o.record, o.value, o.key, partition=o.partition)
+
+
+async def _acked(acks: list[Awaitable[RecordMetadata]]) -> None:
+    """Wait for every ack; the first failure is raised once all have settled (none unretrieved)."""
+    results = await asyncio.gather(*acks, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        raise failed[0]
 
 
 @dataclass

@@ -42,6 +42,12 @@ class DriftConfig:
     error_quorum_window: int = 1000  # ... within this many requests (fewer hosts known: all of them)
     top_k: int = 3
 
+    def __post_init__(self) -> None:
+        if self.error_quorum < 1:
+            raise ValueError(f"FEDRIFT_DRIFT_ERROR_QUORUM={self.error_quorum}: at least 1 host must flag")
+        if self.error_quorum_window < 0:
+            raise ValueError(f"FEDRIFT_DRIFT_ERROR_QUORUM_WINDOW={self.error_quorum_window}: must not be negative")
+
 
 @dataclass
 class DriftReport:

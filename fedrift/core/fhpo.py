@@ -19,7 +19,9 @@ local noise.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import random
 import time
 from collections import deque
@@ -89,6 +91,9 @@ class LocalWindow:
     ...     w.add(t // 10, [float(t)], 1, event_time=t)
     >>> [p for p, _, _ in w.as_of(35)], len(w.as_of(-1)), len(w.as_of(5))
     ([2, 3], 3, 3)
+    >>> w.add(5, [15.0], 0, event_time=15)  # a late label of an old request, learned after 4
+    >>> [p for p, _, _ in w.as_of(35)]
+    [3]
     """
 
     def __init__(self, size: int) -> None:
@@ -100,16 +105,22 @@ class LocalWindow:
         self.times.append(event_time)
 
     def as_of(self, event_time: int) -> list[tuple[int, list[float], int]]:
-        """The events up to the last one whose request is no newer than ``event_time`` (a
-        trigger's data time): a round tunes on the data its drift was seen on, however late the
-        trigger reaches this host. The whole window when ``event_time`` is negative or when
-        every event is newer (there is nothing older left to tune on)."""
+        """The events learned before the stream passed ``event_time`` (a trigger's data time): the
+        prefix whose newest request time so far is no later than it, so a label that came late
+        for an old request does not stretch the cut over newer events. A round tunes on the data
+        its drift was seen on, however late the trigger reaches this host. The whole window when
+        ``event_time`` is negative or when every event is newer (nothing older is left)."""
         events = list(self.events)
-        if event_time >= 0:
-            for i in range(len(self.times) - 1, -1, -1):
-                if self.times[i] <= event_time:
-                    return events[: i + 1]
-        return events
+        if event_time < 0:
+            return events
+        newest = list(itertools.accumulate(self.times, max))
+        cut = bisect.bisect_right(newest, event_time)
+        return events[:cut] if cut else events
+
+    def __setstate__(self, state: dict) -> None:
+        """A checkpoint from before event times were kept: its events count as time 0."""
+        state.setdefault("times", deque([0] * len(state["events"]), maxlen=state["events"].maxlen))
+        self.__dict__.update(state)
 
     def __len__(self) -> int:
         return len(self.events)

@@ -114,3 +114,17 @@ def test_a_record_older_than_its_own_predecessor_is_in_its_place_not_an_inversio
     buf.watch(range(2))
     buf.add([(0, 10, "r10"), (0, 5, "marker"), (1, 12, "r12")])
     assert buf.take(10, drained=True) == ["r10", "marker", "r12"] and buf.inversions == 0
+
+
+def test_ties_go_to_the_partition_watched_first_whatever_order_they_arrive_in():
+    buf = TimeAligned(cap=100, idle_ms=0)
+    buf.watch([0, 1])
+    buf.add([(1, 5, "p1@5"), (0, 5, "p0@5")])
+    assert buf.take(10, drained=True) == ["p0@5", "p1@5"]
+
+
+def test_one_partition_alone_has_no_inversions():
+    buf = TimeAligned(cap=100, idle_ms=0)
+    buf.watch([0])
+    buf.add([(0, 100, "r100"), (0, 105, "marker"), (0, 103, "r103"), (0, 104, "r104")])
+    assert len(buf.take(10, drained=True)) == 4 and buf.inversions == 0

@@ -3,6 +3,9 @@ trigger only once a quorum of hosts agrees."""
 
 from __future__ import annotations
 
+import pytest
+
+from fedrift.config import Settings
 from fedrift.core.drift import DriftAnalyzer, DriftConfig, DriftReport
 from fedrift.core.drift_stage import DriftStage
 
@@ -83,3 +86,10 @@ def test_a_trigger_names_the_newest_request_time_the_analyzer_had_seen():
     stage = DriftStage(QuietAnalyzer(), "d", "p", cold_start_at=3)
     outputs = [o for t in (100, 300, 200) for o in stage.on_request([0.0], 0, event_time=t)]
     assert [(o.value["as_of"], o.value["design"]) for o in outputs if o.record == "HpoTrigger"] == [(300, "4-1")]
+
+
+def test_an_unusable_quorum_setting_is_refused_with_its_name():
+    with pytest.raises(ValueError, match="FEDRIFT_DRIFT_ERROR_QUORUM=0"):
+        Settings.from_env({"FEDRIFT_DRIFT_ERROR_QUORUM": "0"})
+    with pytest.raises(ValueError, match="FEDRIFT_DRIFT_ERROR_QUORUM_WINDOW=-1"):
+        DriftConfig(error_quorum_window=-1)

@@ -205,3 +205,22 @@ def test_the_hpo_window_as_of_a_trigger_holds_the_events_up_to_its_time_late_lab
     cut = rep.window.as_of(299)
     assert [x for _, x, _ in cut] == [x for _, x, _ in list(rep.window.events)[:300]]
     assert len(rep.window.as_of(-1)) == 400
+
+
+def test_a_late_label_for_an_old_request_does_not_stretch_the_hpo_cut_over_newer_events():
+    rep = _replica("gnb")
+    for i, t in enumerate((10, 20, 30, 40)):
+        rep.on_request(0, {"id": f"r{i}", "event_time": t, "features": [1.0, 2.0, float(i)], "label": 1})
+    rep.on_request(0, {"id": "old", "event_time": 15, "features": [1.0, 2.0, 9.0], "label": None})
+    rep.on_label("old", 0)  # learned after the request of time 40
+    assert [x[2] for _, x, _ in rep.window.as_of(25)] == [0.0, 1.0]
+    assert len(rep.window.as_of(40)) == 5
+
+
+def test_a_window_from_a_checkpoint_without_event_times_still_learns_and_cuts():
+    rep = _replica("gnb")
+    rep.on_request(0, {"id": "a", "event_time": 10, "features": [1.0, 2.0, 3.0], "label": 1})
+    del rep.window.__dict__["times"]  # the shape of a checkpoint written before event times were kept
+    old = pickle.loads(pickle.dumps(rep))
+    old.on_request(0, {"id": "b", "event_time": 20, "features": [1.0, 2.0, 4.0], "label": 0})
+    assert len(old.window.as_of(15)) == 1 and len(old.window.as_of(20)) == 2  # the old event counts as time 0
