@@ -37,7 +37,10 @@ from fedrift.produce import produce, request_events
 from fedrift.simulate import SimConfig, run
 from tests.integration.conftest import admin, client, ensure_topics
 
-pytestmark = pytest.mark.integration
+# run alone (`make soak`): inside a full test run on the 2-core CI machine the hosts' and the
+# analyzer's delays vary within a run (the analyzer read 1,300 requests behind the hosts) and the
+# gap reached 1.1 points; on a quiet machine it was 0.01-0.17
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
 N, RATE = 10_000, 125.0  # a rate the 2-core CI machine sustains with shared training (hosts keep up)
 COLD = 500
