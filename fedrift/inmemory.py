@@ -43,6 +43,7 @@ from fedrift.core.replica import ModelReplica, ReplicaConfig, ReplicaTuning
 from fedrift.core.routing import RoutingConfig
 from fedrift.core.secagg import Identity
 from fedrift.core.shadow_stage import ShadowStage
+from fedrift.sharing import ModelSharing
 from schemas.records import InferenceRequest
 
 
@@ -72,6 +73,7 @@ class PipelineConfig:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     replica: ReplicaTuning = field(default_factory=ReplicaTuning)
     controller: ControllerTuning = field(default_factory=ControllerTuning)
+    share_models: bool = True  # identical replicas' models are one object (``fedrift.sharing``): same results
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -85,7 +87,10 @@ class InMemoryPipeline:
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; the pool has {sorted(FAMILIES)}")
         self.cfg = cfg
+        self.sharing = ModelSharing()
         self.replicas = {m: [self._replica(m, r) for r in range(cfg.replicas)] for m in cfg.pool}
+        for m in cfg.pool:
+            self._share(m)
         self.rounds = {m: [self._rounds(m, r) for r in range(cfg.replicas)] for m in cfg.pool}
         for hosts in self.rounds.values():  # each host pins its peers' signed keys, as from hpo.keys
             for a in hosts:
@@ -121,6 +126,24 @@ class InMemoryPipeline:
             seed=c.seed,
         )
         return ModelReplica(FAMILIES[model], config)
+
+    def _share(self, model: str) -> None:
+        """Put the replicas' identical production models (and shadows) on shared lines."""
+        if not self.cfg.share_models:
+            return
+        reps = self.replicas[model]
+        for rep, m in zip(reps, self.sharing.share([rep.production for rep in reps]), strict=True):
+            rep.production = m
+        shadows = [rep for rep in reps if rep.shadow is not None]
+        for rep, m in zip(shadows, self.sharing.share([rep.shadow for rep in shadows]), strict=True):
+            rep.shadow = m
+
+    def baseline_copy(self, model: str, fresh):
+        """``fresh`` (a new default model of ``model``, as a baseline learns it) shared with the
+        replicas' production models while they are in the same state."""
+        if not self.cfg.share_models:
+            return fresh
+        return self.sharing.join(self.replicas[model][0].production, fresh)
 
     def _rounds(self, model: str, r: int) -> FederatedRounds:
         """The host's FHPO agent and masks; keys derived from the seed, so a run is reproducible."""
@@ -214,6 +237,8 @@ class InMemoryPipeline:
             self.log["deployments"].append(v)
             for rep in self.replicas.get(v["model"], []):
                 rep.on_deployment(v)
+            if v["model"] in self.replicas:
+                self._share(v["model"])
             self.controller.on_deployment(v)
             self.shadow.on_deployment(v)
             return []

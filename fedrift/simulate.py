@@ -70,7 +70,9 @@ class Simulation:
     def __init__(self, config: SimConfig, feature_names: list[str] | None = None) -> None:
         self.cfg = cfg = config
         self.pipeline = InMemoryPipeline(cfg.pipeline, feature_names)
-        self.static = {m: FAMILIES[m].build(FAMILIES[m].defaults, seed=cfg.pipeline.seed) for m in cfg.models}
+        seed = cfg.pipeline.seed
+        self.static = {m: self.pipeline.baseline_copy(m, FAMILIES[m].build(FAMILIES[m].defaults, seed=seed))
+                       for m in cfg.models}
         self.static_acc = {m: WindowedMean(cfg.accuracy_window) for m in cfg.models}
         uniform = {m: 1.0 for m in cfg.models}
         self.routers = {"patent": DeficitRouter(uniform), "uniform": DeficitRouter(uniform)}

@@ -193,6 +193,7 @@ class ModelFamily:
         ``new_config``, where the library allows the change; otherwise None."""
         if self.retuner is None:
             return None
+        fitted = fitted.resolve() if hasattr(fitted, "resolve") else fitted  # a simulator's shared model
         return self.retuner(fitted, {**self.defaults, **config}, {**self.defaults, **new_config})
 
     def to_point(self, config: dict) -> list:
