@@ -129,7 +129,7 @@ class InMemoryPipeline:
 
     def _share(self, model: str) -> None:
         """Put the replicas' identical production models (and shadows) on shared lines."""
-        if not self.cfg.share_models:
+        if not self.cfg.share_models or not FAMILIES[model].pure_predict:
             return
         reps = self.replicas[model]
         for rep, m in zip(reps, self.sharing.share([rep.production for rep in reps]), strict=True):
@@ -141,7 +141,7 @@ class InMemoryPipeline:
     def baseline_copy(self, model: str, fresh):
         """``fresh`` (a new default model of ``model``, as a baseline learns it) shared with the
         replicas' production models while they are in the same state."""
-        if not self.cfg.share_models:
+        if not self.cfg.share_models or not FAMILIES[model].pure_predict:
             return fresh
         return self.sharing.join(self.replicas[model][0].production, fresh)
 

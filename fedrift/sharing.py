@@ -10,6 +10,11 @@ features and label, or it leaves the line with a copy of its own state); a predi
 tape up to the asking member's position. A member left behind by that (it would need an older
 state) is moved to a copy first, so every member always answers exactly as its own model would.
 
+Only models whose predictions leave them unchanged may share (``ModelFamily.pure_predict``: River's
+SWINN neighbour search, for one, draws from its generator on every query). An update that fails
+when the tape is applied fails for every member: each member's next ``learn_one`` raises it (after
+taping its own update), so a guarded caller counts the same errors, up to the tape's lag later.
+
 The Kafka hosts keep one model each (they run in separate processes); this saving is the
 in-memory pipeline's, and ``tests/unit/test_sharing.py`` checks it changes no result.
 
@@ -37,6 +42,14 @@ log = logging.getLogger(__name__)
 _TAPE_LIMIT = 4096
 
 
+def _same_update(a: tuple[list, Any], b: tuple[list, Any]) -> bool:
+    """Equal features and label, element types included (``True == 1`` but River keeps both)."""
+    (ax, ay), (bx, by) = a, b
+    if type(ay) is not type(by) or ay != by or len(ax) != len(bx):
+        return False
+    return all(type(u) is type(v) and (u == v or (u != u and v != v)) for u, v in zip(ax, bx, strict=True))
+
+
 class _Line:
     """A real model, its position (updates applied), the pending updates, and its members."""
 
@@ -52,22 +65,25 @@ class SharedModel:
 
     def __init__(self, sharing: ModelSharing, line: _Line, pos: int) -> None:
         self._sharing, self._line, self._pos = sharing, line, pos
+        self._owed: list[Exception] = []  # failures of updates this member taped, found since
         line.members.add(self)
 
     def learn_one(self, x: list[float], y) -> None:
+        update = (list(x), y)  # a copy: the caller may reuse its list
         line = self._line
         i = self._pos - line.applied
-        if i < len(line.tape):
-            tx, ty = line.tape[i]
-            if (tx is x or tx == x) and ty == y:
-                self._pos += 1
-                return
-            self._sharing.detach(self)  # learns something else: its own line from here
-            line = self._line
-        line.tape.append((x, y))
-        self._pos += 1
-        if len(line.tape) >= _TAPE_LIMIT:  # nobody predicted for long: apply what every member learned
-            self._sharing.advance(line, min(m._pos for m in line.members))
+        if i < len(line.tape) and _same_update(line.tape[i], update):
+            self._pos += 1
+        else:
+            if i < len(line.tape):
+                self._sharing.detach(self)  # learns something else: its own line from here
+                line = self._line
+            line.tape.append(update)
+            self._pos += 1
+            if len(line.tape) >= _TAPE_LIMIT:  # nobody predicted for long
+                self._sharing.trim(line)
+        if self._owed:
+            raise self._owed.pop(0)
 
     def predict_one(self, x):
         return self.resolve().predict_one(x)
@@ -82,10 +98,12 @@ class SharedModel:
         return self._line.model
 
     def __deepcopy__(self, memo):
-        return copy.deepcopy(self.resolve(), memo)
+        # a fresh memo: members of one line copied together must not come out as one model
+        return copy.deepcopy(self.resolve())
 
     def __reduce__(self):
-        return copy.deepcopy, (self.resolve(),)
+        # the state as bytes now: the line's model moves on after the pickle is taken
+        return pickle.loads, (pickle.dumps(self.resolve(), protocol=pickle.HIGHEST_PROTOCOL),)
 
 
 class ModelSharing:
@@ -130,10 +148,18 @@ class ModelSharing:
         for x, y in line.tape[:n]:
             try:
                 line.model.learn_one(x, y)
-            except Exception as exc:  # as a host's guarded call: the update is skipped, the model kept
-                log.warning("shared model: learn_one failed: %r", exc)
+            except Exception as exc:  # every member taped this update: each is told on its next learn
+                log.debug("shared model: learn_one failed: %r", exc)
+                for m in line.members:
+                    m._owed.append(exc)
         self.updates_applied += n
         line.applied, line.tape = pos, line.tape[n:]
+
+    def trim(self, line: _Line) -> None:
+        """Apply the first half of a full tape; members that have not learned that far (e.g. one
+        that only predicts) move to a copy, so one idle member cannot make the tape grow."""
+        target = line.applied + len(line.tape) // 2
+        self.advance(line, min((m._pos for m in line.members if m._pos >= target), default=target))
 
     def detach(self, member: SharedModel) -> None:
         """Give ``member`` a line of its own at its position (it is about to learn something else)."""

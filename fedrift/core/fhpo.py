@@ -45,6 +45,7 @@ class FhpoConfig:
     epsilon_latency: float = 0.1  # per published latency
     latency_clip_ms: float = 5.0  # per-record latency bound (sets the latency sensitivity)
     holdout: int = 250  # newest events of the local window: the scoring slice
+    min_holdout: int = 125  # a shorter window scores on a smaller slice (its noise scaled to match)
     min_train: int = 250
     window: int = 1000  # local window kept per replica (train = window - holdout)
     min_survivors: int = 3  # a host helps unmask a share only while this many maskers survive (itself included)
@@ -173,9 +174,10 @@ class FhpoAgent:
         the shared candidates (the round id when empty)."""
         cfg = self.config
         events = list(self.window.events) if events is None else events
-        if len(events) < cfg.min_train + cfg.holdout:
+        n_holdout = min(cfg.holdout, len(events) - cfg.min_train)
+        if n_holdout < max(cfg.min_holdout, 1):
             return RoundOutcome("not enough data")
-        train, holdout = events[: -cfg.holdout], events[-cfg.holdout :]
+        train, holdout = events[:-n_holdout], events[-n_holdout:]
         span = (holdout[0][0], holdout[-1][0] + 1)
         per_metric = cfg.epsilon_quality + cfg.epsilon_latency
         shared = [clean_config({**self.family.defaults, **production})]

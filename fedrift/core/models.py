@@ -180,6 +180,7 @@ class ModelFamily:
     memory: Callable[[dict], float] = lambda config: 2000.0  # events the fitted model mostly reflects
     # (fitted model, its config, a new config) -> the model with the new config and what it learned
     retuner: Callable[[Classifier, dict, dict], Classifier | None] | None = None
+    pure_predict: bool = True  # predicting leaves the model unchanged (the simulator may share it)
     names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -245,8 +246,8 @@ def _hat(grace_period: int, delta: float, leaf_prediction: str, seed: int) -> Cl
 
 
 def _knn(n_neighbors: int, window_size: int, seed: int) -> Classifier:
-    del seed
-    engine = neighbors.LazySearch(window_size=window_size)
+    # River's default engine: an approximate neighbour graph over the last ``window_size`` events
+    engine = neighbors.SWINN(maxlen=window_size, warm_up=min(500, window_size), seed=seed)
     return RiverClassifier(
         preprocessing.StandardScaler() | neighbors.KNNClassifier(n_neighbors=n_neighbors, engine=engine)
     )
@@ -261,6 +262,10 @@ def _arf(n_models: int, lambda_value: int, grace_period: int, seed: int) -> Clas
 def _gnb(window: int, seed: int) -> Classifier:
     del seed
     return ForgettingGaussianNB(window=window)
+
+
+def _amf(n_estimators: int, step: float, dirichlet: float, seed: int) -> Classifier:
+    return RiverClassifier(forest.AMFClassifier(n_estimators=n_estimators, step=step, dirichlet=dirichlet, seed=seed))
 
 
 def _sgd(alpha: float, eta0: float, batch_size: int, seed: int) -> Classifier:
@@ -310,11 +315,12 @@ FAMILIES: dict[str, ModelFamily] = {
         ),
         ModelFamily(
             "knn",
-            [Integer(1, 15, name="n_neighbors"), Integer(100, 2000, prior="log-uniform", name="window_size")],
-            {"n_neighbors": 5, "window_size": 500},
+            [Integer(1, 15, name="n_neighbors"), Integer(100, 5000, prior="log-uniform", name="window_size")],
+            {"n_neighbors": 5, "window_size": 1000},
             _knn,
-            "standardised k-nearest neighbours over a sliding window (River)",
+            "standardised k-nearest neighbours over a sliding window (River, SWINN graph search)",
             memory=lambda c: float(c["window_size"]),
+            pure_predict=False,  # SWINN's search draws from its generator on every query
         ),
         ModelFamily(
             "arf",
@@ -326,6 +332,17 @@ FAMILIES: dict[str, ModelFamily] = {
             {"n_models": 10, "lambda_value": 6, "grace_period": 50},
             _arf,
             "adaptive random forest with ADWIN drift detection per tree (River)",
+        ),
+        ModelFamily(
+            "amf",
+            [
+                Integer(3, 20, name="n_estimators"),
+                Real(0.1, 10.0, prior="log-uniform", name="step"),
+                Real(0.01, 2.0, prior="log-uniform", name="dirichlet"),
+            ],
+            {"n_estimators": 10, "step": 1.0, "dirichlet": 0.5},
+            _amf,
+            "aggregated Mondrian forest (River): exact aggregation over subtrees, no split tests",
         ),
         ModelFamily(
             "sgd",

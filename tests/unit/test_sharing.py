@@ -73,3 +73,122 @@ def test_copies_and_pickles_of_a_member_are_plain_models_in_its_state():
     for other in (copy.deepcopy(a), pickle.loads(pickle.dumps(a))):
         assert not isinstance(other, SharedModel)
         assert other.predict_proba_one([0.2, 0.9]) == a.predict_proba_one([0.2, 0.9])
+
+
+def _events(n, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    return [([rng.random(), rng.random(), rng.random()], int(rng.random() > 0.5)) for _ in range(n)]
+
+
+def test_every_family_that_may_share_answers_the_same_after_extra_predictions():
+    # sharing lets other members predict on the one object: that must not change its later answers
+    train, probe = _events(300), _events(50, seed=1)
+    for name, fam in FAMILIES.items():
+        if not fam.pure_predict:
+            continue
+        asked, quiet = fam.build(fam.defaults, seed=2), fam.build(fam.defaults, seed=2)
+        for x, y in train:
+            asked.predict_proba_one(x)
+            asked.predict_one(x)
+            asked.learn_one(x, y)
+            quiet.learn_one(x, y)
+        assert [asked.predict_proba_one(x) for x, _ in probe] == [quiet.predict_proba_one(x) for x, _ in probe], name
+
+
+def test_a_family_whose_predictions_change_it_is_not_shared():
+    sim = _run(("knn", "linear"), "sea", 300, True)
+    assert not FAMILIES["knn"].pure_predict
+    assert not any(isinstance(r.production, SharedModel) for r in sim.pipeline.replicas["knn"])
+    assert all(isinstance(r.production, SharedModel) for r in sim.pipeline.replicas["linear"])
+    assert not isinstance(sim.static["knn"], SharedModel)
+
+
+def test_a_caller_reusing_its_feature_list_does_not_change_what_was_learned():
+    fam = FAMILIES["linear"]
+    a, _b = ModelSharing().share([fam.build(fam.defaults), fam.build(fam.defaults)])
+    ref = fam.build(fam.defaults)
+    buf = [0.0, 0.0]
+    for i in range(20):
+        buf[0], buf[1] = i / 20, 1 - i / 20
+        a.learn_one(buf, i % 2)
+        ref.learn_one(list(buf), i % 2)
+    assert a.predict_proba_one([0.3, 0.4]) == ref.predict_proba_one([0.3, 0.4])
+
+
+class _FailsOnTwo:
+    """A model whose update fails on label 2, as a library can on one odd input."""
+
+    def __init__(self):
+        self.n = 0
+
+    def learn_one(self, x, y):
+        if y == 2:
+            raise ValueError("label 2")
+        self.n += 1
+
+    def predict_one(self, x):
+        return self.n
+
+
+def test_an_update_that_fails_is_reported_to_every_member_that_learned_it():
+    members = ModelSharing().share([_FailsOnTwo(), _FailsOnTwo(), _FailsOnTwo()])
+    alone = _FailsOnTwo()
+    errors = {i: 0 for i in range(4)}
+    labels = [0, 1, 2, 0, 2, 1, 0, 0]
+    for step, y in enumerate(labels):
+        for i, m in enumerate([*members, alone]):
+            try:
+                m.learn_one([1.0], y)
+            except ValueError:
+                errors[i] += 1
+        if step % 3 == 2:
+            members[0].predict_one([1.0])  # the tape is applied here: the failures are found
+    for m in members:
+        m.learn_one([1.0], 0)  # a failure found late is raised by a member's next update
+    assert all(n == errors[3] == 2 for n in errors.values())
+    assert all(m.predict_one([1.0]) == alone.predict_one([1.0]) + 1 for m in members)
+
+
+def test_copies_of_members_together_are_separate_models_in_each_state():
+    fam = FAMILIES["linear"]
+    a, b = ModelSharing().share([fam.build(fam.defaults), fam.build(fam.defaults)])
+    ref = fam.build(fam.defaults)
+    for m in (a, b, ref):
+        m.learn_one([1.0, 0.0], 1)
+    probe = [0.4, 0.7]
+    for ca, cb in (copy.deepcopy([a, b]), pickle.loads(pickle.dumps([a, b]))):
+        assert ca is not cb
+        ca.learn_one([0.0, 1.0], 0)  # one copy learning must leave the other as it was
+        assert cb.predict_proba_one(probe) == ref.predict_proba_one(probe)
+        assert a.predict_proba_one(probe) == b.predict_proba_one(probe) == ref.predict_proba_one(probe)
+
+
+def test_a_member_that_never_learns_does_not_make_the_tape_grow():
+    from fedrift import sharing as mod
+
+    fam = FAMILIES["linear"]
+    a, idle = ModelSharing().share([fam.build(fam.defaults), fam.build(fam.defaults)])
+    fresh, ref = fam.build(fam.defaults), fam.build(fam.defaults)
+    for x, y in _events(3 * mod._TAPE_LIMIT):
+        a.learn_one(x, y)
+        ref.learn_one(x, y)
+        assert len(a._line.tape) < mod._TAPE_LIMIT
+    probe = [0.2, 0.5, 0.9]
+    assert a.predict_proba_one(probe) == ref.predict_proba_one(probe)
+    assert idle.predict_proba_one(probe) == fresh.predict_proba_one(probe)
+
+
+def test_labels_that_compare_equal_but_differ_in_type_are_different_updates():
+    fam = FAMILIES["gnb"]
+    a, b = ModelSharing().share([fam.build(fam.defaults), fam.build(fam.defaults)])
+    ref_a, ref_b = fam.build(fam.defaults), fam.build(fam.defaults)
+    for x, _ in _events(30):
+        for m, r, y in ((a, ref_a, True), (b, ref_b, 1)):
+            m.learn_one(x, y)
+            r.learn_one(x, y)
+    probe = [0.5, 0.5, 0.5]
+    pa, pb = a.predict_proba_one(probe), b.predict_proba_one(probe)
+    assert [type(k) for k in pa] == [type(k) for k in ref_a.predict_proba_one(probe)]
+    assert [type(k) for k in pb] == [type(k) for k in ref_b.predict_proba_one(probe)]

@@ -65,6 +65,19 @@ def test_not_enough_data_publishes_nothing():
     assert out.status == "not enough data" and out.trials == [] and agent.ledger.max_loss == 0
 
 
+def test_a_short_window_scores_on_a_smaller_slice_with_noise_to_match():
+    agent = _agent(holdout=250, min_train=250, min_holdout=125)
+    _fill(agent, n=400)  # 150 events past min_train: a 150-record slice
+    out = agent.run_round("r1", FAMILIES["linear"].defaults)
+    assert out.status == "ok" and {t.slice_size for t in out.trials} == {150}
+    assert out.trials[0].noise_std == pytest.approx(np.sqrt(2) / 150 / 0.4)
+    assert agent.ledger._loss_over((250, 400)) == pytest.approx(5 * 0.5)
+    assert agent.ledger._loss_over((0, 250)) == 0.0
+    short = _agent(holdout=250, min_train=250, min_holdout=125)
+    _fill(short, n=374)  # 124 past min_train: below min_holdout
+    assert short.run_round("r1", FAMILIES["linear"].defaults).status == "not enough data"
+
+
 def test_replicas_share_the_design_so_their_metrics_combine():
     fam = FAMILIES["hat"]
     assert shared_design(fam, "round-7", 2) == shared_design(fam, "round-7", 2)
