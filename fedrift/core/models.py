@@ -245,9 +245,23 @@ def _hat(grace_period: int, delta: float, leaf_prediction: str, seed: int) -> Cl
     )
 
 
+class QuerySafeSWINN(neighbors.SWINN):
+    """River's SWINN neighbour graph whose queries leave it unchanged: a query starts its walk at
+    a random node, so it draws from the graph's generator and would shift every later insertion.
+    Here the generator is put back after each query, so a model answers the same however often it
+    was asked (a host's answers do not depend on its shadows or the simulator's sharing)."""
+
+    def search(self, item, n_neighbors: int, epsilon: float = 0.1, **kwargs):
+        state = self._rng.getstate()
+        try:
+            return super().search(item, n_neighbors, epsilon, **kwargs)
+        finally:
+            self._rng.setstate(state)
+
+
 def _knn(n_neighbors: int, window_size: int, seed: int) -> Classifier:
-    # River's default engine: an approximate neighbour graph over the last ``window_size`` events
-    engine = neighbors.SWINN(maxlen=window_size, warm_up=min(500, window_size), seed=seed)
+    # River's default engine (an approximate neighbour graph over the last ``window_size`` events)
+    engine = QuerySafeSWINN(maxlen=window_size, warm_up=min(500, window_size), seed=seed)
     return RiverClassifier(
         preprocessing.StandardScaler() | neighbors.KNNClassifier(n_neighbors=n_neighbors, engine=engine)
     )
@@ -320,7 +334,6 @@ FAMILIES: dict[str, ModelFamily] = {
             _knn,
             "standardised k-nearest neighbours over a sliding window (River, SWINN graph search)",
             memory=lambda c: float(c["window_size"]),
-            pure_predict=False,  # SWINN's search draws from its generator on every query
         ),
         ModelFamily(
             "arf",

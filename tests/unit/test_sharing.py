@@ -2,6 +2,7 @@
 
 import copy
 import pickle
+from unittest.mock import patch
 
 from fedrift.config import Settings
 from fedrift.core.models import FAMILIES
@@ -28,6 +29,11 @@ def test_a_shared_run_gives_the_unshared_result_exactly_and_learns_less():
 
 def test_a_shared_forest_gives_the_unshared_result_exactly():
     plain, shared = _run(("arf", "pa"), "agrawal", 1500, False), _run(("arf", "pa"), "agrawal", 1500, True)
+    assert shared.result() == plain.result()
+
+
+def test_a_shared_knn_gives_the_unshared_result_exactly():
+    plain, shared = _run(("knn", "pa"), "rbf", 1500, False), _run(("knn", "pa"), "rbf", 1500, True)
     assert shared.result() == plain.result()
 
 
@@ -84,7 +90,7 @@ def _events(n, seed=0):
 
 def test_every_family_that_may_share_answers_the_same_after_extra_predictions():
     # sharing lets other members predict on the one object: that must not change its later answers
-    train, probe = _events(300), _events(50, seed=1)
+    train, probe = _events(800), _events(50, seed=1)  # past kNN's 500-event brute-force warm-up
     for name, fam in FAMILIES.items():
         if not fam.pure_predict:
             continue
@@ -97,12 +103,25 @@ def test_every_family_that_may_share_answers_the_same_after_extra_predictions():
         assert [asked.predict_proba_one(x) for x, _ in probe] == [quiet.predict_proba_one(x) for x, _ in probe], name
 
 
+def test_knn_queries_leave_its_neighbour_graph_and_generator_as_they_were():
+    fam, train = FAMILIES["knn"], _events(700)  # past the 500-event brute-force warm-up
+    asked, quiet = fam.build(fam.defaults, seed=2), fam.build(fam.defaults, seed=2)
+    for x, y in train:
+        asked.predict_one(x)
+        asked.learn_one(x, y)
+        quiet.learn_one(x, y)
+    assert pickle.dumps(asked) == pickle.dumps(quiet)
+
+
 def test_a_family_whose_predictions_change_it_is_not_shared():
-    sim = _run(("knn", "linear"), "sea", 300, True)
-    assert not FAMILIES["knn"].pure_predict
-    assert not any(isinstance(r.production, SharedModel) for r in sim.pipeline.replicas["knn"])
+    from dataclasses import replace
+
+    impure = replace(FAMILIES["linear"], name="impure", pure_predict=False)
+    with patch.dict(FAMILIES, {"impure": impure}):
+        sim = _run(("impure", "linear"), "sea", 300, True)
+    assert not any(isinstance(r.production, SharedModel) for r in sim.pipeline.replicas["impure"])
     assert all(isinstance(r.production, SharedModel) for r in sim.pipeline.replicas["linear"])
-    assert not isinstance(sim.static["knn"], SharedModel)
+    assert not isinstance(sim.static["impure"], SharedModel)
 
 
 def test_a_caller_reusing_its_feature_list_does_not_change_what_was_learned():
