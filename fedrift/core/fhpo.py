@@ -13,9 +13,8 @@ The quality of a *shared* configuration leaves the host only inside secure aggre
 its noise is distributed: with ``noise_shares`` = t, each host adds the difference of two
 Gamma(1/t, b) draws, and the sum over any t or more survivors carries at least Laplace(b) — the
 noise one host's Laplace mechanism needs (Laplace is infinitely divisible) — instead of t times
-its variance. That holds when every host calibrates b to the same slice size: a host whose window
-is still short scores on a smaller slice (larger b) and so adds its full local noise instead of a
-share. Clear metrics, and every metric when secure aggregation is off, carry the full local noise.
+its variance. Clear metrics, and every metric when secure aggregation is off, carry the full
+local noise.
 """
 
 from __future__ import annotations
@@ -204,15 +203,10 @@ class FhpoAgent:
             point = self.family.to_point(candidate)
             # the optimiser's next points are published in the clear: it may only be told values
             # that are full ε-DP releases, not a shared value carrying just a share of the noise
-            informative = not self._distributed(is_shared, len(holdout))
+            informative = not (is_shared and self.noise_shares > 1)
             if opt is not None and informative and point in opt.space:  # defaults may lie outside the space
                 opt.tell(point, -trial.noised_quality)
         return outcome
-
-    def _distributed(self, is_shared: bool, slice_size: int) -> bool:
-        """Whether this metric carries only a share of its noise: a shared metric on the full slice
-        (the size every host's share is calibrated to), under secure aggregation."""
-        return is_shared and self.noise_shares > 1 and slice_size == self.config.holdout
 
     def _evaluate(self, round_id, candidate, train, holdout, span, is_shared) -> TrialResult:
         cfg = self.config
@@ -222,7 +216,7 @@ class FhpoAgent:
         q_sens = (self.metric.upper - self.metric.lower) / n
         rs_q, rs_l = (None, None) if self._noise_rng is None else self._noise_rng.integers(2**31, size=2).tolist()
         quality, b_q = float(np.mean(qualities)), q_sens / cfg.epsilon_quality
-        if self._distributed(is_shared, n):
+        if is_shared and self.noise_shares > 1:
             noised_q = quality + self._laplace_share(b_q, self.noise_shares)
             noise_std = float(np.sqrt(2.0 / self.noise_shares) * b_q)
         else:

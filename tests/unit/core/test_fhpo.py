@@ -73,13 +73,6 @@ def test_a_short_window_scores_on_a_smaller_slice_with_noise_to_match():
     assert out.trials[0].noise_std == pytest.approx(np.sqrt(2) / 150 / 0.4)
     assert agent.ledger._loss_over((250, 400)) == pytest.approx(5 * 0.5)
     assert agent.ledger._loss_over((0, 250)) == 0.0
-    # under secure aggregation the others' shares are calibrated to 250 records: a shorter slice's
-    # shared metric must carry its own full noise, not a share
-    masked = FhpoAgent(FAMILIES["linear"], "linear-0", PrivacyLedger(10.0),
-                       FhpoConfig(holdout=250, min_train=250, min_holdout=125), seed=0, noise_shares=3)
-    _fill(masked, n=400)
-    shared = [t for t in masked.run_round("r1", FAMILIES["linear"].defaults).trials if t.shared]
-    assert shared and all(t.noise_std == pytest.approx(np.sqrt(2) / 150 / 0.4) for t in shared)
     short = _agent(holdout=250, min_train=250, min_holdout=125)
     _fill(short, n=374)  # 124 past min_train: below min_holdout
     assert short.run_round("r1", FAMILIES["linear"].defaults).status == "not enough data"
