@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test soak unit lint bench kafka-stop clean
+.PHONY: setup run test unit lint bench kafka-stop clean
 
 $(BIN)/fedrift: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,8 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/pytest -m alone
 	$(BIN)/pytest
-
-soak: setup
-	$(BIN)/pytest -m soak
 
 lint: setup
 	$(BIN)/ruff check .

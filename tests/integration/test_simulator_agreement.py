@@ -1,6 +1,6 @@
 """``fedrift simulate`` describes the product: on the same drifting stream, the pipeline on the real
 broker and the simulator (the same stage objects on an in-memory bus) serve the same accuracy
-within 1.5 points (the issue's target, 0.5, holds on a quiet machine only: see ``TOLERANCE``), with
+within 0.5 points (the issue's target; ``make test`` runs this test first and alone: see ``TOLERANCE``), with
 the same drift trigger (± one analyzer window).
 
 The simulator is given the two delays it cannot know, measured on the pipeline run: how long this
@@ -37,16 +37,16 @@ from fedrift.produce import produce, request_events
 from fedrift.simulate import SimConfig, run
 from tests.integration.conftest import admin, client, ensure_topics
 
-# run alone (`make soak`): inside a full test run on the 2-core CI machine the hosts' and the
-# analyzer's delays vary within a run (the analyzer read 1,300 requests behind the hosts) and the
-# gap reached 1.1 points; on a quiet machine it was 0.01-0.17
-pytestmark = [pytest.mark.integration, pytest.mark.soak]
+# `make test` runs this first, by itself (marker ``alone``): inside a full test run on the 2-core
+# CI machine the hosts' and the analyzer's delays vary within a run (the analyzer read 1,300
+# requests behind the hosts) and the gap reached 1.1 points; alone it was 0.01-0.17
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 N, RATE = 10_000, 125.0  # a rate the 2-core CI machine sustains with shared training (hosts keep up)
 COLD = 500
-# the issue's target is 0.5 points; measured 0.01-0.17 on a quiet machine, 1.1 under a CI run's load
-# (the delays the simulator is given are medians; a loaded host's lag varies within the run)
-TOLERANCE = 0.015
+# the issue's target; measured 0.01-0.17 points alone, 1.1 under a full test run's load (the delays
+# the simulator is given are medians; a loaded host's lag varies within the run)
+TOLERANCE = 0.005
 
 
 def _stamped(events, sent_ms: list[int]):
@@ -83,6 +83,7 @@ def test_pipeline_and_simulator_serve_the_same_accuracy(settings, tmp_path):
     simulated = mean(simulation.correct["fedrift"][COLD:])
     decisions = [(d["action"], d["model"], d["config_id"]) for d in view.deployments
                  if d["action"] in ("PROMOTE", "REJECT")]
+    print(f"served {served:.4f}, simulated {simulated:.4f}, gap {100 * (served - simulated):+.2f} points; {measured}")
     assert abs(served - simulated) <= TOLERANCE, (served, simulated, measured, decisions, sim["shadow"])
     # an input trigger is stamped with the analyzer's own request count, where it saw the change; an
     # error trigger too, but that is where the analyzer had read up to when the hosts' flags reached
