@@ -225,6 +225,38 @@ def _retune_hat(fitted: Classifier, old: dict, new: dict) -> Classifier | None:
     return RiverClassifier(est)
 
 
+def _retune_pa(fitted: Classifier, old: dict, new: dict) -> Classifier | None:
+    """New C and mode on every fitted one-vs-rest learner. River's PA cannot ``mutate`` them (its
+    step rule is bound at construction), so each learner is rebuilt with the new values and
+    given the learned weights and intercept, its whole state."""
+    del old
+    if not isinstance(fitted, RiverClassifier):
+        return None
+    est = copy.deepcopy(fitted.estimator)
+    ovr = list(est.steps.values())[-1]
+
+    def rebuilt(clf: linear_model.PAClassifier) -> linear_model.PAClassifier:
+        out = linear_model.PAClassifier(C=new["C"], mode=new["mode"], learn_intercept=clf.learn_intercept)
+        out.weights, out.intercept = clf.weights, clf.intercept
+        return out
+
+    ovr.classifier = rebuilt(ovr.classifier)
+    ovr.classifiers = {label: rebuilt(clf) for label, clf in ovr.classifiers.items()}
+    return RiverClassifier(est)
+
+
+def _retune_arf(fitted: Classifier, old: dict, new: dict) -> Classifier | None:
+    """New Poisson rate and grace period on the grown forest, its trees and their background
+    learners; the number of trees cannot change."""
+    if not isinstance(fitted, RiverClassifier) or new["n_models"] != old["n_models"]:
+        return None
+    est = copy.deepcopy(fitted.estimator)
+    est.mutate({"lambda_value": new["lambda_value"], "grace_period": new["grace_period"]})
+    for t in (*est.data, *(b for b in getattr(est, "_background", []) if b is not None)):
+        t.mutate({"grace_period": new["grace_period"]})
+    return RiverClassifier(est)
+
+
 def _linear(lr: float, l2: float, seed: int) -> Classifier:
     del seed
     est = multiclass.OneVsRestClassifier(linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2))
@@ -306,6 +338,7 @@ FAMILIES: dict[str, ModelFamily] = {
             _pa,
             "standardised passive-aggressive classifier (River): one aggressive update per mistake",
             memory=lambda c: 1000.0,
+            retuner=_retune_pa,
         ),
         ModelFamily(
             "hat",
@@ -345,6 +378,7 @@ FAMILIES: dict[str, ModelFamily] = {
             {"n_models": 10, "lambda_value": 6, "grace_period": 50},
             _arf,
             "adaptive random forest with ADWIN drift detection per tree (River)",
+            retuner=_retune_arf,
         ),
         ModelFamily(
             "amf",

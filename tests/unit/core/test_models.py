@@ -38,3 +38,74 @@ def test_multiclass_labels_work_for_every_family():
 def test_config_ids_are_stable_and_distinct():
     assert config_id({"a": 1, "b": 2.0}) == config_id({"b": 2.0, "a": 1})
     assert config_id({"a": 1}) != config_id({"a": 2})
+
+
+def _stream(n: int, seed: int, classes: int = 2):
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        x = list(rng.normal(size=4))
+        yield x, int(x[0] + 0.5 * x[1] > 0) if classes == 2 else int(rng.integers(0, classes))
+
+
+RETUNABLE = sorted(name for name, fam in FAMILIES.items() if fam.retuner is not None)
+
+
+@pytest.mark.parametrize("name", RETUNABLE)
+def test_a_model_retuned_to_its_own_configuration_is_the_model_it_was(name):
+    """Retuning keeps the learned state: with unchanged hyperparameters the copy answers and
+    learns exactly as the original does."""
+    fam = FAMILIES[name]
+    fitted = fam.build(fam.defaults, seed=0)
+    for x, y in _stream(400, 0, classes=3):
+        fitted.learn_one(x, y)
+    retuned = fam.retune(fitted, fam.defaults, dict(fam.defaults))
+    assert retuned is not None and retuned is not fitted
+    for x, y in _stream(300, 1, classes=3):
+        assert retuned.predict_proba_one(x) == fitted.predict_proba_one(x)
+        fitted.learn_one(x, y)
+        retuned.learn_one(x, y)
+
+
+@pytest.mark.parametrize("name", RETUNABLE)
+def test_a_retuned_model_starts_from_what_the_fitted_one_learned_and_leaves_it_alone(name):
+    fam = FAMILIES[name]
+    fitted = fam.build(fam.defaults, seed=0)
+    for x, y in _stream(400, 0):
+        fitted.learn_one(x, y)
+    probe = [x for x, _ in _stream(50, 2)]
+    before = [fitted.predict_one(x) for x in probe]
+    others = [fam.from_point(p) for p in Space(fam.space).rvs(20, random_state=3)]
+    model = next(m for m in (fam.retune(fitted, fam.defaults, c) for c in others) if m is not None)
+    assert [model.predict_one(x) for x in probe] == before  # nothing learned is lost
+    for x, y in _stream(300, 4):
+        model.learn_one(x, y)
+    assert [fitted.predict_one(x) for x in probe] == before  # the original is untouched
+
+
+def test_a_retuned_pa_steps_by_its_new_aggressiveness():
+    """River's PA binds its step rule (and C) at construction: a copy of the fitted learners would
+    keep the old C however its attribute is set; the retuned one steps by the new C."""
+    fam = FAMILIES["pa"]
+    fitted = fam.build({"C": 1.0, "mode": 1})
+    for x, y in _stream(200, 0):
+        fitted.learn_one(x, y)
+    tiny = fam.retune(fitted, {"C": 1.0, "mode": 1}, {"C": 1e-6, "mode": 1})
+    weights = lambda m: {k: dict(c.weights) for k, c in list(m.estimator.steps.values())[-1].classifiers.items()}  # noqa: E731
+    start = weights(tiny)
+    assert start == weights(fitted)
+    for x, y in _stream(50, 5):
+        tiny.learn_one(x, y)
+    moved = max(abs(w - start[k][f]) for k, ws in weights(tiny).items() for f, w in ws.items())
+    assert moved < 1e-4  # C = 1e-6 caps each step at 1e-6 times the input
+
+
+def test_an_arf_retuned_to_another_grace_period_applies_it_to_every_grown_tree():
+    fam = FAMILIES["arf"]
+    fitted = fam.build(fam.defaults, seed=0)
+    for x, y in _stream(500, 0):
+        fitted.learn_one(x, y)
+    retuned = fam.retune(fitted, fam.defaults, {**fam.defaults, "grace_period": 150, "lambda_value": 2})
+    forest = retuned.estimator
+    assert forest.lambda_value == 2 and forest.grace_period == 150
+    assert {t.grace_period for t in forest.data} == {150}
+    assert fam.retune(fitted, fam.defaults, {**fam.defaults, "n_models": 4}) is None  # trees cannot be added
