@@ -252,7 +252,7 @@ def _retune_arf(fitted: Classifier, old: dict, new: dict) -> Classifier | None:
         return None
     est = copy.deepcopy(fitted.estimator)
     est.mutate({"lambda_value": new["lambda_value"], "grace_period": new["grace_period"]})
-    for t in (*est.data, *(b for b in getattr(est, "_background", []) if b is not None)):
+    for t in (*est.data, *(b for b in getattr(est, "_background", None) or [] if b is not None)):
         t.mutate({"grace_period": new["grace_period"]})
     return RiverClassifier(est)
 
