@@ -204,13 +204,21 @@ class ModelFamily:
         return clean_config(dict(zip(self.names, point, strict=True)))
 
 
-def _retune_linear(fitted: Classifier, old: dict, new: dict) -> Classifier | None:
-    """New learning rate and L2 on every fitted one-vs-rest model (River's ``mutate``)."""
-    del old
+def _copied_one_vs_rest(fitted: Classifier):
+    """A copy of a standardised one-vs-rest pipeline and its one-vs-rest step (whose ``classifier``
+    is the template for classes seen later), or None for another kind of model."""
     if not isinstance(fitted, RiverClassifier):
         return None
     est = copy.deepcopy(fitted.estimator)
-    ovr = list(est.steps.values())[-1]
+    return est, list(est.steps.values())[-1]
+
+
+def _retune_linear(fitted: Classifier, old: dict, new: dict) -> Classifier | None:
+    """New learning rate and L2 on every fitted one-vs-rest model (River's ``mutate``)."""
+    del old
+    if (copied := _copied_one_vs_rest(fitted)) is None:
+        return None
+    est, ovr = copied
     for clf in (ovr.classifier, *ovr.classifiers.values()):
         clf.mutate({"l2": new["l2"], "optimizer": optim.SGD(new["lr"])})
     return RiverClassifier(est)
@@ -230,10 +238,9 @@ def _retune_pa(fitted: Classifier, old: dict, new: dict) -> Classifier | None:
     step rule is bound at construction), so each learner is rebuilt with the new values and
     given the learned weights and intercept, its whole state."""
     del old
-    if not isinstance(fitted, RiverClassifier):
+    if (copied := _copied_one_vs_rest(fitted)) is None:
         return None
-    est = copy.deepcopy(fitted.estimator)
-    ovr = list(est.steps.values())[-1]
+    est, ovr = copied
 
     def rebuilt(clf: linear_model.PAClassifier) -> linear_model.PAClassifier:
         out = linear_model.PAClassifier(C=new["C"], mode=new["mode"], learn_intercept=clf.learn_intercept)
