@@ -93,4 +93,6 @@ def test_pipeline_and_simulator_serve_the_same_accuracy(settings, tmp_path):
                          for d in view.drift if d["drifted"]]
     window = DriftConfig().window
     assert len(pipeline_triggers) == len(sim["drift"]["triggers"]), (pipeline_triggers, sim["drift"])
-    assert all(abs(a - b) <= window for a, b in zip(pipeline_triggers, sim["drift"]["triggers"], strict=True))
+    print(f"triggers: pipeline {pipeline_triggers}, simulator {sim['drift']['triggers']}")
+    assert all(abs(a - b) <= window for a, b in zip(pipeline_triggers, sim["drift"]["triggers"], strict=True)), (
+        pipeline_triggers, sim["drift"], [(d["source"], d["position"], d["time"]) for d in view.drift if d["drifted"]])
