@@ -29,7 +29,7 @@ from fedrift.core.drift import DriftConfig
 from fedrift.kafka_io import RecordProducer
 from fedrift.monitor import PipelineMonitor, PipelineView
 from fedrift.pipeline import Pipeline
-from fedrift.produce import produce, request_events
+from fedrift.produce import clock_for, produce, request_events
 from fedrift.provision import provision
 from fedrift.simulate import SimConfig, run
 from infra.local_kafka import LocalKafka
@@ -52,7 +52,8 @@ def served(settings: Settings, rows: list, run_id: str, rate: float, log_dir: Pa
     try:
         with Pipeline(settings, log_dir) as pipeline:
             pipeline.wait_ready()
-            produce(RecordProducer(connect(settings, CLIENT)), catalog, request_events(rows, run_id=run_id), rate=rate)
+            events = request_events(rows, run_id=run_id, clock=clock_for(rate))  # one order: as simulated
+            produce(RecordProducer(connect(settings, CLIENT)), catalog, events, rate=rate)
             deadline = time.monotonic() + 300
             while monitor.poll(1).n_predicted < len(rows) and time.monotonic() < deadline:
                 pipeline.supervise()

@@ -138,7 +138,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from fedrift.access import CLIENT
     from fedrift.connection import MissingCredentials, connect
     from fedrift.kafka_io import RecordProducer
-    from fedrift.produce import produce, request_events
+    from fedrift.produce import clock_for, produce, request_events
     from fedrift.provision import provision
     from fedrift.topics import TopicCatalog
 
@@ -152,7 +152,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
         n = produce(
             RecordProducer(connect(settings, CLIENT)),
             catalog,
-            request_events(rows, label_delay=args.label_delay),
+            request_events(rows, label_delay=args.label_delay, clock=clock_for(args.rate)),
             rate=args.rate,
             progress=bar,
         )

@@ -18,7 +18,7 @@ from fedrift.connection import Connection, connect
 from fedrift.kafka_io import RecordProducer
 from fedrift.monitor import PipelineMonitor, PipelineView, plot
 from fedrift.pipeline import Pipeline
-from fedrift.produce import produce, request_events
+from fedrift.produce import clock_for, produce, request_events
 from fedrift.provision import provision
 from fedrift.topics import TopicCatalog
 
@@ -60,7 +60,7 @@ def _start_producer(rows, run_id: str, client: Connection, catalog: TopicCatalog
 
     def producer() -> None:
         try:
-            events = request_events(rows, run_id=run_id, label_delay=label_delay)
+            events = request_events(rows, run_id=run_id, label_delay=label_delay, clock=clock_for(rate))
             produced["n"] = produce(RecordProducer(client), catalog, events, rate=rate)
         except Exception as exc:  # reported by the main thread
             produced["error"] = exc
