@@ -82,17 +82,20 @@ class Simulation:
         self.t = 0
 
     def step(self, x: list[float], y) -> None:
+        # the baselines first: their models, shared with the replicas' (``fedrift.sharing``), then
+        # stay level with or ahead of the replicas, and a line forks only for a member left behind
+        static_pred = {m: model.predict_one(x) for m, model in self.static.items()}
+        for m, pred in static_pred.items():
+            self.static[m].learn_one(x, y)
+            self.static_acc[m].update(float(pred == y))
         served = self.pipeline.request(f"{self.cfg.run_id}-{self.t}", x, y)
         prediction = served[1] if served else None
         self.t += 1
-        static_pred = {m: model.predict_one(x) for m, model in self.static.items()}
         self.correct["fedrift"].append(prediction == y)
         self.correct["patent"].append(static_pred[self.routers["patent"].choose()] == y)
         self.correct["uniform"].append(static_pred[self.routers["uniform"].choose()] == y)
         for m, pred in static_pred.items():
             self.correct[f"model:{m}"].append(pred == y)
-            self.static[m].learn_one(x, y)
-            self.static_acc[m].update(float(pred == y))
         self.labels.append(y)
         if self.t % 50 == 0:
             self.routers["patent"].set_weights({m: max(a.mean, 1e-6) for m, a in self.static_acc.items()})

@@ -248,11 +248,9 @@ FAMILIES: dict[str, ModelFamily] = {
         ),
         ModelFamily(
             "arf",
-            [
-                Integer(3, 10, name="n_models"),
-                Integer(1, 10, name="lambda_value"),
-                Integer(20, 200, name="grace_period"),
-            ],
+            # the number of trees is a cost, not a regime: it stays the library's, so every
+            # candidate the search finds can start from the production forest (``_retune_arf``)
+            [Integer(1, 10, name="lambda_value"), Integer(20, 200, name="grace_period")],
             {"n_models": 10, "lambda_value": 6, "grace_period": 50},
             _arf,
             "adaptive random forest with ADWIN drift detection per tree (River)",

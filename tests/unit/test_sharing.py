@@ -25,6 +25,8 @@ def test_a_shared_run_gives_the_unshared_result_exactly_and_learns_less():
     assert result == plain.result()
     assert result["shadow"]["promotions"] >= 2, "the test must cover shadows and promotions"
     assert shared.pipeline.sharing.updates_applied < 0.4 * n * len(pool) * 4  # K=3 replicas + the baseline
+    # the baselines learn before the replicas (``Simulation.step``): no member falls behind its line
+    assert shared.pipeline.sharing.forks == 0
 
 
 def test_a_shared_forest_gives_the_unshared_result_exactly():
