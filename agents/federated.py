@@ -117,11 +117,12 @@ class FederatedRounds:
                 "masked_with": [],
                 "mask_key": b"",
                 "noise_std": tr.noise_std,
+                "signature": b"",
             }
             if masked is not None and tr.config_id in masked[0]:
                 value["noised_quality"] = math.nan  # only the masked value leaves
                 value["masked_value"], value["masked_with"], value["mask_key"] = masked[0][tr.config_id], *masked[1:]
-            out.append(Output(HPO_METRICS, "TrialMetric", value, self.model))
+            out.append(Output(HPO_METRICS, "TrialMetric", self.secure.sign_metric(value), self.model))
         return out
 
     def unmask(self, request: UnmaskRequest) -> list[Output]:

@@ -102,6 +102,10 @@ class InMemoryPipeline:
         fh = cfg.fhpo
         self.aggregator = RoundBook(cfg.replicas, 1 + fh.n_shared + fh.n_local, timeout_s=cfg.hpo_round_timeout_s,
                                     threshold=fh.min_survivors)
+        for hosts in self.rounds.values():  # the aggregator pins every host's key too
+            for a in hosts:
+                if self.aggregator.on_key(a.secure.key_record(0)) is not None:
+                    raise RuntimeError(f"the aggregator refused {a.host_id}'s key")
         self.shadow = ShadowStage(0.05, cfg.shadow_min, cfg.shadow_max)
         self.bus: deque[Output] = deque()
         self.later: list[tuple[int, int, list[Output]]] = []  # (due time, seq, outputs): rounds, markers

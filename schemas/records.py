@@ -199,26 +199,6 @@ class RoundKeys(TypedDict):
     signature: bytes
 
 
-class TrialMetric(TypedDict):
-    """One FHPO agent's differentially-private score of one configuration. v4 replaces the float
-    masked share with secure aggregation's masked integer: quality*size fixed-point encoded,
-    clipped and masked in Z/2^62 with a self-mask and pairwise masks (fedrift/core/secagg.py)."""
-
-    round_id: str
-    model: str
-    agent: str
-    config_id: str
-    config_json: str
-    noised_quality: float
-    noised_latency_ms: float
-    slice_size: int
-    epsilon_spent: float
-    masked_value: int | None
-    masked_with: list[str]
-    mask_key: bytes
-    noise_std: float
-
-
 class UnmaskRequest(TypedDict):
     """Secure aggregation's last step: the aggregator names the round's survivors (their masked
     metrics arrived) and the dropped (masked with, never arrived). Each survivor answers the
@@ -231,19 +211,6 @@ class UnmaskRequest(TypedDict):
     time: int
     survivors: list[str]
     dropped_agents: list[str]
-
-
-class UnmaskShare(TypedDict):
-    """A survivor's answer to an UnmaskRequest: its Shamir shares (x = share_index) of each
-    survivor's self-mask seed and of each dropped host's mask key; never both for one host. v2
-    replaces the float pairwise-mask sums. On hpo.metrics, beside TrialMetric."""
-
-    round_id: str
-    model: str
-    agent: str
-    share_index: int
-    seed_shares: dict[str, bytes]
-    key_shares: dict[str, bytes]
 
 
 class ModelStatus(TypedDict):
@@ -277,3 +244,38 @@ class HpoTrigger(TypedDict):
     models: list[str]
     as_of: int
     design: str
+
+
+class TrialMetric(TypedDict):
+    """One FHPO agent's differentially-private score of one configuration. v5 adds the agent's
+    Ed25519 signature over every field, so the aggregator refuses a metric another principal
+    wrote in its name (fedrift/core/signatures.py)."""
+
+    round_id: str
+    model: str
+    agent: str
+    config_id: str
+    config_json: str
+    noised_quality: float
+    noised_latency_ms: float
+    slice_size: int
+    epsilon_spent: float
+    masked_value: int | None
+    masked_with: list[str]
+    mask_key: bytes
+    noise_std: float
+    signature: bytes
+
+
+class UnmaskShare(TypedDict):
+    """A survivor's answer to an UnmaskRequest: its Shamir shares (x = share_index) of each
+    survivor's self-mask seed and of each dropped host's mask key; never both for one host. v3
+    adds the agent's Ed25519 signature over every field. On hpo.metrics, beside TrialMetric."""
+
+    round_id: str
+    model: str
+    agent: str
+    share_index: int
+    seed_shares: dict[str, bytes]
+    key_shares: dict[str, bytes]
+    signature: bytes

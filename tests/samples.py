@@ -49,6 +49,7 @@ SAMPLES: dict[str, dict] = {
         "masked_with": ["hat-1", "hat-2"],
         "mask_key": bytes(range(32)),
         "noise_std": 0.014,
+        "signature": bytes(64),
     },
     "AggregateResult": {
         "round_id": "round-1",
@@ -126,6 +127,7 @@ SAMPLES: dict[str, dict] = {
         "share_index": 1,
         "seed_shares": {"hat-0": bytes(16), "hat-1": bytes(range(16))},
         "key_shares": {"hat-2": bytes(range(32))},
+        "signature": bytes(64),
     },
     "AgentKey": {"host": "hat-0", "model": "hat", "public_key": bytes(range(32)), "created_ms": 1_700_000_000_000,
                  "signing_key": bytes(range(32, 64)), "signature": bytes(64)},

@@ -32,11 +32,24 @@ def exchange(hosts: dict[str, SecureAggregation], round_id: str, joined=None) ->
 def metric(host: SecureAggregation, round_id: str, cid: str, value: float, size: int = 100) -> dict:
     """The TrialMetric a host publishes for ``value`` (quality × size) of a shared configuration."""
     masked, peers, mask_key = host.mask(round_id, {cid: value})
-    return {"model": MODEL, "round_id": round_id, "agent": host.host, "config_id": cid, "config_json": "{}",
-            "noised_quality": float("nan"), "slice_size": size, "masked_value": masked[cid],
-            "masked_with": peers, "mask_key": mask_key, "noised_latency_ms": 0.1, "epsilon_spent": 0.5,
-            "noise_std": 0.01}
+    return host.sign_metric({
+        "model": MODEL, "round_id": round_id, "agent": host.host, "config_id": cid, "config_json": "{}",
+        "noised_quality": float("nan"), "slice_size": size, "masked_value": masked[cid], "masked_with": peers,
+        "mask_key": mask_key, "noised_latency_ms": 0.1, "epsilon_spent": 0.5, "noise_std": 0.01, "signature": b""})
 
 
-def book(n: int = 3, threshold: int = 3, timeout_s: float = 10.0) -> RoundBook:
-    return RoundBook(replicas=n, expected_per_agent=1, timeout_s=timeout_s, threshold=threshold)
+def clear_metric(host: SecureAggregation, cid: str, quality: float, size: int = 200, round_id: str = "r1") -> dict:
+    """The signed TrialMetric of a configuration a host scored alone (in the clear, ε-DP)."""
+    return host.sign_metric({
+        "model": MODEL, "round_id": round_id, "agent": host.host, "config_id": cid, "config_json": "{}",
+        "noised_quality": quality, "slice_size": size, "masked_value": None, "masked_with": [], "mask_key": b"",
+        "noised_latency_ms": 0.1, "epsilon_spent": 0.5, "noise_std": 0.01, "signature": b""})
+
+
+def book(n: int = 3, threshold: int = 3, timeout_s: float = 10.0,
+         hosts: dict[str, SecureAggregation] | None = None) -> RoundBook:
+    """An aggregator that pinned the keys of ``hosts``."""
+    rounds = RoundBook(replicas=n, expected_per_agent=1, timeout_s=timeout_s, threshold=threshold)
+    for host in (hosts or {}).values():
+        assert rounds.on_key(host.key_record(0)) is None
+    return rounds

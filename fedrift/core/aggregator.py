@@ -7,11 +7,25 @@ once per round) and closes as soon as each survivor has answered with its shares
 timeout later with what it has; a round without masked metrics closes at once. Time is passed in
 (``now``, seconds), so the simulator and the Faust shell drive it alike.
 
+Every metric and answer must be signed by its agent's key, pinned at first sight from
+``hpo.keys`` (``on_key``): any host principal may write ``hpo.metrics``, and a forged metric or
+answer in a peer's name would otherwise spoil the round's sum.
+
+>>> from fedrift.core.masking import SecureAggregation
+>>> from fedrift.core.secagg import Identity
+>>> host = SecureAggregation("m", "m-0", Identity.generate(), set(), replicas=1, threshold=3)
 >>> book = RoundBook(replicas=1, expected_per_agent=1, timeout_s=60, threshold=3)
+>>> book.on_key(host.key_record(0)) is None
+True
 >>> metric = {"model": "m", "round_id": "r1", "agent": "m-0", "config_id": "c", "config_json": "{}",
 ...           "noised_quality": 0.8, "slice_size": 200, "masked_value": None, "masked_with": [],
-...           "mask_key": b"", "noised_latency_ms": 0.1, "epsilon_spent": 0.5, "noise_std": 0.01}
->>> [o.record for o in book.on_metric(metric, now=0.0)]
+...           "mask_key": b"", "noised_latency_ms": 0.1, "epsilon_spent": 0.5, "noise_std": 0.01,
+...           "signature": b""}
+>>> book.on_metric(metric, now=0.0)
+Traceback (most recent call last):
+...
+schemas.codec.InvalidRecord: a TrialMetric in the name of m-0 not signed by its pinned key
+>>> [o.record for o in book.on_metric(host.sign_metric(metric), now=0.0)]
 ['AggregateResult']
 """
 
@@ -25,9 +39,10 @@ from fedrift import json_config
 from fedrift.core.aggregation import AggregateOutcome, Aggregator, Contribution
 from fedrift.core.records import Output
 from fedrift.core.secagg import MODULUS
+from fedrift.core.signatures import PinnedKeys, metric_message, share_message
 from fedrift.topics import HPO_AGGREGATES, HPO_TRIGGERS
 from schemas import InvalidRecord
-from schemas.records import AggregateResult, TrialMetric, UnmaskRequest, UnmaskShare
+from schemas.records import AgentKey, AggregateResult, TrialMetric, UnmaskRequest, UnmaskShare
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +87,23 @@ class RoundBook:
         self.timeout_s = timeout_s
         self.open: dict[tuple[str, str], OpenRound] = {}
         self.closed: set[tuple[str, str]] = set()
+        self.keys = PinnedKeys()
+
+    def on_key(self, key: AgentKey) -> str | None:
+        """Pin a host's keys (``hpo.keys``); the reason a key is refused, or None."""
+        return self.keys.learn(key)
+
+    def authenticate(self, record: str, value: TrialMetric | UnmaskShare) -> None:
+        """Raise ``InvalidRecord`` unless the record's agent signed it with its pinned key."""
+        message = metric_message(value) if record == "TrialMetric" else share_message(value)  # type: ignore[arg-type]
+        if not self.keys.signed_by(value["agent"], value["signature"], message):
+            raise InvalidRecord(f"a {record} in the name of {value['agent']} not signed by its pinned key")
 
     def on_metric(self, metric: TrialMetric, now: float, now_ms: int = 0) -> list[Output]:
         """Add a TrialMetric (raises ``InvalidRecord`` for an unusable one); the aggregate once
         the round is complete."""
         validate_metric(metric)
+        self.authenticate("TrialMetric", metric)
         key = (metric["model"], metric["round_id"])
         if key in self.closed:
             return []
@@ -108,6 +135,7 @@ class RoundBook:
         if rnd is None or rnd.unmask_asked is None:
             return []
         validate_share(share)
+        self.authenticate("UnmaskShare", share)
         rnd.aggregator.add_unmask(share["agent"], share["share_index"], share["seed_shares"], share["key_shares"])
         return self.close(key) if rnd.aggregator.unmask_complete() else []
 

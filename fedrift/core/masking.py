@@ -4,7 +4,8 @@ for its peers, the masks on its values, and its one answer per round to the aggr
 The rules that keep a host's value hidden from a curious aggregator (``fedrift.core.secagg``):
 
 * every key it accepts is signed by the peer's Ed25519 key, pinned at first sight (and across
-  restarts: ``memory``); a different key later published under that name is refused;
+  restarts: ``memory``); a different key later published under that name is refused; what it
+  publishes itself (round keys, metrics, unmask answers) it signs (``fedrift.core.signatures``);
 * a round id is joined once: its secrets are fresh, never reused, and never written to disk; a
   round pushed out of memory is retired, never joined, keyed or answered again;
 * it masks only with enough peers that no ``threshold`` hosts outside them exist
@@ -35,7 +36,8 @@ from dataclasses import dataclass, field
 
 from fedrift.core import secagg
 from fedrift.core.aggregation import replica_index
-from schemas.records import AgentKey, RoundKeys, UnmaskRequest, UnmaskShare
+from fedrift.core.signatures import PinnedKeys, key_message, metric_message, round_keys_message, share_message
+from schemas.records import AgentKey, RoundKeys, TrialMetric, UnmaskRequest, UnmaskShare
 
 log = logging.getLogger(__name__)
 ROUND_MEMORY = 100  # rounds whose shares and answers are kept (for a late unmask request)
@@ -54,21 +56,6 @@ class RoundState:
     answer: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # the (survivors, dropped) it answered
 
 
-def _fields(*parts: bytes | str) -> bytes:
-    """Length-prefixed fields: no two different field lists sign as the same bytes."""
-    raw = [p.encode() if isinstance(p, str) else p for p in parts]
-    return b"".join(len(p).to_bytes(4, "big") + p for p in raw)
-
-
-def _key_message(model: str, host: str, public_key: bytes, signing_key: bytes) -> bytes:
-    return _fields("fedrift-agent-key", model, host, public_key, signing_key)
-
-
-def _round_message(rk: RoundKeys) -> bytes:
-    shares = [x for p in sorted(rk["shares"]) for x in (p, rk["shares"][p])]
-    return _fields("fedrift-round-keys", rk["model"], rk["round_id"], rk["agent"], rk["mask_key"], *shares)
-
-
 class SecureAggregation:
     def __init__(self, model: str, host: str, identity: secagg.Identity, peers: set[str], replicas: int,
                  threshold: int) -> None:
@@ -76,8 +63,7 @@ class SecureAggregation:
             raise ValueError(f"the secure-aggregation threshold must be 2 or more, not {threshold}")
         self.model, self.host, self.identity, self.peers = model, host, identity, set(peers)
         self.replicas, self.threshold = replicas, threshold
-        self.identities: dict[str, tuple[bytes, bytes]] = {}  # peer -> (verify key, exchange key), pinned
-        self.conflicted: set[str] = set()  # peers that published another key since: masked with by nobody
+        self.pinned = PinnedKeys()  # peers' (verify key, exchange key); a conflicted peer is masked with by nobody
         self.rounds: OrderedDict[str, RoundState] = OrderedDict()
         self.retired: set[str] = set()  # rounds pushed out of ``rounds``: never joined, keyed or answered again
 
@@ -97,27 +83,20 @@ class SecureAggregation:
         ident = self.identity
         return {"host": self.host, "model": self.model, "public_key": ident.exchange_key, "created_ms": now_ms,
                 "signing_key": ident.verify_key,
-                "signature": ident.sign(_key_message(self.model, self.host, ident.exchange_key, ident.verify_key))}
+                "signature": ident.sign(key_message(self.model, self.host, ident.exchange_key, ident.verify_key))}
 
     def learn_key(self, value: AgentKey) -> str | None:
         """Pin a peer's keys at first sight; the reason a key is refused, or None."""
-        host = value["host"]
-        if value["model"] != self.model or host not in self.peers:
+        if value["model"] != self.model or value["host"] not in self.peers:
             return None
-        message = _key_message(self.model, host, value["public_key"], value["signing_key"])
-        if not secagg.verify(value["signing_key"], value["signature"], message):
-            return f"the key of {host} is not signed by the signing key it names"
-        keys = (value["signing_key"], value["public_key"])
-        pinned = self.identities.setdefault(host, keys)
-        if pinned != keys:
-            if host not in self.conflicted:
-                log.warning("host %s: %s published other keys; refused, no longer masking with it", self.host, host)
-            self.conflicted.add(host)
-            return f"{host} published other keys than the ones pinned here"
-        return None
+        return self.pinned.learn(value)
 
     def _trusted(self, peer: str) -> tuple[bytes, bytes] | None:
-        return None if peer in self.conflicted else self.identities.get(peer)
+        return self.pinned.trusted(peer)
+
+    def sign_metric(self, metric: TrialMetric) -> TrialMetric:
+        """The metric with this host's signature, so no other host principal can write it."""
+        return {**metric, "signature": self.identity.sign(metric_message(metric))}
 
     def _round(self, round_id: str) -> RoundState | None:
         """The round's state, created on first use; None for a retired round."""
@@ -146,7 +125,7 @@ class SecureAggregation:
                 sealed[peer] = self.identity.seal(shares[replica_index(peer)], trusted[1], self.host, peer, round_id)
         record: RoundKeys = {"round_id": round_id, "model": self.model, "agent": self.host,
                              "mask_key": st.secrets.mask_public, "shares": sealed, "signature": b""}
-        record["signature"] = self.identity.sign(_round_message(record))
+        record["signature"] = self.identity.sign(round_keys_message(record))
         return record
 
     def on_round_keys(self, rk: RoundKeys) -> str | None:
@@ -156,7 +135,7 @@ class SecureAggregation:
         if rk["model"] != self.model or peer not in self.peers:
             return None
         trusted = self._trusted(peer)
-        if trusted is None or not secagg.verify(trusted[0], rk["signature"], _round_message(rk)):
+        if trusted is None or not secagg.verify(trusted[0], rk["signature"], round_keys_message(rk)):
             return f"round keys of {peer} for {rk['round_id']} are not signed by its pinned key"
         st = self._round(rk["round_id"])
         if st is None:
@@ -225,10 +204,13 @@ class SecureAggregation:
             log.warning("host %s refuses to unmask %s: %s", self.host, request["round_id"], refused)
             return None
         mine = {**st.shares, self.host: st.own_share}
-        return {"round_id": request["round_id"], "model": self.model, "agent": self.host,
-                "share_index": replica_index(self.host),
-                "seed_shares": {a: secagg.seed_share(mine[a]) for a in survivors if a in mine},
-                "key_shares": {a: secagg.key_share(mine[a]) for a in dropped if a in mine}}
+        answer: UnmaskShare = {"round_id": request["round_id"], "model": self.model, "agent": self.host,
+                               "share_index": replica_index(self.host),
+                               "seed_shares": {a: secagg.seed_share(mine[a]) for a in survivors if a in mine},
+                               "key_shares": {a: secagg.key_share(mine[a]) for a in dropped if a in mine},
+                               "signature": b""}
+        answer["signature"] = self.identity.sign(share_message(answer))
+        return answer
 
     def _refusal(self, st: RoundState, model: str, survivors: tuple[str, ...], dropped: tuple[str, ...]) -> str:
         if model != self.model:
@@ -254,12 +236,12 @@ class SecureAggregation:
         """What must survive a restart (never a round's own secrets)."""
         rounds = {r: RoundState(None, st.joined, st.own_share, dict(st.shares), dict(st.mask_keys),
                                 st.masked_with, st.answer) for r, st in self.rounds.items()}
-        return {"identities": dict(self.identities), "conflicted": set(self.conflicted), "rounds": rounds,
+        return {"identities": dict(self.pinned.keys), "conflicted": set(self.pinned.conflicted), "rounds": rounds,
                 "retired": set(self.retired)}
 
     def restore(self, memory: dict | None) -> None:
         if memory and "identities" in memory:
-            self.identities = dict(memory["identities"])
-            self.conflicted = set(memory["conflicted"])
+            self.pinned.keys = dict(memory["identities"])
+            self.pinned.conflicted = set(memory["conflicted"])
             self.rounds = OrderedDict(memory["rounds"])
             self.retired = set(memory.get("retired", ()))

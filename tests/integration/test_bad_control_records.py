@@ -53,6 +53,8 @@ BAD = [
     (HPO_METRICS, "m-nan", "TrialMetric", {**SAMPLES["TrialMetric"], "masked_value": None, "noised_quality": math.nan},
      "finite"),
     (HPO_METRICS, "m-ring", "TrialMetric", {**SAMPLES["TrialMetric"], "masked_value": -7}, "2^62"),
+    # well-formed, in a host's name, signed by nobody's key: a forgery any host principal could write
+    (HPO_METRICS, "m-forged", "TrialMetric", SAMPLES["TrialMetric"], "not signed by its pinned key"),
     (HPO_TRIGGERS, "t-empty", "HpoTrigger", {**SAMPLES["HpoTrigger"], "round_id": ""}, "empty round_id"),
     (HPO_TRIGGERS, "t-bytes", None, b"garbage", "magic byte"),
     (HPO_AGGREGATES, "a-inf", "AggregateResult", {**SAMPLES["AggregateResult"], "score": math.inf}, "not finite"),

@@ -20,8 +20,9 @@ def test_no_host_or_client_can_set_routing_or_deployments():
     assert "p.model.status" not in _topics("client", "write")
 
 
-def test_the_aggregator_reads_only_the_masked_metrics():
-    assert _topics("aggregator", "read") == {"p.hpo.metrics"}
+def test_the_aggregator_reads_only_the_masked_metrics_and_the_hosts_keys():
+    # hpo.keys: public keys (to check the metrics' signatures) and round-key shares sealed to peers
+    assert _topics("aggregator", "read") == {"p.hpo.metrics", "p.hpo.keys"}
     assert not any(t.startswith("p.inference.") for t in _topics("aggregator", "read"))
 
 
@@ -59,7 +60,9 @@ EXPECTED = {  # every grant of every role, spelled out: a wider table fails here
     "drift": {("topic", "p.inference.requests", R), ("topic", "p.model.status", R), ("topic", "p.drift.signals", W),
               ("topic", "p.hpo.triggers", W), ("group", "p.drift.", R, PRE), ("group", "p.fedrift-drift", R),
               ("topic", "p.fedrift-drift-", FAUST, PRE)},
-    "aggregator": {("topic", "p.hpo.metrics", R), ("topic", "p.hpo.aggregates", W), ("topic", "p.hpo.triggers", W),
+    # hpo.keys: the hosts' public keys, to check the signatures on their metrics and answers
+    "aggregator": {("topic", "p.hpo.metrics", R), ("topic", "p.hpo.keys", R), ("topic", "p.hpo.aggregates", W),
+                   ("topic", "p.hpo.triggers", W),
                    ("topic", "p.hpo.metrics.dlq", W), ("group", "p.aggregator.", R, PRE),
                    ("group", "p.fedrift-aggregator", R), ("topic", "p.fedrift-aggregator-", FAUST, PRE)},
     "controller": {("topic", f"p.{t}", R) for t in ("model.status", "inference.requests", "drift.signals",

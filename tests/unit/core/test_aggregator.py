@@ -4,21 +4,14 @@ import math
 
 import pytest
 
-from fedrift.core.aggregator import RoundBook
 from schemas import InvalidRecord
-from tests.secagg_group import book, exchange, group, metric
-
-
-def _clear(agent, cid, q, n=200):
-    return {"model": "m", "round_id": "r1", "agent": agent, "config_id": cid, "config_json": "{}",
-            "noised_quality": q, "slice_size": n, "masked_value": None, "masked_with": [], "mask_key": b"",
-            "noised_latency_ms": 0.1, "epsilon_spent": 0.5, "noise_std": 0.01}
+from tests.secagg_group import book, clear_metric, exchange, group, metric
 
 
 def test_a_complete_round_asks_for_shares_once_and_closes_on_the_answers():
     hosts = group(3)
     exchange(hosts, "r1")
-    rounds = book()
+    rounds = book(hosts=hosts)
     out = []
     for h, q in (("m-0", 0.8), ("m-1", 0.7), ("m-2", 0.9)):
         assert out == []
@@ -30,13 +23,14 @@ def test_a_complete_round_asks_for_shares_once_and_closes_on_the_answers():
     assert rounds.on_share(answers[0]) == [] and rounds.on_share(answers[1]) == []
     [aggregate] = rounds.on_share(answers[2])
     assert aggregate.value["score"] == pytest.approx(0.8, abs=1e-6) and aggregate.value["agents"] == sorted(hosts)
-    assert rounds.on_metric(_clear("m-0", "late", 0.99), now=1.0) == []  # a closed round ignores late metrics
+    late = clear_metric(hosts["m-0"], "late", 0.99)
+    assert rounds.on_metric(late, now=1.0) == []  # a closed round ignores late metrics
 
 
 def test_a_replica_that_never_reported_is_named_dropped_at_the_timeout():
     hosts = group(4, threshold=3)
     exchange(hosts, "r1")
-    rounds = book(n=4, threshold=3, timeout_s=10.0)
+    rounds = book(n=4, threshold=3, timeout_s=10.0, hosts=hosts)
     for h, q in (("m-0", 0.8), ("m-1", 0.6), ("m-2", 0.7)):  # m-3 died mid-round
         assert rounds.on_metric(metric(hosts[h], "r1", "shared", q * 200, 200), now=0.0) == []
     assert rounds.tick(now=5.0, now_ms=0) == []
@@ -55,17 +49,18 @@ def test_a_replica_that_never_reported_is_named_dropped_at_the_timeout():
 def test_too_few_survivors_close_the_round_without_a_request_or_a_masked_score():
     hosts = group(3)
     exchange(hosts, "r1")
-    rounds = book(timeout_s=1.0)
+    rounds = book(timeout_s=1.0, hosts=hosts)
     rounds.on_metric(metric(hosts["m-0"], "r1", "shared", 100.0), now=0.0)
     rounds.on_metric(metric(hosts["m-1"], "r1", "shared", 100.0), now=0.0)
-    rounds.on_metric(_clear("m-1", "solo", 0.5), now=0.0)
+    rounds.on_metric(clear_metric(hosts["m-1"], "solo", 0.5), now=0.0)
     [aggregate] = rounds.tick(now=2.0, now_ms=0)
     assert aggregate.record == "AggregateResult" and aggregate.value["best_config_id"] == "solo"
 
 
 def test_a_round_without_masked_metrics_closes_at_once():
-    rounds = RoundBook(replicas=3, expected_per_agent=1, timeout_s=0.0, threshold=3)
-    rounds.on_metric(_clear("m-0", "solo", 0.5), now=0.0)
+    hosts = group(3)
+    rounds = book(timeout_s=0.0, hosts=hosts)
+    rounds.on_metric(clear_metric(hosts["m-0"], "solo", 0.5), now=0.0)
     [aggregate] = rounds.tick(now=1.0, now_ms=0)
     assert aggregate.record == "AggregateResult"
 
@@ -83,17 +78,18 @@ def test_a_round_without_masked_metrics_closes_at_once():
     ],
 )
 def test_an_unusable_metric_is_refused_and_the_round_goes_on(change, why):
-    rounds = RoundBook(replicas=1, expected_per_agent=1, timeout_s=60, threshold=3)
+    hosts = group(1)
+    rounds = book(n=1, timeout_s=60, hosts=hosts)
     with pytest.raises(InvalidRecord, match=why):
-        rounds.on_metric({**_clear("m-0", "c", 0.5), **change}, now=0.0)
-    assert [o.record for o in rounds.on_metric(_clear("m-0", "c", 0.5), now=0.0)] == ["AggregateResult"]
+        rounds.on_metric({**clear_metric(hosts["m-0"], "c", 0.5), **change}, now=0.0)
+    assert [o.record for o in rounds.on_metric(clear_metric(hosts["m-0"], "c", 0.5), now=0.0)] == ["AggregateResult"]
 
 
 def test_unusable_shares_are_refused():
-    rounds = book()
-    bad = {"round_id": "r1", "model": "m", "agent": "m-0", "share_index": 1,
-           "seed_shares": {"m-0": b"short"}, "key_shares": {}}
     hosts = group(3)
+    rounds = book(hosts=hosts)
+    bad = {"round_id": "r1", "model": "m", "agent": "m-0", "share_index": 1,
+           "seed_shares": {"m-0": b"short"}, "key_shares": {}, "signature": b""}
     exchange(hosts, "r1")
     for h in hosts:
         rounds.on_metric(metric(hosts[h], "r1", "shared", 1.0), now=0.0)

@@ -19,7 +19,7 @@ def test_a_substituted_key_is_refused_after_first_contact():
     hosts = group(3)
     host = hosts["m-0"]
     assert "other keys" in host.learn_key(_impostor("m-1").key_record(0))
-    assert host.identities["m-1"][0] == hosts["m-1"].identity.verify_key
+    assert host.pinned.keys["m-1"][0] == hosts["m-1"].identity.verify_key
     assert host.masking_peers("r1") == [] and host.join("r1") is not None
     assert host.learn_key(hosts["m-2"].key_record(0)) is None  # the same keys again are fine
 
@@ -28,7 +28,7 @@ def test_a_key_not_signed_by_the_key_it_names_is_refused_even_at_first_contact()
     fresh = SecureAggregation("m", "m-0", secagg.Identity.generate(), {"m-1", "m-2"}, 3, 3)
     forged = {**_impostor("m-1").key_record(0), "public_key": bytes(32)}  # signature no longer matches
     assert "not signed" in fresh.learn_key(forged)
-    assert "m-1" not in fresh.identities
+    assert "m-1" not in fresh.pinned.keys
 
 
 def test_round_keys_signed_by_anyone_else_are_refused():

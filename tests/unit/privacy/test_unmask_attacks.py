@@ -185,7 +185,7 @@ def test_a_sum_over_fewer_than_t_hosts_cannot_be_unmasked():
 
 
 def test_signed_fields_are_length_prefixed():
-    from fedrift.core.masking import _fields
+    from fedrift.core.signatures import fields as _fields
 
     assert _fields("ab", "c") != _fields("a", "bc")
 
