@@ -19,7 +19,7 @@ trigger to the input detector 360 requests later (2 of 5 runs), and for the gap 
 points in CI. The pool is three online linear and Bayes learners (``linear``, ``pa``, ``gnb``): a
 Hoeffding tree's splits, and so its error detector, react more to the records a host still
 merges out of order (a partition's records in transit past ``host_align_idle_ms``: 31–106 per
-run, all before the drift, the same on every host) (with ``hat`` in the pool, one replica's lone
+run; where located, the same on every host and all before the drift) (with ``hat`` in the pool, one replica's lone
 alarm ~2,700 requests in decided 2 of 12 comparisons by itself). ``benchmarks/agreement.py``
 measures the default pool over several runs. An error-drift trigger needs two hosts' detectors to
 agree here (``error_quorum=2``, in both); the default (1) keeps every detector's sensitivity."""
