@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fedrift.private_files import write_private
+
 if TYPE_CHECKING:
     from fedrift.core.replica import ReplicaConfig
 
@@ -100,23 +102,6 @@ class HostState:
     n_partitions: int | None = None  # of the input topics when it was written
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` owner-only, durably and atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def ledger_lost(refused: bool, restored: bool, replay_until: dict[tuple[str, int], int]) -> bool:
     """Whether a host's ε ledger is unknown: its checkpoint was refused, or it has none although
     it committed outputs before (the checkpoint was deleted, or never written before a crash).
@@ -137,14 +122,14 @@ def key_path(path: Path) -> Path:
 def _key(path: Path) -> bytes:
     kp = key_path(path)
     if not kp.is_file():
-        _write_private(kp, os.urandom(32))
+        write_private(kp, os.urandom(32))
         os.chmod(kp.parent, 0o700)
     return kp.read_bytes()
 
 
 def save(path: Path, state: HostState) -> None:
     body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    _write_private(path, hmac.new(_key(path), body, hashlib.sha256).digest() + body)
+    write_private(path, hmac.new(_key(path), body, hashlib.sha256).digest() + body)
 
 
 class CheckpointRefused(ValueError):

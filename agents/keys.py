@@ -13,20 +13,15 @@ pinned the public halves keep trusting it. Only the public halves are published 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from fedrift.core.secagg import Identity
+from fedrift.private_files import write_private
 
 
 def load_or_create(path: Path) -> Identity:
     if path.is_file():
         return Identity.from_bytes(path.read_bytes())
     identity = Identity.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(identity.to_bytes())
-    os.replace(tmp, path)
+    write_private(path, identity.to_bytes())
     return identity

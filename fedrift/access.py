@@ -12,7 +12,7 @@ may write any key on it) is in ``docs/security.md``.
 >>> from fedrift.topics import TopicCatalog
 >>> cat = TopicCatalog(prefix="p.", models=("linear",))
 >>> [g.name for g in grants("aggregator", cat, replicas=1) if g.resource == "topic" and "read" in g.operations]
-['p.hpo.metrics', 'p.hpo.keys', 'p.fedrift-aggregator-']
+['p.hpo.metrics', 'p.hpo.keys', 'p.hpo.triggers', 'p.fedrift-aggregator-']
 >>> any(g.name == "p.routing.weights" and "write" in g.operations for g in grants("host-linear", cat, 1))
 False
 """
@@ -99,7 +99,7 @@ HOST = Access(reads=(REQUESTS, FEEDBACK, DEPLOYMENTS, HPO_TRIGGERS, HPO_KEYS, HO
 ACCESS: dict[str, Access] = {
     CLIENT: Access(reads=(PREDICTIONS, ROUTING_WEIGHTS), writes=(REQUESTS, FEEDBACK)),
     "drift": Access(reads=(REQUESTS, MODEL_STATUS), writes=(DRIFT_SIGNALS, HPO_TRIGGERS)),
-    "aggregator": Access(reads=(HPO_METRICS, HPO_KEYS), writes=(HPO_AGGREGATES, HPO_TRIGGERS),
+    "aggregator": Access(reads=(HPO_METRICS, HPO_KEYS, HPO_TRIGGERS), writes=(HPO_AGGREGATES, HPO_TRIGGERS),
                          dead_letters=(HPO_METRICS,)),
     "controller": Access(reads=(MODEL_STATUS, REQUESTS, DRIFT_SIGNALS, DEPLOYMENTS, HPO_AGGREGATES, ROUTING_WEIGHTS),
                          writes=(REQUESTS, ROUTING_WEIGHTS, DEPLOYMENTS),

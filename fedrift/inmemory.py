@@ -226,6 +226,7 @@ class InMemoryPipeline:
             return []
         if o.record == "HpoTrigger":
             self.log["triggers"].append(v)
+            self.aggregator.on_trigger(v)
             self._later(now + int(self.cfg.hpo_latency_s * 1000), self._hpo_round(v))
             return []
         if o.record == "TrialMetric":

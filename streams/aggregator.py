@@ -1,13 +1,21 @@
 """Aggregator processor: the ``RoundBook`` over ``hpo.metrics`` (metrics and unmasking shares),
 publishing ``hpo.aggregates`` and ``UnmaskRequest`` on ``hpo.triggers``; a metric that fails
 validation (zero slice, non-finite value, malformed configuration, not signed by its agent's
-pinned key) goes to ``hpo.metrics.dlq``. The hosts' keys come from ``hpo.keys``: what it holds at
-start-up is read before the first metric, later keys as they come."""
+pinned key, of a round no trigger started) goes to ``hpo.metrics.dlq``.
+
+The hosts' keys come from ``hpo.keys`` and the round ids from ``hpo.triggers``: what they hold at
+start-up is read before the first metric, later records as they come. The keys pinned are kept on
+the aggregator's disk (``FEDRIFT_HOME/aggregator``) across restarts, like a host's checkpoint:
+the compacted ``hpo.keys`` keeps only the last record per host name, which any host principal
+may write, so rebuilding the pins from it alone would let a key written after the genuine one win.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -16,8 +24,10 @@ from fedrift.config import Settings
 from fedrift.connection import Connection
 from fedrift.core.aggregator import RoundBook, validate_metric, validate_share
 from fedrift.core.fhpo import FhpoConfig
-from fedrift.kafka_io import read_compacted
-from fedrift.topics import HPO_KEYS, HPO_METRICS, TopicCatalog
+from fedrift.kafka_io import read_compacted, read_to_end
+from fedrift.private_files import write_private
+from fedrift.topics import HPO_KEYS, HPO_METRICS, HPO_TRIGGERS, TopicCatalog
+from schemas import RecordError, codec
 from streams.app import RawTopics, decoded_records, now_ms, send_outputs
 
 log = logging.getLogger(__name__)
@@ -30,9 +40,12 @@ def register_aggregator(
     fh = fhpo or settings.fhpo
     book = RoundBook(settings.replicas, 1 + fh.n_shared + fh.n_local, settings.hpo_round_timeout_s,
                      threshold=fh.min_survivors)
+    pins = PinStore(settings.home / "aggregator" / f"{settings.topic_prefix}pins.json", book)
     for value in read_compacted(conn, catalog.name(HPO_KEYS)).values():
         if "signing_key" in value:  # an AgentKey (round keys are the hosts' business)
-            _pin(book, value)
+            pins.pin(value)
+    for msg in read_to_end(conn, catalog.name(HPO_TRIGGERS)):
+        _follow_trigger(book, msg.value())
     records = ("TrialMetric", "UnmaskShare")
 
     def validate(value: Any) -> None:
@@ -52,7 +65,12 @@ def register_aggregator(
     @app.agent(topics.get(catalog.name(HPO_KEYS)), name="aggregator-keys")
     async def pin_keys(stream):
         async for _event, _name, value in decoded_records(stream, topics, ("AgentKey",), "aggregator", owner=False):
-            _pin(book, value)
+            pins.pin(value)
+
+    @app.agent(topics.get(catalog.name(HPO_TRIGGERS)), name="aggregator-triggers")
+    async def follow_triggers(stream):
+        async for event in stream.events():
+            _follow_trigger(book, event.value)
 
     @app.timer(1.0)
     async def close_late_rounds():
@@ -61,7 +79,30 @@ def register_aggregator(
     return book
 
 
-def _pin(book: RoundBook, key: Any) -> None:
-    refused = book.on_key(key)
-    if refused:
-        log.warning("aggregator: %s", refused)
+def _follow_trigger(book: RoundBook, raw: bytes | None) -> None:
+    """Note a trigger's round id; anything else on the topic (unmask requests, records the
+    hosts dead-letter) is not the aggregator's business."""
+    try:
+        name, value = codec().decode(raw)
+    except RecordError:
+        return
+    if name == "HpoTrigger" and value["round_id"]:
+        book.on_trigger(value)
+
+
+class PinStore:
+    """The aggregator's pinned host keys, on its disk: restored at start, rewritten on each change."""
+
+    def __init__(self, path: Path, book: RoundBook) -> None:
+        self.path, self.book = path, book
+        if path.is_file():
+            book.keys.restore(json.loads(path.read_text()))
+
+    def pin(self, key: Any) -> None:
+        before = self.book.keys.memory()
+        refused = self.book.on_key(key)
+        if refused:
+            log.warning("aggregator: %s", refused)
+        after = self.book.keys.memory()
+        if after != before:
+            write_private(self.path, json.dumps(after).encode())

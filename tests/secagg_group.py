@@ -47,9 +47,11 @@ def clear_metric(host: SecureAggregation, cid: str, quality: float, size: int = 
 
 
 def book(n: int = 3, threshold: int = 3, timeout_s: float = 10.0,
-         hosts: dict[str, SecureAggregation] | None = None) -> RoundBook:
-    """An aggregator that pinned the keys of ``hosts``."""
+         hosts: dict[str, SecureAggregation] | None = None, triggered=("r1", "r2")) -> RoundBook:
+    """An aggregator that pinned the keys of ``hosts`` and saw the triggers of rounds ``triggered``."""
     rounds = RoundBook(replicas=n, expected_per_agent=1, timeout_s=timeout_s, threshold=threshold)
     for host in (hosts or {}).values():
         assert rounds.on_key(host.key_record(0)) is None
+    for round_id in triggered:
+        rounds.on_trigger({"round_id": round_id})
     return rounds

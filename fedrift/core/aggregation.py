@@ -33,6 +33,7 @@ value stays behind its self-mask unless its seed is rebuilt, and its seed is reb
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedrift.core import secagg
+
+log = logging.getLogger(__name__)
 
 
 def replica_index(agent: str) -> int:
@@ -183,7 +186,11 @@ class Aggregator:
             return clear
         if self.survivors is None or len(self.survivors) < self.threshold:
             return None
-        masks = self._masks(cid, masked)
+        try:
+            masks = self._masks(cid, masked)
+        except ValueError:  # shares a host signed but made up: no key rebuilds, the configuration is dropped
+            log.warning("round %s/%s: the masks of %s could not be rebuilt", self.model, self.round_id, cid)
+            return None
         if masks is None:
             return None
         return clear + secagg.decode(sum(c.masked for c in masked if c.masked is not None) - masks)

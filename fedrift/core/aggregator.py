@@ -7,9 +7,11 @@ once per round) and closes as soon as each survivor has answered with its shares
 timeout later with what it has; a round without masked metrics closes at once. Time is passed in
 (``now``, seconds), so the simulator and the Faust shell drive it alike.
 
-Every metric and answer must be signed by its agent's key, pinned at first sight from
-``hpo.keys`` (``on_key``): any host principal may write ``hpo.metrics``, and a forged metric or
-answer in a peer's name would otherwise spoil the round's sum.
+Every metric and answer must come from a replica of its model (``<model>-<r>``, r below the
+replica count), signed by that replica's key, pinned at first sight from ``hpo.keys``
+(``on_key``), and a metric must belong to a round ``hpo.triggers`` announced (``on_trigger``): any
+host principal may write ``hpo.metrics``, and a forged metric or answer in a peer's name, or a
+round no trigger started, would otherwise spoil or steer a round's result.
 
 >>> from fedrift.core.masking import SecureAggregation
 >>> from fedrift.core.secagg import Identity
@@ -17,6 +19,7 @@ answer in a peer's name would otherwise spoil the round's sum.
 >>> book = RoundBook(replicas=1, expected_per_agent=1, timeout_s=60, threshold=3)
 >>> book.on_key(host.key_record(0)) is None
 True
+>>> book.on_trigger({"round_id": "r1"})
 >>> metric = {"model": "m", "round_id": "r1", "agent": "m-0", "config_id": "c", "config_json": "{}",
 ...           "noised_quality": 0.8, "slice_size": 200, "masked_value": None, "masked_with": [],
 ...           "mask_key": b"", "noised_latency_ms": 0.1, "epsilon_spent": 0.5, "noise_std": 0.01,
@@ -33,18 +36,23 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from fedrift import json_config
 from fedrift.core.aggregation import AggregateOutcome, Aggregator, Contribution
 from fedrift.core.records import Output
-from fedrift.core.secagg import MODULUS
+from fedrift.core.secagg import MODULUS, usable_mask_key
 from fedrift.core.signatures import PinnedKeys, metric_message, share_message
 from fedrift.topics import HPO_AGGREGATES, HPO_TRIGGERS
 from schemas import InvalidRecord
-from schemas.records import AgentKey, AggregateResult, TrialMetric, UnmaskRequest, UnmaskShare
+from schemas.records import AgentKey, AggregateResult, HpoTrigger, TrialMetric, UnmaskRequest, UnmaskShare
 
 log = logging.getLogger(__name__)
+TRIGGER_MEMORY = 10_000  # round ids of the latest triggers a metric may belong to
+# bounds no honest metric comes near (a slice is part of a host's window; noise of ε ≥ 1e-6 per
+# record on it), so sums and variances stay finite
+MAX_SLICE, MAX_ABS_QUALITY, MAX_NOISE_STD = 2**31, 1e6, 1e6
 
 
 def validate_share(s: UnmaskShare) -> None:
@@ -59,15 +67,18 @@ def validate_share(s: UnmaskShare) -> None:
 
 def validate_metric(m: TrialMetric) -> None:
     """Raise ``InvalidRecord`` for a metric no aggregate may include."""
-    if m["slice_size"] <= 0:
-        raise InvalidRecord(f"slice_size {m['slice_size']} is not positive")
+    if not 0 < m["slice_size"] <= MAX_SLICE:
+        raise InvalidRecord(f"slice_size {m['slice_size']} is not positive and at most 2^31")
     masked = m["masked_value"]
     if masked is not None and not (0 <= masked < MODULUS and len(m["mask_key"]) == 32):
         raise InvalidRecord("a masked value lies in [0, 2^62) and comes with a 32-byte mask key")
-    if masked is None and not math.isfinite(m["noised_quality"]):
-        raise InvalidRecord("a metric in the clear needs a finite noised_quality")
-    if not math.isfinite(m["noise_std"]) or (m["noise_std"] < 0 and m["noise_std"] != -1.0):
-        raise InvalidRecord(f"noise_std {m['noise_std']} is invalid")
+    if masked is not None and not usable_mask_key(m["mask_key"]):
+        raise InvalidRecord("the mask key is not a usable X25519 public key")
+    if masked is None and not (math.isfinite(m["noised_quality"]) and abs(m["noised_quality"]) <= MAX_ABS_QUALITY):
+        raise InvalidRecord("a metric in the clear needs a finite noised_quality of at most 1e6")
+    std = m["noise_std"]
+    if not math.isfinite(std) or (std < 0 and std != -1.0) or std > MAX_NOISE_STD:
+        raise InvalidRecord(f"noise_std {std} is invalid (-1, or in [0, 1e6])")
     json_config.loads(m["config_json"])
 
 
@@ -88,16 +99,34 @@ class RoundBook:
         self.open: dict[tuple[str, str], OpenRound] = {}
         self.closed: set[tuple[str, str]] = set()
         self.keys = PinnedKeys()
+        self.triggered: OrderedDict[str, None] = OrderedDict()
+
+    def replica_names(self, model: str) -> list[str]:
+        return [f"{model}-{r}" for r in range(self.replicas)]
 
     def on_key(self, key: AgentKey) -> str | None:
-        """Pin a host's keys (``hpo.keys``); the reason a key is refused, or None."""
+        """Pin a replica's keys (``hpo.keys``); the reason a key is refused, or None."""
+        if key["host"] not in self.replica_names(key["model"]):
+            return f"{key['host']} is not one of model {key['model']}'s {self.replicas} replicas"
         return self.keys.learn(key)
 
+    def on_trigger(self, trigger: HpoTrigger | dict) -> None:
+        """A round ``hpo.triggers`` started: its metrics are expected."""
+        self.triggered[trigger["round_id"]] = None
+        while len(self.triggered) > TRIGGER_MEMORY:
+            self.triggered.popitem(last=False)
+
     def authenticate(self, record: str, value: TrialMetric | UnmaskShare) -> None:
-        """Raise ``InvalidRecord`` unless the record's agent signed it with its pinned key."""
+        """Raise ``InvalidRecord`` unless a replica of the record's model signed it with its
+        pinned key (and a metric belongs to a triggered round)."""
+        agent = value["agent"]
+        if agent not in self.replica_names(value["model"]):
+            raise InvalidRecord(f"{agent} is not one of model {value['model']}'s {self.replicas} replicas")
         message = metric_message(value) if record == "TrialMetric" else share_message(value)  # type: ignore[arg-type]
-        if not self.keys.signed_by(value["agent"], value["signature"], message):
-            raise InvalidRecord(f"a {record} in the name of {value['agent']} not signed by its pinned key")
+        if not self.keys.signed_by(agent, value["signature"], message):
+            raise InvalidRecord(f"a {record} in the name of {agent} not signed by its pinned key")
+        if record == "TrialMetric" and value["round_id"] not in self.triggered:
+            raise InvalidRecord(f"round {value['round_id']} was not started by a trigger")
 
     def on_metric(self, metric: TrialMetric, now: float, now_ms: int = 0) -> list[Output]:
         """Add a TrialMetric (raises ``InvalidRecord`` for an unusable one); the aggregate once

@@ -65,6 +65,20 @@ def prf(key: bytes, label: str) -> int:
     return int.from_bytes(_kdf(key, b"fedrift-mask|" + label.encode(), 8), "big") % MODULUS
 
 
+def usable_mask_key(public: bytes) -> bool:
+    """Whether ``public`` is an X25519 key a Diffie-Hellman exchange accepts (not a low-order
+    point, whose shared secret is all zeros and which ``cryptography`` refuses).
+
+    >>> usable_mask_key(RoundSecrets.fresh().mask_public), usable_mask_key(bytes(32))
+    (True, False)
+    """
+    try:
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(public))
+    except ValueError:
+        return False
+    return True
+
+
 def pair_secret(private: X25519PrivateKey, peer_public: bytes, model: str, round_id: str, me: str, peer: str) -> bytes:
     """The secret two hosts share for one round's pairwise masks (X25519 + HKDF, names sorted)."""
     shared = private.exchange(X25519PublicKey.from_public_bytes(peer_public))

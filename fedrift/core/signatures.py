@@ -5,7 +5,8 @@ first sight from ``hpo.keys``. Kafka's ACLs let any host principal write ``hpo.k
 host cannot forge another's metric or answer and spoil a round's sum.
 
 Each message is its record kind and fields, length-prefixed, so no two different records sign as
-the same bytes.
+the same bytes; numbers by their value (a float as its 8 IEEE bytes, an int as its digits), so a
+record signs the same before and after its Avro round trip.
 
 >>> from fedrift.core.secagg import Identity
 >>> ident = Identity.generate()
@@ -24,6 +25,7 @@ False
 from __future__ import annotations
 
 import logging
+import struct
 
 from fedrift.core import secagg
 from schemas.records import AgentKey, RoundKeys, TrialMetric, UnmaskShare
@@ -46,18 +48,26 @@ def round_keys_message(rk: RoundKeys) -> bytes:
     return fields("fedrift-round-keys", rk["model"], rk["round_id"], rk["agent"], rk["mask_key"], *shares)
 
 
+def _real(x: float) -> bytes:
+    return struct.pack(">d", float(x))
+
+
+def _whole(x: int) -> str:
+    return str(int(x))
+
+
 def metric_message(m: TrialMetric) -> bytes:
-    """Every field of a TrialMetric but its signature (floats by their exact repr)."""
-    masked = "" if m["masked_value"] is None else str(m["masked_value"])
+    """Every field of a TrialMetric but its signature."""
+    masked = "" if m["masked_value"] is None else _whole(m["masked_value"])
     return fields("fedrift-trial-metric", m["model"], m["round_id"], m["agent"], m["config_id"], m["config_json"],
-                  repr(m["noised_quality"]), repr(m["noised_latency_ms"]), str(m["slice_size"]),
-                  repr(m["epsilon_spent"]), masked, *m["masked_with"], m["mask_key"], repr(m["noise_std"]))
+                  _real(m["noised_quality"]), _real(m["noised_latency_ms"]), _whole(m["slice_size"]),
+                  _real(m["epsilon_spent"]), masked, *m["masked_with"], m["mask_key"], _real(m["noise_std"]))
 
 
 def share_message(s: UnmaskShare) -> bytes:
     seeds = [x for a in sorted(s["seed_shares"]) for x in (a, s["seed_shares"][a])]
     keys = [x for a in sorted(s["key_shares"]) for x in (a, s["key_shares"][a])]
-    return fields("fedrift-unmask-share", s["model"], s["round_id"], s["agent"], str(s["share_index"]),
+    return fields("fedrift-unmask-share", s["model"], s["round_id"], s["agent"], _whole(s["share_index"]),
                   str(len(seeds)), *seeds, *keys)
 
 
@@ -86,6 +96,15 @@ class PinnedKeys:
 
     def trusted(self, host: str) -> tuple[bytes, bytes] | None:
         return None if host in self.conflicted else self.keys.get(host)
+
+    def memory(self) -> dict:
+        """What a restart must keep, as JSON (hex keys)."""
+        return {"keys": {h: [v.hex(), x.hex()] for h, (v, x) in sorted(self.keys.items())},
+                "conflicted": sorted(self.conflicted)}
+
+    def restore(self, memory: dict) -> None:
+        self.keys = {h: (bytes.fromhex(v), bytes.fromhex(x)) for h, (v, x) in memory["keys"].items()}
+        self.conflicted = set(memory["conflicted"])
 
     def signed_by(self, host: str, signature: bytes, message: bytes) -> bool:
         """Whether ``host``'s pinned, still trusted key signed ``message``."""

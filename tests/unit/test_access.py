@@ -21,8 +21,9 @@ def test_no_host_or_client_can_set_routing_or_deployments():
 
 
 def test_the_aggregator_reads_only_the_masked_metrics_and_the_hosts_keys():
-    # hpo.keys: public keys (to check the metrics' signatures) and round-key shares sealed to peers
-    assert _topics("aggregator", "read") == {"p.hpo.metrics", "p.hpo.keys"}
+    # hpo.keys: public keys (to check the metrics' signatures) and round-key shares sealed to peers;
+    # hpo.triggers: which rounds were started
+    assert _topics("aggregator", "read") == {"p.hpo.metrics", "p.hpo.keys", "p.hpo.triggers"}
     assert not any(t.startswith("p.inference.") for t in _topics("aggregator", "read"))
 
 
@@ -62,7 +63,7 @@ EXPECTED = {  # every grant of every role, spelled out: a wider table fails here
               ("topic", "p.fedrift-drift-", FAUST, PRE)},
     # hpo.keys: the hosts' public keys, to check the signatures on their metrics and answers
     "aggregator": {("topic", "p.hpo.metrics", R), ("topic", "p.hpo.keys", R), ("topic", "p.hpo.aggregates", W),
-                   ("topic", "p.hpo.triggers", W),
+                   ("topic", "p.hpo.triggers", R), ("topic", "p.hpo.triggers", W),
                    ("topic", "p.hpo.metrics.dlq", W), ("group", "p.aggregator.", R, PRE),
                    ("group", "p.fedrift-aggregator", R), ("topic", "p.fedrift-aggregator-", FAUST, PRE)},
     "controller": {("topic", f"p.{t}", R) for t in ("model.status", "inference.requests", "drift.signals",
