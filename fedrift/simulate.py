@@ -139,6 +139,7 @@ class Simulation:
             kappa = (acc - p_nc) / (1.0 - p_nc) if p_nc < 1.0 else 0.0
             systems[name] = {"accuracy": round(acc, 6), "kappa_temporal": round(kappa, 6)}
         pipe = self.pipeline
+        pipe.settle()
         # a record of replica r's partitions is scored by every model's replica r: losses add up
         eps = [sum(rounds[r].agent.ledger.max_loss for rounds in pipe.rounds.values())
                for r in range(self.cfg.pipeline.replicas)]

@@ -82,3 +82,12 @@ def test_routing_weights_reach_the_hosts_control_delay_s_after_the_controller_se
     assert applied == sent
     sent, applied = versions(1.0)  # a second is 100 requests here, and weights change every few at first
     assert 0 < applied < sent
+
+
+def test_rounds_in_the_worker_process_give_the_in_process_result():
+    results = []
+    for background in (False, True):
+        cfg = SimConfig.from_settings(Settings(models=FAST_POOL), seed=7, background_rounds=background)
+        results.append(run(synthetic("sea", 9000, seed=7), cfg).result())
+    assert results[0]["hpo"]["rounds"] >= 1 and results[0]["privacy"]["epsilon_spent_max"] > 0
+    assert results[0] == results[1]  # ledgers included: the worker's agents come back with what they spent
