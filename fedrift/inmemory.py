@@ -19,7 +19,9 @@ Differences from the Kafka pipeline that remain, by design:
   and how long that takes depends on the machine and the pool (2.5–10 s from trigger to shadow
   start with the pool linear, hat, gnb, 3 replicas each, at 125 requests/s on 2 cores). Here too
   the rounds run in a worker process (``fedrift.background_rounds``) while the requests after
-  the trigger are served: the same results, in less wall time on two cores.
+  the trigger are served: the same results as in-process, in less wall time on two cores. A host
+  whose round ends short of "ok" (budget spent) reports its status when the round's metrics are
+  due, as a pipeline host reports it when its round ends.
 """
 
 from __future__ import annotations
@@ -293,15 +295,20 @@ class InMemoryPipeline:
     def _finish_round(self, trigger: dict, started: list[tuple[str, int, Pending]]) -> list[Output]:
         out = []
         for model, r, pending in started:
-            outcome, agent = pending.result()
+            outcome, agent, spent = pending.result()
             rep, rounds = self.replicas[model][r], self.rounds[model][r]
             if self.round_of[model, r] is pending:  # no later round started from it yet
                 rounds.agent = agent
             out += rounds.metrics(trigger, outcome)
-            rep.epsilon_spent = agent.ledger.max_loss
+            rep.epsilon_spent = spent  # as of this round (a later one may be running already)
             if outcome.status != "ok":
                 out.append(rep.status())  # says so: epsilon_spent at the budget
         return out
+
+    def cancel_rounds(self) -> None:
+        """Drop the rounds not yet started (a run that failed need not wait for them)."""
+        for pending in self.round_of.values():
+            pending.cancel()
 
     def settle(self) -> None:
         """Wait for the rounds still running (their metrics due after the last request): each

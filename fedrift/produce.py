@@ -10,6 +10,7 @@ requests/s therefore stamps with ``DistinctMillis``; a faster one has to accept 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import deque
@@ -17,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 from fedrift.kafka_io import RecordProducer
 from fedrift.topics import FEEDBACK, REQUESTS, TopicCatalog
+
+log = logging.getLogger(__name__)
 
 
 def wall_ms() -> int:
@@ -39,6 +42,9 @@ class DistinctMillis:
 
     def __call__(self) -> int:
         now = wall_ms()
+        if now < self.last - 1000:  # the wall clock was set back: follow it rather than wait it out
+            log.warning("the wall clock went back %d ms; request times follow it", self.last - now)
+            self.last = now - 1
         while now <= self.last:
             time.sleep(0.0001)
             now = wall_ms()
@@ -78,13 +84,10 @@ def request_events(
         if label_delay:
             pending.append({"id": rid, "label": y, "time": now})
             if len(pending) > label_delay:
-                yield FEEDBACK, "Feedback", _stamp(pending.popleft())
+                # sent right after this request, stamped with its time: merged after it, not after the next
+                yield FEEDBACK, "Feedback", {**pending.popleft(), "time": now}
     while pending:
-        yield FEEDBACK, "Feedback", _stamp(pending.popleft())
-
-
-def _stamp(feedback: dict) -> dict:
-    return {**feedback, "time": wall_ms()}
+        yield FEEDBACK, "Feedback", {**pending.popleft(), "time": clock()}
 
 
 def produce(

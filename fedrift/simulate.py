@@ -177,10 +177,14 @@ def _finite(v: float) -> float | None:
 
 def run(rows: Iterable[tuple[list[float], int]], config: SimConfig, feature_names=None, progress=None) -> Simulation:
     sim = Simulation(config, feature_names)
-    for x, y in rows:
-        sim.step(x, y)
-        if progress is not None:
-            progress.update(1)
+    try:
+        for x, y in rows:
+            sim.step(x, y)
+            if progress is not None:
+                progress.update(1)
+    except BaseException:
+        sim.pipeline.cancel_rounds()
+        raise
     return sim
 
 
