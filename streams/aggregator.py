@@ -69,8 +69,8 @@ def register_aggregator(
 
     @app.agent(topics.get(catalog.name(HPO_TRIGGERS)), name="aggregator-triggers")
     async def follow_triggers(stream):
-        async for event in stream.events():
-            _follow_trigger(book, event.value)
+        async for _event, _name, value in decoded_records(stream, topics, ("HpoTrigger",), "aggregator", owner=False):
+            book.on_trigger(value)
 
     @app.timer(1.0)
     async def close_late_rounds():
@@ -80,14 +80,13 @@ def register_aggregator(
 
 
 def _follow_trigger(book: RoundBook, raw: bytes | None) -> None:
-    """Note a trigger's round id; anything else on the topic (unmask requests, records the
-    hosts dead-letter) is not the aggregator's business."""
+    """Note a trigger's round id (at start-up); anything else on the topic (unmask requests,
+    records the hosts dead-letter) is not the aggregator's business."""
     try:
-        name, value = codec().decode(raw)
+        _, value = codec().decode(raw, expect="HpoTrigger")
     except RecordError:
         return
-    if name == "HpoTrigger" and value["round_id"]:
-        book.on_trigger(value)
+    book.on_trigger(value)
 
 
 class PinStore:
