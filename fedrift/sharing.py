@@ -38,6 +38,10 @@ import weakref
 from collections import defaultdict
 from typing import Any
 
+from river.base import Classifier
+
+from fedrift.core.learners import RiverClassifier
+
 log = logging.getLogger(__name__)
 _TAPE_LIMIT = 4096
 
@@ -45,9 +49,20 @@ _TAPE_LIMIT = 4096
 def _same_update(a: tuple[list, Any], b: tuple[list, Any]) -> bool:
     """Equal features and label, element types included (``True == 1`` but River keeps both)."""
     (ax, ay), (bx, by) = a, b
-    if type(ay) is not type(by) or ay != by or len(ax) != len(bx):
+    return type(ay) is type(by) and ay == by and _same_features(ax, bx)
+
+
+def _same_features(a: list, b: list) -> bool:
+    if len(a) != len(b):
         return False
-    return all(type(u) is type(v) and (u == v or (u != u and v != v)) for u, v in zip(ax, bx, strict=True))
+    return all(type(u) is type(v) and (u == v or (u != u and v != v)) for u, v in zip(a, b, strict=True))
+
+
+def _predicts_argmax(model) -> bool:
+    """Whether ``model.predict_one`` is River's default, the most probable class of
+    ``predict_proba_one``, so a cached probability answers it too."""
+    estimator = getattr(model, "estimator", None)
+    return isinstance(model, RiverClassifier) and type(estimator).predict_one is Classifier.predict_one
 
 
 class _Line:
@@ -58,6 +73,17 @@ class _Line:
         self.applied = applied
         self.tape: list[tuple[list[float], Any]] = list(tape or [])
         self.members: weakref.WeakSet[SharedModel] = weakref.WeakSet()
+        self.last_proba: tuple[int, list, dict] | None = None  # (applied, features, probabilities)
+
+    def proba(self, x: list) -> dict:
+        """The model's probabilities for ``x`` in its current state, computed once per state and
+        features: the baselines and the replicas ask the same question of the same state."""
+        hit = self.last_proba
+        if hit is not None and hit[0] == self.applied and _same_features(hit[1], x):
+            return hit[2]
+        proba = self.model.predict_proba_one(x)
+        self.last_proba = (self.applied, list(x), proba)
+        return proba
 
 
 class SharedModel:
@@ -86,10 +112,15 @@ class SharedModel:
             raise self._owed.pop(0)
 
     def predict_one(self, x):
-        return self.resolve().predict_one(x)
+        model = self.resolve()
+        if not _predicts_argmax(model):
+            return model.predict_one(x)
+        proba = self._line.proba(x)
+        return max(proba, key=proba.get) if proba else None  # River's Classifier.predict_one
 
     def predict_proba_one(self, x):
-        return self.resolve().predict_proba_one(x)
+        self.resolve()
+        return dict(self._line.proba(x))  # a copy: the caller may change it
 
     def resolve(self):
         """The real model in this member's state (read it, never change it)."""

@@ -213,3 +213,39 @@ def test_labels_that_compare_equal_but_differ_in_type_are_different_updates():
     pa, pb = a.predict_proba_one(probe), b.predict_proba_one(probe)
     assert [type(k) for k in pa] == [type(k) for k in ref_a.predict_proba_one(probe)]
     assert [type(k) for k in pb] == [type(k) for k in ref_b.predict_proba_one(probe)]
+
+
+def test_one_state_and_one_question_are_computed_once_and_answered_alike():
+    fam = FAMILIES["arf"]
+    sharing = ModelSharing()
+    a, b = sharing.share([fam.build(fam.defaults, seed=1), fam.build(fam.defaults, seed=1)])
+    plain = fam.build(fam.defaults, seed=1)
+    calls = 0
+    real = type(plain.estimator).predict_proba_one
+
+    def counted(self, x, **kw):
+        nonlocal calls
+        calls += 1
+        return real(self, x, **kw)
+
+    with patch.object(type(plain.estimator), "predict_proba_one", counted):
+        for x, y in _events(300):
+            calls = 0
+            assert a.predict_one(x) == plain.predict_one(x)
+            proba = b.predict_proba_one(x)
+            assert calls == 2, "the line computed b's question again (a asked it of the same state)"
+            assert proba == plain.predict_proba_one(x)
+            proba.clear()  # a caller changing its answer changes no other member's
+            assert b.predict_proba_one(x) == plain.predict_proba_one(x)
+            for m in (a, b, plain):
+                m.learn_one(x, y)
+        assert a.predict_proba_one([9.0, 9.0]) == plain.predict_proba_one([9.0, 9.0])  # other features
+
+
+def test_a_model_whose_predict_one_is_its_own_is_asked_directly():
+    fam = FAMILIES["linear"]
+    sharing = ModelSharing()
+    a, _b = sharing.share([fam.build(fam.defaults), fam.build(fam.defaults)])
+    estimator = a.resolve().estimator
+    with patch.object(type(estimator), "predict_one", lambda self, x, **kw: "own", create=True):
+        assert a.predict_one([0.1, 0.2]) == "own"
