@@ -62,7 +62,9 @@ def _predicts_argmax(model) -> bool:
     """Whether ``model.predict_one`` is River's default, the most probable class of
     ``predict_proba_one``, so a cached probability answers it too."""
     estimator = getattr(model, "estimator", None)
-    return isinstance(model, RiverClassifier) and type(estimator).predict_one is Classifier.predict_one
+    return (type(model).predict_one is RiverClassifier.predict_one
+            and type(model).predict_proba_one is RiverClassifier.predict_proba_one
+            and type(estimator).predict_one is Classifier.predict_one)
 
 
 class _Line:
@@ -78,11 +80,12 @@ class _Line:
     def proba(self, x: list) -> dict:
         """The model's probabilities for ``x`` in its current state, computed once per state and
         features: the baselines and the replicas ask the same question of the same state."""
+        x = list(x)  # once: the model reads it after the key is taken
         hit = self.last_proba
         if hit is not None and hit[0] == self.applied and _same_features(hit[1], x):
             return hit[2]
         proba = self.model.predict_proba_one(x)
-        self.last_proba = (self.applied, list(x), proba)
+        self.last_proba = (self.applied, x, proba)
         return proba
 
 
@@ -120,7 +123,7 @@ class SharedModel:
 
     def predict_proba_one(self, x):
         self.resolve()
-        return dict(self._line.proba(x))  # a copy: the caller may change it
+        return copy.copy(self._line.proba(x))  # a copy of the same type: the caller may change it
 
     def resolve(self):
         """The real model in this member's state (read it, never change it)."""
