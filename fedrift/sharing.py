@@ -61,10 +61,12 @@ def _same_features(a: list, b: list) -> bool:
 def _predicts_argmax(model) -> bool:
     """Whether ``model.predict_one`` is River's default, the most probable class of
     ``predict_proba_one``, so a cached probability answers it too."""
-    estimator = getattr(model, "estimator", None)
-    return (type(model).predict_one is RiverClassifier.predict_one
-            and type(model).predict_proba_one is RiverClassifier.predict_proba_one
-            and type(estimator).predict_one is Classifier.predict_one)
+    if type(model).predict_one is not RiverClassifier.predict_one:
+        return False
+    if type(model).predict_proba_one is not RiverClassifier.predict_proba_one:
+        return False
+    estimator: Any = model.estimator
+    return type(estimator).predict_one is Classifier.predict_one
 
 
 class _Line:
@@ -119,7 +121,7 @@ class SharedModel:
         if not _predicts_argmax(model):
             return model.predict_one(x)
         proba = self._line.proba(x)
-        return max(proba, key=proba.get) if proba else None  # River's Classifier.predict_one
+        return max(proba, key=lambda c: proba[c]) if proba else None  # River's Classifier.predict_one
 
     def predict_proba_one(self, x):
         self.resolve()
