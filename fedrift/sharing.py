@@ -78,6 +78,7 @@ class _Line:
         self.tape: list[tuple[list[float], Any]] = list(tape or [])
         self.members: weakref.WeakSet[SharedModel] = weakref.WeakSet()
         self.last_proba: tuple[int, list, dict] | None = None  # (applied, features, probabilities)
+        self.argmax_of_proba = _predicts_argmax(model)  # copies of the line keep the model's type
 
     def proba(self, x: list) -> dict:
         """The model's probabilities for ``x`` in its current state, computed once per state and
@@ -118,7 +119,7 @@ class SharedModel:
 
     def predict_one(self, x):
         model = self.resolve()
-        if not _predicts_argmax(model):
+        if not self._line.argmax_of_proba:
             return model.predict_one(x)
         proba = self._line.proba(x)
         return max(proba, key=lambda c: proba[c]) if proba else None  # River's Classifier.predict_one
