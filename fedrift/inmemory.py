@@ -21,7 +21,11 @@ Differences from the Kafka pipeline that remain, by design:
   the rounds run in a worker process (``fedrift.background_rounds``) while the requests after
   the trigger are served: the same results as in-process, in less wall time on two cores. A host
   whose round ends short of "ok" (budget spent) reports its status when the round's metrics are
-  due, as a pipeline host reports it when its round ends.
+  due, as a pipeline host reports it when its round ends;
+- the DP noise is a seeded draw (``seed``, ``noise_draw``), the pipeline's a fresh secure one, so
+  the two pick different winners wherever candidates' scores lie within the noise. To compare a
+  pipeline run with the simulator, ``replayed_rounds`` hands over the aggregates that run
+  published per round (its noise outcome); shadows, their tests and promotions are still this run's own.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from fedrift.core.routing import RoutingConfig
 from fedrift.core.secagg import Identity
 from fedrift.core.shadow_stage import ShadowStage
 from fedrift.sharing import ModelSharing
-from schemas.records import InferenceRequest
+from schemas.records import AggregateResult, InferenceRequest
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ class PipelineConfig:
     hpo_latency_s: float = 8.0  # trigger to metrics published: hosts optimise beside serving (measured)
     control_delay_s: float = 0.0  # a request's status to the routing weights it leads to reaching the hosts
     hpo_round_timeout_s: float = 120.0  # the aggregator closes a round missing metrics after this (virtual time)
+    # a pipeline run's AggregateResults per HPO round, in its triggers' order, replayed in place of this
+    # run's own: which configuration won follows from that run's DP noise, a fresh secure draw
+    replayed_rounds: tuple[tuple[dict, ...], ...] = ()
     shadow_fraction: float = 0.2
     status_every: int = 200
     pending_labels: int = 100_000
@@ -222,6 +229,15 @@ class InMemoryPipeline:
     def _later(self, due_ms: int, outputs: Later) -> None:
         heapq.heappush(self.later, (due_ms, next(self.seq), outputs))
 
+    def _replayed(self, aggregate: AggregateResult) -> AggregateResult | None:
+        """For the k-th HPO round, the pipeline's aggregate of the same model in its k-th round, under
+        this run's round id (None when it published none), while ``replayed_rounds`` reaches k."""
+        k = next(i for i, t in enumerate(self.log["triggers"]) if t["round_id"] == aggregate["round_id"])
+        if k >= len(self.cfg.replayed_rounds):
+            return aggregate
+        theirs = [a for a in self.cfg.replayed_rounds[k] if a["model"] == aggregate["model"]]
+        return cast(AggregateResult, {**theirs[0], "round_id": aggregate["round_id"]}) if theirs else None
+
     def _route(self, o: Output) -> list[Output]:
         # a record reaches a stage as the shells' decode hands it over: typed by its name at run time
         now, v = self.now_ms, cast(Any, o.value)
@@ -245,6 +261,9 @@ class InMemoryPipeline:
         if o.record == "UnmaskShare":
             return self.aggregator.on_share(v)
         if o.record == "AggregateResult":
+            v = self._replayed(v)
+            if v is None:
+                return []
             self.log["aggregates"].append(v)
             return self.controller.on_aggregate(v, now)
         if o.record == "Deployment":

@@ -75,6 +75,11 @@ class PipelineView:
                  if d["action"] == "SHADOW_START" and d.get("round_id") in started]
         return sum(waits) / len(waits) if waits else None
 
+    def aggregates_by_round(self) -> tuple[tuple[dict, ...], ...]:
+        """The aggregates of each HPO round, in the order of its triggers (the simulator's
+        ``replayed_rounds``): the outcome of this run's DP noise."""
+        return tuple(tuple(a for a in self.aggregates if a["round_id"] == t["round_id"]) for t in self.triggers)
+
     def control_delay_s(self) -> float | None:
         """Median seconds from a request to routing weights that count it: the hosts' lag behind
         the stream (a prediction sent minus its request's event time) plus the controller's (its

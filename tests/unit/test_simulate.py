@@ -91,3 +91,24 @@ def test_rounds_in_the_worker_process_give_the_in_process_result():
         results.append(run(synthetic("sea", 9000, seed=7), cfg).result())
     assert results[0]["hpo"]["rounds"] >= 1 and results[0]["privacy"]["epsilon_spent_max"] > 0
     assert results[0] == results[1]  # ledgers included: the worker's agents come back with what they spent
+
+
+def test_replayed_aggregates_stand_in_for_another_noise_draw():
+    """The aggregates a run published carry its DP noise's outcome: replayed into a run with other
+    noise, they reproduce what the first run served and decided."""
+    def simulate(draw: int, replayed: tuple[tuple[dict, ...], ...] = ()):
+        cfg = SimConfig.from_settings(Settings(models=FAST_POOL), seed=7, noise_draw=draw, replayed_rounds=replayed)
+        return run(synthetic("sea", 9000, seed=7), cfg)
+
+    def decisions(sim) -> list[tuple]:
+        return [(d["action"], d["model"], d["config_id"]) for d in sim.pipeline.log["deployments"]]
+
+    other, own = simulate(1), simulate(0)
+    winners = [(a["model"], a["best_config_id"]) for a in other.pipeline.log["aggregates"]]
+    assert winners != [(a["model"], a["best_config_id"]) for a in own.pipeline.log["aggregates"]]
+    log = other.pipeline.log
+    rounds = tuple(tuple(a for a in log["aggregates"] if a["round_id"] == t["round_id"]) for t in log["triggers"])
+    replay = simulate(0, rounds)
+    assert [(a["model"], a["best_config_id"]) for a in replay.pipeline.log["aggregates"]] == winners
+    assert decisions(replay) == decisions(other) != decisions(own)
+    assert replay.correct["fedrift"] == other.correct["fedrift"]
