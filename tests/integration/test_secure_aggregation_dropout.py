@@ -36,39 +36,11 @@ def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
         fhpo=dataclasses.replace(settings.fhpo, min_survivors=2, n_local=6),
     )
     catalog = ensure_topics(settings)
-    rows = list(datasets.synthetic("sea", 3000, seed=5))  # stable: the analyzer stays quiet
     with Pipeline(settings, tmp_path / "logs") as pipeline:
         pipeline.wait_ready(120)
-        producer = RecordProducer(client(settings))
-        produce(producer, catalog, request_events(rows, run_id="fill"), rate=500)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # every replica has its local window
-            pipeline.check()
-            seen = {s["host"]: s["n_seen"] for _, s in _records(settings, catalog.name(MODEL_STATUS))}
-            if len(seen) == 3 and min(seen.values()) >= 600:  # FHPO needs 500
-                break
-            time.sleep(2)
-        assert len(seen) == 3 and min(seen.values()) >= 600, seen
-
-        trigger = {"round_id": "fault-1", "time": now_ms(), "reason": "test", "drift_score": 0.0, "models": [],
-                   "as_of": -1, "design": ""}
-        operator = RecordProducer(admin(settings))  # a client may not trigger rounds
-        operator.send(catalog.name(HPO_TRIGGERS), "HpoTrigger", trigger, key="linear")
-        operator.flush()
-        deadline = time.monotonic() + 60
-        while not _round_keys_of(settings, catalog, "linear-2") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        pipeline.stop_process("host-linear-2", grace=0)  # its round takes seconds: it dies inside it
-        assert _round_keys_of(settings, catalog, "linear-2"), "linear-2 never sent its round keys"
-
-        aggregate = None
-        deadline = time.monotonic() + 150
-        while aggregate is None and time.monotonic() < deadline:
-            pipeline.check()
-            time.sleep(3)
-            found = [v for _, v in _records(settings, catalog.name(HPO_AGGREGATES)) if v["round_id"] == "fault-1"]
-            aggregate = found[-1] if found else None
-
+        _fill_windows(pipeline, settings, catalog)
+        _trigger_and_kill_inside_the_round(pipeline, settings, catalog)
+        aggregate = _await_aggregate(pipeline, settings, catalog)
         # the stopped host checkpointed at its clean stop; restarted, it resumes with its model
         pipeline.start_host("linear", 2)
         log = tmp_path / "logs" / "host-linear-2.log"
@@ -77,8 +49,52 @@ def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
             pipeline.check()
             time.sleep(1)
         assert "restored its checkpoint" in log.read_text(), log.read_text()[-2000:]
-
     assert aggregate is not None, "no aggregate for the round"
+    _check_the_survivors_unmasked(settings, catalog, aggregate)
+
+
+def _fill_windows(pipeline, settings, catalog) -> None:
+    """A stable stream (the analyzer stays quiet) until every replica has its local window."""
+    rows = list(datasets.synthetic("sea", 3000, seed=5))
+    produce(RecordProducer(client(settings)), catalog, request_events(rows, run_id="fill"), rate=500)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        pipeline.check()
+        seen = {s["host"]: s["n_seen"] for _, s in _records(settings, catalog.name(MODEL_STATUS))}
+        if len(seen) == 3 and min(seen.values()) >= 600:  # FHPO needs 500
+            break
+        time.sleep(2)
+    assert len(seen) == 3 and min(seen.values()) >= 600, seen
+
+
+def _trigger_and_kill_inside_the_round(pipeline, settings, catalog) -> None:
+    """The operator triggers round fault-1; linear-2 is killed once its round keys are out."""
+    trigger = {"round_id": "fault-1", "time": now_ms(), "reason": "test", "drift_score": 0.0, "models": [],
+               "as_of": -1, "design": ""}
+    operator = RecordProducer(admin(settings))  # a client may not trigger rounds
+    operator.send(catalog.name(HPO_TRIGGERS), "HpoTrigger", trigger, key="linear")
+    operator.flush()
+    deadline = time.monotonic() + 60
+    while not _round_keys_of(settings, catalog, "linear-2") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pipeline.stop_process("host-linear-2", grace=0)  # its round takes seconds: it dies inside it
+    assert _round_keys_of(settings, catalog, "linear-2"), "linear-2 never sent its round keys"
+
+
+def _await_aggregate(pipeline, settings, catalog) -> dict | None:
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        pipeline.check()
+        time.sleep(3)
+        found = [v for _, v in _records(settings, catalog.name(HPO_AGGREGATES)) if v["round_id"] == "fault-1"]
+        if found:
+            return found[-1]
+    return None
+
+
+def _check_the_survivors_unmasked(settings, catalog, aggregate: dict) -> None:
+    """The aggregator named linear-2 dropped; the survivors handed over its key shares and each
+    other's seed shares, never both of one host; the masked configurations came out unmasked."""
     triggers = _records(settings, catalog.name(HPO_TRIGGERS))
     [request] = [v for name, v in triggers if name == "UnmaskRequest" and v["round_id"] == "fault-1"]
     assert request["survivors"] == ["linear-0", "linear-1"] and request["dropped_agents"] == ["linear-2"]
