@@ -25,7 +25,9 @@ Differences from the Kafka pipeline that remain, by design:
 - the DP noise is a seeded draw (``seed``, ``noise_draw``), the pipeline's a fresh secure one, so
   the two pick different winners wherever candidates' scores lie within the noise. To compare a
   pipeline run with the simulator, ``replayed_rounds`` hands over the aggregates that run
-  published per round (its noise outcome); shadows, their tests and promotions are still this run's own.
+  published per round (its HPO outcome: winners, scores, and no aggregate where its round gave
+  none), so the shadows started follow from them; the shadows' tests, promotions, rejections and
+  serving are this run's own. This run's own aggregates stay in ``log["own_aggregates"]``.
 """
 
 from __future__ import annotations
@@ -128,7 +130,9 @@ class InMemoryPipeline:
         self.n = 0  # requests so far
         self.now_ms = 0
         self.next_tick_ms = int(cfg.tick_s * 1000)
-        self.log: dict[str, list] = {k: [] for k in ("weights", "drift", "triggers", "aggregates", "deployments")}
+        self.log: dict[str, list] = {
+            k: [] for k in ("weights", "drift", "triggers", "aggregates", "own_aggregates", "deployments")
+        }  # own_aggregates: what this run's rounds concluded, replayed or not
 
     def _replica(self, model: str, r: int) -> ModelReplica:
         c = self.cfg
@@ -261,6 +265,7 @@ class InMemoryPipeline:
         if o.record == "UnmaskShare":
             return self.aggregator.on_share(v)
         if o.record == "AggregateResult":
+            self.log["own_aggregates"].append(v)
             v = self._replayed(v)
             if v is None:
                 return []

@@ -111,4 +111,6 @@ def test_replayed_aggregates_stand_in_for_another_noise_draw():
     replay = simulate(0, rounds)
     assert [(a["model"], a["best_config_id"]) for a in replay.pipeline.log["aggregates"]] == winners
     assert decisions(replay) == decisions(other) != decisions(own)
+    first = [a for a in own.pipeline.log["aggregates"] if a["round_id"] == own.pipeline.log["triggers"][0]["round_id"]]
+    assert replay.pipeline.log["own_aggregates"][: len(first)] == first  # its own first round, kept beside
     assert replay.correct["fedrift"] == other.correct["fedrift"]
