@@ -27,7 +27,8 @@ Differences from the Kafka pipeline that remain, by design:
   pipeline run with the simulator, ``replayed_rounds`` hands over the aggregates that run
   published per round (its HPO outcome: winners, scores, and no aggregate where its round gave
   none), so the shadows started follow from them; the shadows' tests, promotions, rejections and
-  serving are this run's own. This run's own aggregates stay in ``log["own_aggregates"]``.
+  serving are this run's own. This run's own aggregates, when replaced, stay in
+  ``log["own_aggregates"]``.
 """
 
 from __future__ import annotations
@@ -130,9 +131,9 @@ class InMemoryPipeline:
         self.n = 0  # requests so far
         self.now_ms = 0
         self.next_tick_ms = int(cfg.tick_s * 1000)
-        self.log: dict[str, list] = {
-            k: [] for k in ("weights", "drift", "triggers", "aggregates", "own_aggregates", "deployments")
-        }  # own_aggregates: what this run's rounds concluded, replayed or not
+        self.log: dict[str, list] = {k: [] for k in ("weights", "drift", "triggers", "aggregates", "deployments")}
+        if cfg.replayed_rounds:
+            self.log["own_aggregates"] = []  # what this run's rounds concluded, beside the replayed ones
 
     def _replica(self, model: str, r: int) -> ModelReplica:
         c = self.cfg
@@ -265,8 +266,9 @@ class InMemoryPipeline:
         if o.record == "UnmaskShare":
             return self.aggregator.on_share(v)
         if o.record == "AggregateResult":
-            self.log["own_aggregates"].append(v)
-            v = self._replayed(v)
+            if self.cfg.replayed_rounds:
+                self.log["own_aggregates"].append(v)
+                v = self._replayed(v)
             if v is None:
                 return []
             self.log["aggregates"].append(v)

@@ -78,7 +78,7 @@ class PipelineView:
     def aggregates_by_round(self) -> tuple[tuple[dict, ...], ...]:
         """The aggregates of each HPO round, in the order of its triggers (the simulator's
         ``replayed_rounds``): the outcome of this run's DP noise."""
-        return tuple(tuple(a for a in self.aggregates if a["round_id"] == t["round_id"]) for t in self.triggers)
+        return by_round(self.aggregates, self.triggers)
 
     def control_delay_s(self) -> float | None:
         """Median seconds from a request to routing weights that count it: the hosts' lag behind
@@ -100,6 +100,16 @@ class PipelineView:
             if d["action"] in ("SHADOW_START", "PROMOTE", "REJECT"):
                 state[d["model"]] = f"{d['action'].lower()} {d['config_id']}"
         return ", ".join(f"{m}: {s}" for m, s in sorted(state.items())) or "none"
+
+
+def by_round(aggregates: list[dict], triggers: list[dict]) -> tuple[tuple[dict, ...], ...]:
+    """``aggregates`` grouped by the HPO round they conclude, in the order of ``triggers``; a round
+    that published none gets an empty group.
+
+    >>> by_round([{"round_id": "b", "model": "pa"}], [{"round_id": "a"}, {"round_id": "b"}])
+    ((), ({'round_id': 'b', 'model': 'pa'},))
+    """
+    return tuple(tuple(a for a in aggregates if a["round_id"] == t["round_id"]) for t in triggers)
 
 
 class PipelineMonitor:

@@ -40,7 +40,7 @@ import pytest
 from fedrift import datasets
 from fedrift.core.drift import DriftConfig
 from fedrift.kafka_io import RecordProducer
-from fedrift.monitor import PipelineMonitor
+from fedrift.monitor import PipelineMonitor, by_round
 from fedrift.pipeline import Pipeline
 from fedrift.produce import clock_for, produce, request_events
 from fedrift.simulate import SimConfig, run
@@ -127,7 +127,7 @@ def _check_rounds(view, log: dict) -> None:
     """Each HPO round aggregated the same models in the simulator's own run as in the pipeline's
     (a round that failed on one side only is a difference the replay must not hide). The noised
     scores of configurations both evaluated are printed: the DP noise makes them differ."""
-    own = [[a for a in log["own_aggregates"] if a["round_id"] == t["round_id"]] for t in log["triggers"]]
+    own = by_round(log["own_aggregates"], log["triggers"])
     theirs = view.aggregates_by_round()
     assert [sorted(a["model"] for a in r) for r in own] == [sorted(a["model"] for a in r) for r in theirs]
     for mine, their in zip(own, theirs, strict=True):

@@ -4,6 +4,7 @@ import sys
 
 from fedrift.config import Settings
 from fedrift.datasets import synthetic
+from fedrift.monitor import by_round
 from fedrift.simulate import SimConfig, run
 
 FAST_POOL = ("linear", "gnb", "sgd")
@@ -107,10 +108,10 @@ def test_replayed_aggregates_stand_in_for_another_noise_draw():
     winners = [(a["model"], a["best_config_id"]) for a in other.pipeline.log["aggregates"]]
     assert winners != [(a["model"], a["best_config_id"]) for a in own.pipeline.log["aggregates"]]
     log = other.pipeline.log
-    rounds = tuple(tuple(a for a in log["aggregates"] if a["round_id"] == t["round_id"]) for t in log["triggers"])
-    replay = simulate(0, rounds)
+    replay = simulate(0, by_round(log["aggregates"], log["triggers"]))
     assert [(a["model"], a["best_config_id"]) for a in replay.pipeline.log["aggregates"]] == winners
     assert decisions(replay) == decisions(other) != decisions(own)
-    first = [a for a in own.pipeline.log["aggregates"] if a["round_id"] == own.pipeline.log["triggers"][0]["round_id"]]
-    assert replay.pipeline.log["own_aggregates"][: len(first)] == first  # its own first round, kept beside
+    first = by_round(own.pipeline.log["aggregates"], own.pipeline.log["triggers"])[0]
+    assert tuple(replay.pipeline.log["own_aggregates"][: len(first)]) == first  # its own first round, kept beside
+    assert "own_aggregates" not in own.pipeline.log  # nothing replaced, nothing kept twice
     assert replay.correct["fedrift"] == other.correct["fedrift"]
