@@ -40,7 +40,7 @@ from typing import Any
 class TimeAligned:
     def __init__(self, cap: int = 5000, idle_ms: int = 100, clock: Callable[[], float] = time.monotonic) -> None:
         self.cap, self.idle_s, self.clock = cap, idle_ms / 1000, clock
-        self.buffers: dict[Hashable, deque[tuple[int, Any, float]]] = {}
+        self.buffers: dict[Hashable, deque[tuple[int, Any, float, bool]]] = {}  # (time, record, added, in place)
         self.latest: dict[Hashable, int] = {}  # newest timestamp each watched partition has delivered
         self.released: dict[Hashable, int] = {}  # per watched partition, the timestamp last released
         self.inversions = 0  # records released after a newer one of another partition: not the simulator's order
@@ -55,11 +55,15 @@ class TimeAligned:
             self.latest.setdefault(p, -(2**63))
             self.buffers.setdefault(p, deque())  # ties go to the partition watched first
 
-    def add(self, records: Iterable[tuple[Hashable, int, Any]]) -> None:
-        """Buffer ``(partition, timestamp, record)`` triples, each partition's in its order."""
+    def add(self, records: Iterable[tuple[Hashable, int | None, Any]]) -> None:
+        """Buffer ``(partition, timestamp, record)`` triples, each partition's in its order. A
+        timestamp of None marks a record that only has a place in its partition (a routing-weights
+        marker: its writer's clock says nothing about the requests around it); it goes with the
+        record before it, so it holds no other partition's records back."""
         now = self.clock()
-        for partition, timestamp, record in records:
-            self.buffers.setdefault(partition, deque()).append((timestamp, record, now))
+        for partition, stamp, record in records:
+            timestamp = self.latest.get(partition, -(2**63)) if stamp is None else stamp
+            self.buffers.setdefault(partition, deque()).append((timestamp, record, now, stamp is None))
             if partition in self.latest:
                 self.latest[partition] = max(self.latest[partition], timestamp)
 
@@ -86,15 +90,15 @@ class TimeAligned:
             waited = drained and self.buffers[p][0][2] <= held_since
             if heads[p] > self.safe_until and not waited and len(self) <= self.cap:
                 break
-            if p in self.latest:
+            _, record, _, in_place = self.buffers[p].popleft()
+            if p in self.latest and not in_place:
                 self._count_inversion(p, heads[p])
-            out.append(self.buffers[p].popleft()[1])
+            out.append(record)
         return out
 
     def _count_inversion(self, p: Hashable, timestamp: int) -> None:
-        """An inversion: released after a newer record of another partition. A record older than
-        its own predecessor (a weights marker carries its writer's clock) is in its place and not
-        counted, even when it is one that arrived late."""
+        """An inversion: released after a newer record of another partition (records in place,
+        the markers, are not counted)."""
         others = max((t for q, t in self.released.items() if q != p), default=-(2**63))
-        self.inversions += self.released.get(p, timestamp) <= timestamp < others
-        self.released[p] = timestamp
+        self.inversions += timestamp < others
+        self.released[p] = max(self.released.get(p, timestamp), timestamp)

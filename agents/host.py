@@ -177,8 +177,13 @@ class ModelHost(HostControl, HostRecovery):
         """The usable records of a fetch merged across partitions in time order
         (``agents.alignment``): the request partitions hold each other back, and a label waits
         for the requests older than it (its own among them), so it is not committed before them."""
-        self.aligned.add(((m.topic(), m.partition()), m.timestamp()[1], m) for m in self._usable(fetched))
+        self.aligned.add(((m.topic(), m.partition()), self._stamp(m), m) for m in self._usable(fetched))
         return self.aligned.take(self.settings.host_batch, drained=len(fetched) < self.settings.host_batch)
+
+    def _stamp(self, msg) -> int | None:
+        """A record's time for the merge; None for a routing-weights marker, which the controller
+        stamps with its own clock and which only has a place in its partition."""
+        return None if self.codec.name_of(msg.value()) == "RoutingWeights" else msg.timestamp()[1]
 
     @staticmethod
     def _usable(msgs: list) -> list:

@@ -104,6 +104,13 @@ class Codec:
             raise SchemaMismatch(f"{record}: {_why_invalid(schema, value) or exc}") from exc
         return buf.getvalue()
 
+    def name_of(self, data: bytes | None) -> str | None:
+        """The record a value's header names, without reading its body (None: no known header)."""
+        if data is None or len(data) < _HEADER.size:
+            return None
+        magic, sid = _HEADER.unpack_from(data)
+        return self._by_id[sid][0] if magic == MAGIC and sid in self._by_id else None
+
     def decode(self, data: bytes | None, expect: str | tuple[str, ...] | None = None) -> tuple[str, Any]:
         """Return ``(record name, value)`` resolved into the record's newest schema; with ``expect``
         (a name or a tuple of names), any other record is a ``SchemaMismatch``. The value is the

@@ -108,11 +108,11 @@ def test_unwatched_partitions_hold_nothing_back():
     assert buf.take(10, drained=False) == ["l", "a"]
 
 
-def test_a_record_older_than_its_own_predecessor_is_in_its_place_not_an_inversion():
-    """A routing-weights marker carries its writer's clock: older than the requests before it."""
+def test_a_marker_is_in_its_place_not_an_inversion():
+    """A routing-weights marker carries its writer's clock, older or newer than the requests around it."""
     buf = TimeAligned(cap=100, idle_ms=0)
     buf.watch(range(2))
-    buf.add([(0, 10, "r10"), (0, 5, "marker"), (1, 12, "r12")])
+    buf.add([(0, 10, "r10"), (0, None, "marker"), (1, 12, "r12")])
     assert buf.take(10, drained=True) == ["r10", "marker", "r12"] and buf.inversions == 0
 
 
@@ -128,3 +128,24 @@ def test_one_partition_alone_has_no_inversions():
     buf.watch([0])
     buf.add([(0, 100, "r100"), (0, 105, "marker"), (0, 103, "r103"), (0, 104, "r104")])
     assert len(buf.take(10, drained=True)) == 4 and buf.inversions == 0
+
+
+def test_a_marker_has_a_place_in_its_partition_and_holds_no_other_back():
+    """A weights marker stamped ahead of the requests (the controller's clock) used to hold its
+    partition until the others caught up with that clock; the request behind it then came out
+    after newer requests of the other partition ."""
+    buf = TimeAligned(cap=100, idle_ms=0)
+    buf.watch(range(2))
+    buf.add([(0, 10, "r10"), (0, None, "marker"), (0, 14, "r14"), (1, 12, "r12"), (1, 16, "r16")])
+    assert buf.take(10, drained=True) == ["r10", "marker", "r12", "r14", "r16"] and buf.inversions == 0
+    stamped = TimeAligned(cap=100, idle_ms=0)
+    stamped.watch(range(2))
+    stamped.add([(0, 10, "r10"), (0, 50, "marker"), (0, 14, "r14"), (1, 12, "r12"), (1, 16, "r16")])
+    assert stamped.take(10, drained=True) == ["r10", "r12", "r16", "marker", "r14"] and stamped.inversions == 1
+
+
+def test_a_marker_first_in_its_partition_goes_at_once():
+    buf = TimeAligned(cap=100, idle_ms=0)
+    buf.watch(range(2))
+    buf.add([(0, None, "marker"), (1, 5, "r5")])
+    assert buf.take(10, drained=False) == ["marker"]
