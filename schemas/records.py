@@ -213,26 +213,6 @@ class UnmaskRequest(TypedDict):
     dropped_agents: list[str]
 
 
-class ModelStatus(TypedDict):
-    """A model host's periodic health report. v4 adds n_peer_learned and peer_digest: what the
-    host's models learned from the partitions other replicas serve (shared training), so
-    exactly-once learning is checked there too."""
-
-    host: str
-    model: str
-    config_id: str
-    time: int
-    window_quality: float
-    n_seen: int
-    error_drift: bool
-    input_sketch: list[float]
-    epsilon_spent: float
-    n_correct: int
-    learned_digest: str
-    n_peer_learned: int
-    peer_digest: str
-
-
 class HpoTrigger(TypedDict):
     """Start one round of federated hyperparameter optimisation. v2 adds as_of (hosts tune on
     their data up to the drift, however late the trigger reaches them) and design."""
@@ -279,3 +259,24 @@ class UnmaskShare(TypedDict):
     seed_shares: dict[str, bytes]
     key_shares: dict[str, bytes]
     signature: bytes
+
+
+class ModelStatus(TypedDict):
+    """A model host's periodic health report. v5 adds as_of: the event time of the newest own
+    request the host had learned, so the drift analyzer places an error-drift flag where in the
+    stream it arose."""
+
+    host: str
+    model: str
+    config_id: str
+    time: int
+    window_quality: float
+    n_seen: int
+    error_drift: bool
+    input_sketch: list[float]
+    epsilon_spent: float
+    n_correct: int
+    learned_digest: str
+    n_peer_learned: int
+    peer_digest: str
+    as_of: int

@@ -84,6 +84,7 @@ SAMPLES: dict[str, dict] = {
         "learned_digest": "00000000000000ff",
         "n_peer_learned": 8300,
         "peer_digest": "0000000000000f0f",
+        "as_of": 1_700_000_000_000,
     },
     "ShadowResult": {
         "request_id": "r-3",

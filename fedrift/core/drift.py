@@ -40,11 +40,14 @@ class DriftConfig:
     error_delta: float = 0.002  # ADWIN confidence for the error-rate detector
     error_quorum: int = 1  # hosts whose error detectors must agree before an error-drift trigger ...
     error_quorum_window: int = 1000  # ... within this many requests (fewer hosts known: all of them)
+    flag_hold_ms: int = 10_000  # longest an error flag waits for the inputs to reach its request
     top_k: int = 3
 
     def __post_init__(self) -> None:
         if self.error_quorum < 1:
             raise ValueError(f"FEDRIFT_DRIFT_ERROR_QUORUM={self.error_quorum}: at least 1 host must flag")
+        if self.flag_hold_ms < 0:
+            raise ValueError(f"FEDRIFT_DRIFT_FLAG_HOLD_MS={self.flag_hold_ms}: must not be negative")
         if self.error_quorum_window < 0:
             raise ValueError(f"FEDRIFT_DRIFT_ERROR_QUORUM_WINDOW={self.error_quorum_window}: must not be negative")
 

@@ -11,6 +11,11 @@ drift may raise one replica's error only (SEA's second concept change: one of ni
 More suits a large fleet, where one replica's bad spell (a tree's poor split) raises lone alarms
 that an abrupt concept change, raising every model's error at once, would not need.
 
+A flag is placed where in the stream it arose: a status says up to which request time its host
+had learned (``as_of``), and a flag from further on than the inputs the analyzer has read waits
+for them (at most ``flag_hold_ms`` of wall time), as in the simulator, where each status follows
+the request that raised it. A flag from behind the inputs read so far is placed where they are.
+
 Round ids are ``<round_prefix>-<position>-<n>``: the prefix tells apart the rounds of two runs of
 the analyzer (a restart counts positions from zero again), the counter two triggers of one run.
 
@@ -28,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 from fedrift.core.drift import DriftAnalyzer, DriftReport
 from fedrift.core.records import Output
@@ -36,6 +43,7 @@ from schemas import InvalidRecord
 from schemas.records import DriftSignal, HpoTrigger, ModelStatus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DriftStage:
@@ -47,6 +55,7 @@ class DriftStage:
         self.as_of = -1  # the newest request event time seen: the data a trigger's round tunes on
         self.hosts: set[str] = set()  # hosts that have reported
         self.flags: dict[str, int] = {}  # host -> request count at its latest error-drift flag
+        self.held: list[tuple[ModelStatus, int]] = []  # (flag, when it came) from beyond the inputs read
 
     def on_request(self, features: list[float], now_ms: int, event_time: int = -1) -> list[Output]:
         self.requests += 1
@@ -55,13 +64,25 @@ class DriftStage:
         out = [] if report is None else self._publish(report, now_ms)
         if self.requests == self.cold_start_at and self.triggers == 0:
             out.append(self._trigger(self.requests, "cold start", 0.0, now_ms))
-        return out
+        return out + self._reached(now_ms)
 
     def on_status(self, status: ModelStatus, now_ms: int) -> list[Output]:
-        host = status["host"]
-        self.hosts.add(host)
+        self.hosts.add(status["host"])
         if not status["error_drift"]:
+            return self._reached(now_ms)
+        self.held.append((status, now_ms))
+        return self._reached(now_ms)
+
+    def _reached(self, now_ms: int) -> list[Output]:
+        """The held flags the inputs have reached (or that waited ``flag_hold_ms``), in arrival order."""
+        if not self.held:
             return []
+        oldest = now_ms - self.analyzer.config.flag_hold_ms
+        due, self.held = split_by(self.held, lambda h: h[0].get("as_of", -1) <= self.as_of or h[1] <= oldest)
+        return [o for s, _ in due for o in self._flag(s, now_ms)]
+
+    def _flag(self, status: ModelStatus, now_ms: int) -> list[Output]:
+        host = status["host"]
         cfg = self.analyzer.config
         self.flags[host] = self.requests
         agreeing = sum(self.requests - at <= cfg.error_quorum_window for at in self.flags.values())
@@ -101,6 +122,15 @@ class DriftStage:
                                "design": f"{self.analyzer.seed}-{self.triggers}"}
         log.info("%s at %d (score %.2f): HPO %s", reason, position, score, round_id)
         return Output(HPO_TRIGGERS, "HpoTrigger", trigger, "*")
+
+
+def split_by(items: list[T], keep: Callable[[T], bool]) -> tuple[list[T], list[T]]:
+    """``items`` split into those ``keep`` accepts and the rest, each in order."""
+    yes: list[T] = []
+    no: list[T] = []
+    for item in items:
+        (yes if keep(item) else no).append(item)
+    return yes, no
 
 
 def validate_trigger(trigger: HpoTrigger) -> None:

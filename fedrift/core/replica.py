@@ -107,6 +107,8 @@ def id_digest(request_id: str) -> int:
 class ModelReplica:
     """The pure state machine of one model host."""
 
+    learned_as_of = -1  # event time of the newest own request learned (a checkpoint from before it: -1)
+
     def __init__(self, family: ModelFamily, config: ReplicaConfig) -> None:
         self.family = family
         self.cfg = config
@@ -262,6 +264,7 @@ class ModelReplica:
         self.sketch.add(p.x)
         self.n_learned += 1
         self.learned_digest = (self.learned_digest + id_digest(rid)) % 2**64
+        self.learned_as_of = max(self.learned_as_of, p.event_time)
         self.window.add(self.n_learned, p.x, label, p.event_time)
         if evidence_due(self.n_learned, self.n_reported, self.cfg.status_every):
             out.append(self.status())
@@ -306,6 +309,7 @@ class ModelReplica:
             "learned_digest": f"{self.learned_digest:016x}",
             "n_peer_learned": self.n_peer_learned,
             "peer_digest": f"{self.peer_digest:016x}",
+            "as_of": self.learned_as_of,
         }
         self.error_drift = False
         self.n_reported, self.n_peer_reported = self.n_learned, self.n_peer_learned

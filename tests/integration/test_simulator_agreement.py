@@ -20,11 +20,10 @@ their partitions back into the order the simulator replays. With wall-clock stam
 neighbouring requests shared a millisecond and were merged in either order: that was enough for
 one replica's error detector to fire one check (32 events) later, miss a status and leave the
 trigger to the input detector 360 requests later (2 of 5 runs), and for the gap to reach −0.57
-points in CI. The pool is three online linear and Bayes learners (``linear``, ``pa``, ``gnb``): a
-Hoeffding tree's splits, and so its error detector, react more to the records a host still
-merges out of order (a partition's records in transit past ``host_align_idle_ms``: 31–106 per
-run; where located, the same on every host and all before the drift) (with ``hat`` in the pool, one replica's lone
-alarm ~2,700 requests in decided 2 of 12 comparisons by itself). ``benchmarks/agreement.py``
+points in CI. The hosts merge the routing-weights markers in their place, not by the
+controller's clock (``agents.alignment``): merged by it, 31–106 requests per run were learned
+after newer ones. The pool is three online linear and Bayes learners (``linear``, ``pa``,
+``gnb``), which keep up at this rate with shared training on the 2-core CI machine. ``benchmarks/agreement.py``
 measures the default pool over several runs. An error-drift trigger needs two hosts' detectors to
 agree here (``error_quorum=2``, in both); the default (1) keeps every detector's sensitivity."""
 

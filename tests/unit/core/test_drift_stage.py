@@ -93,3 +93,33 @@ def test_an_unusable_quorum_setting_is_refused_with_its_name():
         Settings.from_env({"FEDRIFT_DRIFT_ERROR_QUORUM": "0"})
     with pytest.raises(ValueError, match="FEDRIFT_DRIFT_ERROR_QUORUM_WINDOW=-1"):
         DriftConfig(error_quorum_window=-1)
+
+
+def _drift_positions(outputs) -> list[int]:
+    return [o.value["position"] for o in outputs if o.record == "DriftSignal"]
+
+
+def test_a_flag_from_beyond_the_inputs_read_is_placed_at_the_request_that_raised_it():
+    """The analyzer reads the requests behind the hosts: a flag raised at the request of time 50
+    waits for the inputs to get there, and is placed there, where the simulator places it."""
+    stage = DriftStage(DriftAnalyzer(DriftConfig()), "d", "p")
+    early = [o for t in range(10, 30) for o in stage.on_request([0.0], 0, event_time=t)]
+    assert stage.on_status({**_status("a-0", True), "as_of": 50}, now_ms=0) == []  # held
+    later = [o for t in range(30, 60) for o in stage.on_request([0.0], 0, event_time=t)]
+    assert _drift_positions(early) == [] and _drift_positions(later) == [41]  # request 41 has time 50
+
+
+def test_a_flag_from_behind_the_inputs_read_is_placed_where_they_are():
+    stage = DriftStage(DriftAnalyzer(DriftConfig()), "d", "p")
+    for t in range(100):
+        stage.on_request([0.0], 0, event_time=t)
+    assert _drift_positions(stage.on_status({**_status("a-0", True), "as_of": 50}, now_ms=0)) == [100]
+
+
+def test_a_held_flag_waits_at_most_flag_hold_ms():
+    stage = DriftStage(DriftAnalyzer(DriftConfig(flag_hold_ms=500)), "d", "p")
+    stage.on_request([0.0], 0, event_time=1)
+    assert stage.on_status({**_status("a-0", True), "as_of": 10**9}, now_ms=1000) == []
+    assert stage.on_status(_status("b-0", False), now_ms=1400) == []
+    assert _drift_positions(stage.on_status(_status("b-0", False), now_ms=1500)) == [1]
+    assert stage.held == []
