@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -36,8 +37,11 @@ def run_round(agent: FhpoAgent, trigger: dict, config: dict, events: list) -> tu
 
 
 class FederatedRounds:
-    def __init__(self, agent: FhpoAgent, model: str, host_id: str, secure: SecureAggregation) -> None:
+    def __init__(self, agent: FhpoAgent, model: str, host_id: str, secure: SecureAggregation,
+                 key_wait_s: float = 10.0) -> None:
         self.agent, self.model, self.host_id, self.secure = agent, model, host_id, secure
+        self.key_wait_s = key_wait_s  # how long a finished round waits for its peers' round keys
+        self.done: list[tuple[dict, RoundOutcome, float]] = []  # finished rounds not yet handed over, with deadlines
         # shared metrics leave only masked: the sum of the survivors' shares carries the noise
         agent.noise_shares = secure.noise_shares if agent.config.distributed_noise else 1
         self.waiting: list[dict] = []
@@ -75,14 +79,30 @@ class FederatedRounds:
             self.executor.submit(os.getpid)  # workers start on the first task
         return self.executor
 
-    def finished(self) -> list[tuple[dict, RoundOutcome]]:
-        """The round that has finished, if any; the agent comes back with what it spent."""
-        if self.running is None or not self.running[1].done():
-            return []
-        trigger, future = self.running
-        self.running = None
-        outcome, self.agent = future.result()
-        return [(trigger, outcome)]
+    def finished(self, now: float | None = None) -> list[tuple[dict, RoundOutcome]]:
+        """The rounds that have finished and can be masked, or have waited ``key_wait_s`` for their
+        peers' round keys (a peer reads the trigger, and sends its keys, only between its batches);
+        the agent comes back with what it spent."""
+        now = time.monotonic() if now is None else now
+        if self.running is not None and self.running[1].done():
+            trigger, future = self.running
+            self.running = None
+            outcome, self.agent = future.result()
+            self.done.append((trigger, outcome, now + self.key_wait_s))
+        out, waiting = [], []
+        for trigger, outcome, deadline in self.done:
+            if deadline <= now or self._maskable(trigger["round_id"], outcome):
+                out.append((trigger, outcome))
+            else:
+                waiting.append((trigger, outcome, deadline))
+        self.done = waiting
+        return out
+
+    def _maskable(self, round_id: str, outcome: RoundOutcome) -> bool:
+        """Whether the round's shared values can leave now: masked, or nothing to mask."""
+        if not self.secure.enabled or not any(tr.shared for tr in outcome.trials):
+            return True
+        return self.secure.enough_peers(len(self.secure.masking_peers(round_id)))
 
     def close(self) -> None:
         if self.executor is not None:

@@ -98,7 +98,7 @@ class ModelHost(HostControl, HostRecovery):
         identity = host_keys.load_or_create(settings.home / "hosts" / f"{name}.identity")
         peers = {f"{model}-{r}" for r in range(settings.replicas)} - {self.host_id}
         secure = SecureAggregation(model, self.host_id, identity, peers, settings.replicas, agent.config.min_survivors)
-        self.rounds = FederatedRounds(agent, model, self.host_id, secure)
+        self.rounds = FederatedRounds(agent, model, self.host_id, secure, settings.host_round_key_wait_s)
         self.replica_state = ModelReplica(self.family, self.cfg)
         self.replay_until: dict[tuple[str, int], int] = {}
         self.positions: dict[tuple[str, int], int] = {}

@@ -154,6 +154,13 @@ class Settings:
             "FEDRIFT_HOST_IDLE_STATUS_S", "seconds without input after which a host reports what it learned"
         ),
     )
+    host_round_key_wait_s: float = field(
+        default=10.0,
+        metadata=_env(
+            "FEDRIFT_HOST_ROUND_KEY_WAIT_S",
+            "seconds a host's finished HPO round waits for its peers' round keys before withholding its shared metrics",
+        ),
+    )
     status_every: int = field(default=200, metadata=_env("FEDRIFT_STATUS_EVERY", "events between ModelStatus"))
     seed: int = field(default=0, metadata=_env("FEDRIFT_SEED", "random seed"))
     log_level: str = field(default="info", metadata=_env("FEDRIFT_LOG_LEVEL", "log level"))

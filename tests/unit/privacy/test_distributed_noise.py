@@ -105,3 +105,35 @@ def test_shared_values_that_cannot_be_masked_are_withheld():
               for c, shared in (("shared-1", True), ("local-1", False))]
     out = rounds.metrics({"round_id": "r1"}, RoundOutcome("ok", trials))
     assert [o.value["config_id"] for o in out] == ["local-1"]
+
+
+def test_a_finished_round_waits_for_its_peers_round_keys_then_withholds():
+    """A peer reads the trigger, and sends its round keys, only between its batches: a host whose
+    round ends first waits for them (``key_wait_s``) rather than withhold its shared metrics."""
+    from concurrent.futures import Future
+
+    from fedrift.core.fhpo import RoundOutcome, TrialResult
+
+    rounds = _rounds(3)
+    rounds.key_wait_s = 5.0
+    trials = [TrialResult("r1", "linear", "linear-0", "shared-1", {}, 0.8, 0.1, 250, 0.5, True, 0.01)]
+    future: Future = Future()
+    future.set_result((RoundOutcome("ok", trials), rounds.agent))
+    rounds.running = ({"round_id": "r1"}, future)
+    assert rounds.finished(now=100.0) == [] and rounds.running is None  # no peer keys yet: it waits
+    assert rounds.finished(now=104.9) == []
+    assert [t["round_id"] for t, _ in rounds.finished(now=105.0)] == ["r1"]  # waited long enough
+    assert rounds.finished(now=200.0) == []
+
+
+def test_a_finished_round_with_nothing_to_mask_is_handed_over_at_once():
+    from concurrent.futures import Future
+
+    from fedrift.core.fhpo import RoundOutcome, TrialResult
+
+    rounds = _rounds(3)
+    trials = [TrialResult("r1", "linear", "linear-0", "local-1", {}, 0.8, 0.1, 250, 0.5, False, 0.01)]
+    future: Future = Future()
+    future.set_result((RoundOutcome("ok", trials), rounds.agent))
+    rounds.running = ({"round_id": "r1"}, future)
+    assert [t["round_id"] for t, _ in rounds.finished(now=0.0)] == ["r1"]
