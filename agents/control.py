@@ -94,6 +94,8 @@ class HostControl:
 
     def _poll_control(self) -> None:
         outputs, letters = [], []
+        if self.rounds.collect():
+            self._checkpoint()  # the round's spend reaches disk while it waits for its peers' keys
         for trigger, outcome in self.rounds.finished():
             outputs += self.rounds.metrics(trigger, outcome)
             self.replica_state.epsilon_spent = self.rounds.agent.ledger.max_loss

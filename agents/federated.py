@@ -84,11 +84,7 @@ class FederatedRounds:
         peers' round keys (a peer reads the trigger, and sends its keys, only between its batches);
         the agent comes back with what it spent."""
         now = time.monotonic() if now is None else now
-        if self.running is not None and self.running[1].done():
-            trigger, future = self.running
-            self.running = None
-            outcome, self.agent = future.result()
-            self.done.append((trigger, outcome, now + self.key_wait_s))
+        self.collect(now)
         out, waiting = [], []
         for trigger, outcome, deadline in self.done:
             if deadline <= now or self._maskable(trigger["round_id"], outcome):
@@ -97,6 +93,17 @@ class FederatedRounds:
                 waiting.append((trigger, outcome, deadline))
         self.done = waiting
         return out
+
+    def collect(self, now: float | None = None) -> bool:
+        """Take the worker's finished round, if any: True when one came (its ε is now in this
+        agent's ledger, which must reach disk before anything can reload an older one)."""
+        if self.running is None or not self.running[1].done():
+            return False
+        trigger, future = self.running
+        self.running = None
+        outcome, self.agent = future.result()
+        self.done.append((trigger, outcome, (time.monotonic() if now is None else now) + self.key_wait_s))
+        return True
 
     def _maskable(self, round_id: str, outcome: RoundOutcome) -> bool:
         """Whether the round's shared values can leave now: masked, or nothing to mask."""

@@ -34,4 +34,8 @@ def register_drift(
         async for _event, status in decoded(stream, topics, "ModelStatus", "drift", owner=False):
             await send_outputs(topics, stage.on_status(status, now_ms()))
 
+    @app.timer(1.0)
+    async def release_held_flags():
+        await send_outputs(topics, stage.tick(now_ms()))
+
     return analyzer

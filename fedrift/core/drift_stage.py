@@ -11,10 +11,13 @@ drift may raise one replica's error only (SEA's second concept change: one of ni
 More suits a large fleet, where one replica's bad spell (a tree's poor split) raises lone alarms
 that an abrupt concept change, raising every model's error at once, would not need.
 
-A flag is placed where in the stream it arose: a status says up to which request time its host
-had learned (``as_of``), and a flag from further on than the inputs the analyzer has read waits
-for them (at most ``flag_hold_ms`` of wall time), as in the simulator, where each status follows
-the request that raised it. A flag from behind the inputs read so far is placed where they are.
+A flag is placed at the request its status was made after: a status says up to which request
+time its host had learned (``as_of``), and a flag from further on than the inputs the analyzer
+has read waits for them (at most ``flag_hold_ms`` of wall time, counted by ``tick`` too), as in
+the simulator, where each status follows the request it was made after. A flag from behind the
+inputs read so far is placed where they are. Request times are the clients' ``event_time``: one
+far in the future lets every later flag through at once (placed as before the hold), and held
+flags live in memory (an analyzer that restarts loses them, as it loses its windows).
 
 Round ids are ``<round_prefix>-<position>-<n>``: the prefix tells apart the rounds of two runs of
 the analyzer (a restart counts positions from zero again), the counter two triggers of one run.
@@ -71,6 +74,10 @@ class DriftStage:
         if not status["error_drift"]:
             return self._reached(now_ms)
         self.held.append((status, now_ms))
+        return self._reached(now_ms)
+
+    def tick(self, now_ms: int) -> list[Output]:
+        """The clock: a held flag is let go after ``flag_hold_ms`` even if nothing else arrives."""
         return self._reached(now_ms)
 
     def _reached(self, now_ms: int) -> list[Output]:

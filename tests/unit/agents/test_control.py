@@ -60,9 +60,15 @@ class _Finished:
         class ledger:
             max_loss = 0.0
 
-    def finished(self):
+    keys_arrived = True  # whether the peers' round keys are in: the round is handed over
+
+    def collect(self):
         self.agent.ledger.max_loss = 2.5  # the agent comes back from its worker with what it spent
-        return [({"round_id": "r1"}, type("Outcome", (), {"status": "ok", "trials": []})())]
+        return True
+
+    def finished(self):
+        outcome = type("Outcome", (), {"status": "ok", "trials": []})()
+        return [({"round_id": "r1"}, outcome)] if self.keys_arrived else []
 
     def metrics(self, trigger, outcome):
         from fedrift.core.records import Output
@@ -74,6 +80,15 @@ class _Finished:
 
 def test_the_ledger_reaches_disk_before_the_metrics_it_paid_for_leave():
     """A SIGKILL right after the metrics are published must find the spend in the checkpoint."""
+    assert _polled(keys_arrived=True) == [("checkpoint", 2.5), ("checkpoint", 2.5), ("publish", ["TrialMetric"])]
+
+
+def test_a_round_waiting_for_its_peers_keys_has_its_spend_on_disk():
+    """A batch that fails while the round waits reloads the checkpoint: it must hold the spend."""
+    assert _polled(keys_arrived=False) == [("checkpoint", 2.5)]
+
+
+def _polled(keys_arrived: bool) -> list:
     events = []
 
     class Recording(Host):
@@ -85,8 +100,9 @@ def test_the_ledger_reaches_disk_before_the_metrics_it_paid_for_leave():
 
     host = Recording("linear", 0)
     host.rounds = _Finished()
+    host.rounds.keys_arrived = keys_arrived
     host.control = type("Consumer", (), {"consume": lambda self, **kw: []})()
     host.replica_state = type("Replica", (), {"epsilon_spent": 0.0, "status": lambda self: None,
                                               "window": type("W", (), {"events": []})(), "config": {}})()
     host._poll_control()
-    assert events == [("checkpoint", 2.5), ("publish", ["TrialMetric"])]
+    return events

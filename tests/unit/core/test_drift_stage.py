@@ -123,3 +123,10 @@ def test_a_held_flag_waits_at_most_flag_hold_ms():
     assert stage.on_status(_status("b-0", False), now_ms=1400) == []
     assert _drift_positions(stage.on_status(_status("b-0", False), now_ms=1500)) == [1]
     assert stage.held == []
+
+
+def test_the_clock_lets_a_held_flag_go_when_nothing_else_arrives():
+    stage = DriftStage(DriftAnalyzer(DriftConfig(flag_hold_ms=500)), "d", "p")
+    stage.on_request([0.0], 0, event_time=1)
+    stage.on_status({**_status("a-0", True), "as_of": 10**9}, now_ms=1000)
+    assert stage.tick(1200) == [] and _drift_positions(stage.tick(1500)) == [1]

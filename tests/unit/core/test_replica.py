@@ -224,3 +224,11 @@ def test_a_window_from_a_checkpoint_without_event_times_still_learns_and_cuts():
     old = pickle.loads(pickle.dumps(rep))
     old.on_request(0, {"id": "b", "event_time": 20, "features": [1.0, 2.0, 4.0], "label": 0})
     assert len(old.window.as_of(15)) == 1 and len(old.window.as_of(20)) == 2  # the old event counts as time 0
+
+
+def test_a_status_says_up_to_which_request_time_its_host_had_learned():
+    rep = _replica("gnb")
+    assert rep.status().value["as_of"] == -1
+    late = ("req", 0, {"id": "r-late", "event_time": 7, "features": [0.0, 0.0, 0.0], "label": None})
+    _feed(rep, [*_stream(5), late])  # unlabelled: not learned
+    assert rep.status().value["as_of"] == 4

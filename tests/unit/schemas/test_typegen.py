@@ -23,3 +23,12 @@ def test_every_record_the_codec_writes_has_a_typed_dict_with_its_fields():
 def test_a_typed_record_round_trips_through_the_codec():
     value: records.Feedback = {"id": "r1", "label": 1, "time": 5}
     assert codec().decode(codec().encode("Feedback", value)) == ("Feedback", value)
+
+
+def test_a_values_record_name_is_read_from_its_header_alone():
+    from tests.samples import SAMPLES
+
+    data = codec().encode("RoutingWeights", SAMPLES["RoutingWeights"])
+    assert codec().name_of(data) == "RoutingWeights"
+    odd = (None, b"", b"\x00\x00", b"\x01" + data[1:], b"\x00\xff\xff\xff\xff")  # short, bad magic, unknown id
+    assert [codec().name_of(b) for b in odd] == [None] * 5
