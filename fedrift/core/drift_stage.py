@@ -71,9 +71,8 @@ class DriftStage:
 
     def on_status(self, status: ModelStatus, now_ms: int) -> list[Output]:
         self.hosts.add(status["host"])
-        if not status["error_drift"]:
-            return self._reached(now_ms)
-        self.held.append((status, now_ms))
+        if status["error_drift"]:
+            self.held.append((status, now_ms))
         return self._reached(now_ms)
 
     def tick(self, now_ms: int) -> list[Output]:
