@@ -96,9 +96,8 @@ def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path, draws: int 
     delays = measured_delays(view)
     sims = noise_draws(rows, settings, stream, rate, names, draws, delays)
     sim_s = (time.monotonic() - t0) / draws
-    cfg = SimConfig.from_settings(settings, run_id=stream, rate=rate, replayed_rounds=view.aggregates_by_round(),
-                                  **delays)
-    replayed = run(rows, cfg, names).result()  # the pipeline's noise outcome: its aggregates
+    cfg = SimConfig.from_settings(settings, run_id=stream, rate=rate, **view.replay())
+    replayed = run(rows, cfg, names).result()  # the pipeline's noise outcome and its hosts' shadow starts
     pipe_triggers = [d["position"] for d in view.drift if d["drifted"]]
     return {
         "stream": stream,

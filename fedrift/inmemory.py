@@ -13,7 +13,8 @@ Differences from the Kafka pipeline that remain, by design:
   marker reaches the hosts ``control_delay_s`` after the status that led to it: in Kafka the hosts
   serve behind the stream (holding a request back for time order, batching a transaction) and
   the controller reads the status some milliseconds later, while more requests flow. A status or
-  a deployment reaches its readers at once;
+  a deployment reaches its readers at once, except a shadow start given in ``shadow_starts``
+  (where a pipeline run's host started it: just before the first request it shadowed);
 - an HPO round runs on the host's window up to its trigger's ``as_of``, and its metrics are
   delivered ``hpo_latency_s`` later; a host runs it in a worker process while it keeps serving,
   and how long that takes depends on the machine and the pool (2.5–10 s from trigger to shadow
@@ -57,7 +58,7 @@ from fedrift.core.routing import RoutingConfig
 from fedrift.core.secagg import Identity
 from fedrift.core.shadow_stage import ShadowStage
 from fedrift.sharing import ModelSharing
-from schemas.records import AggregateResult, InferenceRequest
+from schemas.records import AggregateResult, Deployment, InferenceRequest
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class PipelineConfig:
     # a pipeline run's AggregateResults per HPO round, in its triggers' order, replayed in place of this
     # run's own: which configuration won follows from that run's DP noise, a fresh secure draw
     replayed_rounds: tuple[tuple[dict, ...], ...] = ()
+    # a pipeline run's (host, shadow config id, first request that host answered with that shadow):
+    # where each host's shadow started, as its deployment reached it between two requests
+    shadow_starts: tuple[tuple[str, str, str], ...] = ()
     shadow_fraction: float = 0.2
     status_every: int = 200
     pending_labels: int = 100_000
@@ -124,6 +128,10 @@ class InMemoryPipeline:
                 if self.aggregator.on_key(a.secure.key_record(0)) is not None:
                     raise RuntimeError(f"the aggregator refused {a.host_id}'s key")
         self.shadow = ShadowStage(0.05, cfg.shadow_min, cfg.shadow_max)
+        self.start_at = {(host, config): rid for host, config, rid in cfg.shadow_starts}
+        self.start_ids = set(self.start_at.values())
+        self.passed: set[str] = set()  # the requests of ``start_at`` the stream has reached
+        self.held: dict[str, list[tuple[ModelReplica, Deployment]]] = {}  # request id -> shadows starting there
         self.bus: deque[Output] = deque()
         self.later: list[tuple[int, int, Later]] = []  # (due time, seq, outputs): rounds, markers
         self.round_of: dict[tuple[str, int], Pending] = {}  # (model, replica) -> its latest round
@@ -193,6 +201,9 @@ class InMemoryPipeline:
         p = partition_of(rid, self.cfg.partitions)
         request: InferenceRequest = {"id": rid, "event_time": self.now_ms, "features": x, "label": y}
         served = None
+        if rid in self.start_ids:
+            self.passed.add(rid)
+            self._start_held(rid)
         self.bus.extend(self.drift.on_request(x, self.now_ms, self.now_ms))
         self.controller.on_request(x)
         for model, replicas in self.replicas.items():
@@ -276,7 +287,7 @@ class InMemoryPipeline:
         if o.record == "Deployment":
             self.log["deployments"].append(v)
             for rep in self.replicas.get(v["model"], []):
-                rep.on_deployment(v)
+                self._deploy(rep, v)
             if v["model"] in self.replicas:
                 self._share(v["model"])
             self.controller.on_deployment(v)
@@ -289,6 +300,28 @@ class InMemoryPipeline:
                 for replicas in self.replicas.values():
                     replicas[o.partition % self.cfg.replicas].on_weights(o.partition, v)
         return []
+
+    def _deploy(self, rep: ModelReplica, d: Deployment) -> None:
+        """Apply ``d`` to ``rep`` now, or, for a shadow the pipeline run started at a later request
+        on that host (``shadow_starts``), just before that request."""
+        if d["action"] != "SHADOW_START":
+            self._start_held(rid=None, rep=rep)  # a host applies its deployments in their order
+        rid = self.start_at.get((rep.cfg.host_id, d["config_id"])) if d["action"] == "SHADOW_START" else None
+        if rid is None or rid in self.passed:
+            rep.on_deployment(d)
+        else:
+            self.held.setdefault(rid, []).append((rep, d))
+
+    def _start_held(self, rid: str | None, rep: ModelReplica | None = None) -> None:
+        """Start the shadows held for request ``rid`` (or all of ``rep``'s)."""
+        for at in [rid] if rid is not None else list(self.held):
+            starting = [(r, d) for r, d in self.held.get(at, []) if rep is None or r is rep]
+            self.held[at] = [(r, d) for r, d in self.held.get(at, []) if (r, d) not in starting]
+            if not self.held[at]:
+                del self.held[at]
+            for r, d in starting:
+                r.on_deployment(d)
+                self._share(d["model"])
 
     def _start_round(self, trigger: dict) -> Callable[[], list[Output]]:
         """What each host does on a trigger (``agents.host``): send its round keys at once and

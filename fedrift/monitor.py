@@ -23,6 +23,7 @@ from fedrift.topics import (
     PREDICTIONS,
     REQUESTS,
     ROUTING_WEIGHTS,
+    SHADOW_RESULTS,
     TopicCatalog,
 )
 from schemas import RecordError, codec
@@ -42,6 +43,9 @@ class PipelineView:
     dead_letters: list[tuple[bytes | None, dict, dict]] = field(default_factory=list)
     host_lags_ms: list[int] = field(default_factory=list)  # per prediction: sent minus the request's event time
     status_times: list[int] = field(default_factory=list)  # when each ModelStatus was sent
+    event_times: dict[str, int] = field(default_factory=dict)  # request id -> its event time
+    # (host, shadow config id) -> the request ids that host answered with that shadow
+    shadowed: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     @property
     def n_predicted(self) -> int:
@@ -67,13 +71,24 @@ class PipelineView:
         ]
         return sorted(out)
 
-    def hpo_latency_s(self) -> float | None:
-        """Mean seconds from an HPO trigger to the SHADOW_START deployments of its round: how long the
-        hosts took to optimise and the aggregator to decide (the simulator's ``hpo_latency_s``)."""
+    def hpo_latency_s(self, earliest: bool = False) -> float | None:
+        """Mean (or least) seconds from an HPO trigger to the SHADOW_START deployments of its round:
+        how long the hosts took to optimise and the aggregator to decide (the simulator's
+        ``hpo_latency_s``; the least where ``shadow_starts`` place each host's shadow)."""
         started = {t["round_id"]: t["time"] for t in self.triggers}
         waits = [(d["time"] - started[d["round_id"]]) / 1000 for d in self.deployments
                  if d["action"] == "SHADOW_START" and d.get("round_id") in started]
-        return sum(waits) / len(waits) if waits else None
+        if not waits:
+            return None
+        return min(waits) if earliest else sum(waits) / len(waits)
+
+    def replay(self) -> dict:
+        """The ``PipelineConfig`` fields that replay this run in the simulator: its aggregates per
+        round (the outcome of its DP noise), where each host's shadows started, and its control
+        delay; the rounds' metrics are due at the earliest shadow start, so none starts late."""
+        replay = {"replayed_rounds": self.aggregates_by_round(), "shadow_starts": self.shadow_starts(),
+                  "control_delay_s": self.control_delay_s(), "hpo_latency_s": self.hpo_latency_s(earliest=True)}
+        return {k: v for k, v in replay.items() if v is not None}
 
     def aggregates_by_round(self) -> tuple[tuple[dict, ...], ...]:
         """The aggregates of each HPO round, in the order of its triggers (the simulator's
@@ -93,6 +108,14 @@ class PipelineView:
         if not self.host_lags_ms or not reactions:
             return None
         return (statistics.median(self.host_lags_ms) + statistics.median(reactions)) / 1000
+
+    def shadow_starts(self) -> tuple[tuple[str, str, str], ...]:
+        """Per host and shadow configuration, the earliest request (by event time) the host answered
+        with that shadow: where its deployment reached the host (the simulator's ``shadow_starts``)."""
+        return tuple(
+            (host, config, min(rids, key=lambda r: self.event_times.get(r, 2**63)))
+            for (host, config), rids in sorted(self.shadowed.items())
+        )
 
     def shadow_state(self) -> str:
         state: dict[str, str] = {}
@@ -138,6 +161,7 @@ class PipelineMonitor:
             HPO_TRIGGERS,
             DEPLOYMENTS,
             MODEL_STATUS,
+            SHADOW_RESULTS,
         )
         self.topics = {catalog.name(b): b for b in bases}
         self.records = {t: catalog.record_of(t) for t in self.topics}  # each topic's own record
@@ -168,6 +192,7 @@ class PipelineMonitor:
         if base == REQUESTS:
             order, label = v.requests.get(value["id"], (len(v.requests), None))
             v.requests[value["id"]] = (order, value["label"] if value["label"] is not None else label)
+            v.event_times[value["id"]] = value["event_time"]
         elif base == FEEDBACK:  # a late label
             order, _ = v.requests.get(value["id"], (len(v.requests), None))
             v.requests[value["id"]] = (order, value["label"])
@@ -189,6 +214,8 @@ class PipelineMonitor:
             v.metrics.append(value)
         elif base == DEPLOYMENTS:
             v.deployments.append(value)
+        elif base == SHADOW_RESULTS:
+            v.shadowed.setdefault((value["host"], value["shadow_config_id"]), []).append(value["request_id"])
 
     def close(self) -> None:
         self.consumer.close()

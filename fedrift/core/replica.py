@@ -4,7 +4,9 @@ A replica owns some partitions of ``inference.requests``. For each request it co
 decision every other host computes too (``PartitionRouting``), predicts (every model scores every
 request: test-then-train), answers only when it serves, and learns when the label arrives (inline,
 or later on ``inference.feedback``). It runs a shadow candidate beside production on a stable
-slice of requests, applies deployments, and reports its status on the evidence cadence.
+slice of requests (built from production at the first request of that slice after its
+deployment, so where it starts does not depend on the host's timing), applies deployments,
+and reports its status on the evidence cadence.
 
 With shared training, its models also learn the labelled requests of the partitions the other
 replicas serve (``on_peer_request``): a replica that learned a random third of a stream loses
@@ -175,7 +177,9 @@ class ModelReplica:
         prediction = max(proba, key=lambda c: proba[c]) if proba else None
         latency = (time.perf_counter() - t0) * 1000
         shadow_pred, shadow_latency = None, 0.0
-        if self.shadow is not None and mirrored(rid, self.cfg.shadow_fraction):
+        if self.shadow_config is not None and mirrored(rid, self.cfg.shadow_fraction):
+            if self.shadow is None:  # its first request: production's state as of this request
+                self.shadow = self._warm(self.shadow_config)
             t1 = time.perf_counter()
             shadow_pred = self._guarded(self.shadow.predict_one, x)
             shadow_latency = (time.perf_counter() - t1) * 1000
@@ -347,7 +351,9 @@ class ModelReplica:
         if action is Action.SHADOW_START:
             if self.shadow_config is not None and config_id(self.shadow_config) == config_id(config):
                 return False
-            self.shadow, self.shadow_config = self._warm(config), config
+            # built at its first mirrored request: where it starts depends on the requests this
+            # replica serves, not on when between two of them the deployment reached it
+            self.shadow, self.shadow_config = None, config
         elif action is Action.PROMOTE:
             if config_id(config) == config_id(self.config):
                 return False
@@ -359,7 +365,7 @@ class ModelReplica:
             for _, x, _y in self.window.events:
                 self.sketch.add(x)
         else:
-            if self.shadow is None:
+            if self.shadow_config is None:
                 return False
             self.shadow = self.shadow_config = None
         return True

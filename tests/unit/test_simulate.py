@@ -5,7 +5,7 @@ import sys
 from fedrift.config import Settings
 from fedrift.datasets import synthetic
 from fedrift.monitor import by_round
-from fedrift.simulate import SimConfig, run
+from fedrift.simulate import SimConfig, Simulation, run
 
 FAST_POOL = ("linear", "gnb", "sgd")
 
@@ -115,3 +115,30 @@ def test_replayed_aggregates_stand_in_for_another_noise_draw():
     assert tuple(replay.pipeline.log["own_aggregates"][: len(first)]) == first  # its own first round, kept beside
     assert "own_aggregates" not in own.pipeline.log  # nothing replaced, nothing kept twice
     assert replay.correct["fedrift"] == other.correct["fedrift"]
+
+
+def test_a_replayed_shadow_start_waits_for_its_request_on_its_host_only():
+    """``shadow_starts`` place one host's shadow where a pipeline run's host started it; the
+    other hosts start theirs when the deployment comes, as without them."""
+    rows = list(synthetic("sea", 9000, seed=7))
+
+    def stepped(starts=()):
+        sim = Simulation(SimConfig.from_settings(Settings(models=FAST_POOL), seed=7, shadow_starts=starts))
+        started: dict[str, int] = {}  # host -> the first request its shadow answered
+        for i, (x, y) in enumerate(rows):
+            sim.step(x, y)
+            for reps in sim.pipeline.replicas.values():
+                for rep in reps:
+                    if rep.shadow_config is not None:
+                        started.setdefault(rep.cfg.host_id, i + 1)
+        sim.pipeline.cancel_rounds()
+        return sim, started
+
+    own, started = stepped()
+    first = min(started, key=started.__getitem__)
+    start = next(d for d in own.pipeline.log["deployments"] if d["action"] == "SHADOW_START"
+                 and d["model"] == first.rsplit("-", 1)[0])
+    later = started[first] + 300
+    _, moved = stepped(((first, start["config_id"], f"sim-{later}"),))
+    assert moved[first] == later + 1  # applied just before request ``later``: seen after it was served
+    assert {h: k for h, k in moved.items() if h != first} == {h: k for h, k in started.items() if h != first}

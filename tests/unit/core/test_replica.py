@@ -159,7 +159,7 @@ def test_deployments_validate_their_configuration():
         rep.on_deployment({"model": "gnb", "action": "PROMOTE", "config_json": "{"})
     assert rep.shadow is None and rep.config == FAMILIES["gnb"].defaults
     assert rep.on_deployment({"model": "gnb", "action": "SHADOW_START", "config_json": '{"window": 300}'})
-    assert rep.shadow is not None
+    assert rep.shadow_config == {"window": 300}
     assert rep.on_deployment({"model": "gnb", "action": "PROMOTE", "config_json": '{"window": 300}'})
     assert rep.config == {"window": 300} and rep.shadow is None
     assert not rep.on_deployment({"model": "gnb", "action": "PROMOTE", "config_json": '{"window": 300}'})
@@ -232,3 +232,26 @@ def test_a_status_says_up_to_which_request_time_its_host_had_learned():
     late = ("req", 0, {"id": "r-late", "event_time": 7, "features": [0.0, 0.0, 0.0], "label": None})
     _feed(rep, [*_stream(5), late])  # unlabelled: not learned
     assert rep.status().value["as_of"] == 4
+
+
+def test_a_shadow_starts_at_its_first_mirrored_request_wherever_its_deployment_came():
+    """Two replicas that get the same deployment a few unmirrored requests apart run the same
+    shadow: it is built from production at its first mirrored request, not on arrival."""
+    config = '{"window": 300}'
+    deploy = {"model": "gnb", "action": "SHADOW_START", "config_json": config}
+    reqs = [{"id": f"s{i}", "event_time": i, "features": [float(i % 7), 1.0, 2.0], "label": i % 2} for i in range(400)]
+    first = next(i for i in range(300, 400) if mirrored(reqs[i]["id"], 0.2))
+    early, late = _replica("gnb"), _replica("gnb")
+    results = {}
+    for rep, at in ((early, 300), (late, first)):
+        for i, req in enumerate(reqs):
+            if i == at:
+                assert rep.on_deployment(deploy)
+            out = rep.on_request(0, req)
+            if i < first:
+                assert rep.shadow is None  # nothing mirrored since its deployment
+            results.setdefault(id(rep), []).extend(
+                (o.value["request_id"], o.value["shadow_prediction"]) for o in out if o.record == "ShadowResult")
+    assert results[id(early)] and results[id(early)] == results[id(late)]
+    probe = [[float(k), 1.0, 2.0] for k in range(7)]
+    assert [early.shadow.predict_proba_one(x) for x in probe] == [late.shadow.predict_proba_one(x) for x in probe]

@@ -74,6 +74,10 @@ def test_the_shadow_learns_peer_requests_too():
     rep.on_deployment(new_deployment("linear", Action.SHADOW_START, config_id(config), 0, "test", {},
                                      config_json=json.dumps(config)))
     assert rep.shadow_config == config
+    own = iter(_requests(200, seed=5))
+    while rep.shadow is None:  # built at its first mirrored own request
+        req = next(own)
+        rep.on_request(0, {**req, "id": "o" + req["id"]})
     before = pickle.dumps(rep.shadow)
     for req in _requests(50, seed=9):
         rep.on_peer_request(1, {**req, "id": "p" + req["id"]})
