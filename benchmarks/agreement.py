@@ -149,7 +149,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--streams", default="elec,weather,shift")
     ap.add_argument("--rate", type=float, default=80.0,
-                    help="requests/s, the simulator's virtual rate too (the default pool keeps up near 80/s on 2 cores)")
+                    help="requests/s, the simulator's virtual rate too (on 2 cores the default pool served "
+                         "elec's 45,312 requests in 645-731 s at 80/s; it fell far behind 250/s)")
     ap.add_argument("--noise-draws", type=int, default=3, help="simulator runs per stream, each a DP noise draw")
     args = ap.parse_args()
     root = Path(__file__).resolve().parents[1] / ".fedrift" / "bench"
