@@ -46,6 +46,7 @@ from fedrift.core.privacy import PrivacyLedger
 from fedrift.core.records import Output
 from fedrift.core.replica import ModelReplica, ReplicaConfig
 from fedrift.kafka_io import TXN_TIMEOUT_S, dead_letter, exit_if_hung, now_ms, producer_config, retrying
+from fedrift.roster import identity_path, roster_of
 from fedrift.topics import FEEDBACK, HOST_PROGRESS, REQUESTS, TopicCatalog
 from schemas import RecordError, codec
 from schemas.records import HostProgress
@@ -95,9 +96,10 @@ class ModelHost(HostControl, HostRecovery):
             fhpo or settings.fhpo,
             seed=settings.seed * 1000 + replica,
         )
-        identity = host_keys.load_or_create(settings.home / "hosts" / f"{name}.identity")
+        identity = host_keys.load_or_create(identity_path(settings, self.host_id))
         peers = {f"{model}-{r}" for r in range(settings.replicas)} - {self.host_id}
-        secure = SecureAggregation(model, self.host_id, identity, peers, settings.replicas, agent.config.min_survivors)
+        secure = SecureAggregation(model, self.host_id, identity, peers, settings.replicas, agent.config.min_survivors,
+                                   roster_of(settings))
         self.rounds = FederatedRounds(agent, model, self.host_id, secure, settings.host_round_key_wait_s)
         self.replica_state = ModelReplica(self.family, self.cfg)
         self.replay_until: dict[tuple[str, int], int] = {}

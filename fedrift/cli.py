@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 from fedrift.config import Settings
 
@@ -50,8 +51,6 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     from infra.local_kafka import LocalKafka
 
     if args.action == "configure":
-        from pathlib import Path
-
         from infra.container import write_container_broker
 
         for path in write_container_broker(Path(args.dir), host=args.host):
@@ -81,6 +80,17 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     catalog = provision(settings, bundles=args.bundles)
     print(f"{len(catalog.specs())} topics under prefix {settings.topic_prefix!r} on {settings.bootstrap}"
           + (f"; role users and ACLs in force ({settings.credentials_dir})" if settings.credentials_dir else ""))
+    return 0
+
+
+def cmd_roster(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the roster of the hosts whose identities live under FEDRIFT_HOME (created if new)."""
+    from fedrift.roster import write_roster
+
+    hosts = [h for h in args.hosts.split(",") if h] if args.hosts else None
+    path = write_roster(settings, Path(args.out), hosts)
+    print(f"roster of {len(json.loads(path.read_text()))} host(s) written to {path}; "
+          f"hand it to every host and the aggregator as FEDRIFT_HOST_ROSTER")
     return 0
 
 
@@ -200,8 +210,6 @@ def cmd_routes(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
-
     from fedrift import replay
     from fedrift.connection import connect
 
@@ -283,6 +291,11 @@ def _service_commands(sub) -> None:
     t.add_argument("--bundles", action="store_true",
                    help="also write <credentials dir>/bundles/<user>/: each role's credentials and the CA alone")
     t.set_defaults(func=cmd_topics)
+
+    rs = sub.add_parser("roster", help="write the public keys of the hosts under FEDRIFT_HOME: the only ones trusted")
+    rs.add_argument("--out", required=True, help="the roster file (JSON) to write")
+    rs.add_argument("--hosts", help="comma list of <model>-<replica> (default: every replica of every model)")
+    rs.set_defaults(func=cmd_roster)
 
     a = sub.add_parser("acls", help="print what each role's principal may do on the cluster")
     a.set_defaults(func=cmd_acls)

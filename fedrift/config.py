@@ -161,6 +161,14 @@ class Settings:
             "seconds a host's finished HPO round waits for its peers' round keys before withholding its shared metrics",
         ),
     )
+    host_roster: str = field(
+        default="",
+        metadata=_env(
+            "FEDRIFT_HOST_ROSTER",
+            "JSON file of every host's public keys (fedrift roster); only these are trusted. Empty: "
+            "pinned at first sight (fedrift run writes one)",
+        ),
+    )
     status_every: int = field(default=200, metadata=_env("FEDRIFT_STATUS_EVERY", "events between ModelStatus"))
     seed: int = field(default=0, metadata=_env("FEDRIFT_SEED", "random seed"))
     log_level: str = field(default="info", metadata=_env("FEDRIFT_LOG_LEVEL", "log level"))

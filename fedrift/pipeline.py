@@ -1,6 +1,8 @@
 """Start, supervise and stop the whole pipeline as processes: one Faust worker per stream
 processor (each connects as its own role), and one model-host process per replica. Used by
-``fedrift run``, the integration tests and the benchmarks.
+``fedrift run``, the integration tests and the benchmarks. Before the hosts start it writes the
+roster of their identities (``fedrift.roster``) unless one is configured, so hosts and the
+aggregator trust only those keys.
 
 A child that dies is restarted with exponential backoff (its restarts are counted for the
 progress line); ``stop`` sends SIGTERM to every child and SIGKILL to any still alive after the
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import os
 import signal
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from fedrift.access import PROCESSORS
 from fedrift.config import ENV, Settings, to_env
+from fedrift.roster import write_roster
 
 PR_SET_PDEATHSIG = 1
 
@@ -87,6 +91,10 @@ class Pipeline:
         self.children[name] = Child(list(args), self._popen(name, list(args)))
 
     def start(self) -> Pipeline:
+        if not self.settings.host_roster:  # one home holds every host's identity: name them all
+            s = self.settings
+            path = write_roster(s, s.home / "hosts" / f"{s.topic_prefix}roster.json")
+            self.settings = dataclasses.replace(self.settings, host_roster=str(path))
         for processor in PROCESSORS:  # each as its own principal
             self._spawn(f"streams-{processor}", "streams", "--processors", processor)
         for model in self.settings.models:

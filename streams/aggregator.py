@@ -26,6 +26,7 @@ from fedrift.core.aggregator import RoundBook, validate_metric, validate_share
 from fedrift.core.fhpo import FhpoConfig
 from fedrift.kafka_io import read_compacted, read_to_end
 from fedrift.private_files import write_private
+from fedrift.roster import roster_of
 from fedrift.topics import HPO_KEYS, HPO_METRICS, HPO_TRIGGERS, TopicCatalog
 from schemas import RecordError, codec
 from streams.app import RawTopics, decoded_records, now_ms, send_outputs
@@ -39,7 +40,7 @@ def register_aggregator(
     topics = RawTopics(app, catalog)
     fh = fhpo or settings.fhpo
     book = RoundBook(settings.replicas, 1 + fh.n_shared + fh.n_local, settings.hpo_round_timeout_s,
-                     threshold=fh.min_survivors)
+                     threshold=fh.min_survivors, roster=roster_of(settings))
     pins = PinStore(settings.home / "aggregator" / f"{settings.topic_prefix}pins.json", book)
     for value in read_compacted(conn, catalog.name(HPO_KEYS)).values():
         if "signing_key" in value:  # an AgentKey (round keys are the hosts' business)

@@ -91,14 +91,15 @@ class OpenRound:
 
 
 class RoundBook:
-    def __init__(self, replicas: int, expected_per_agent: int, timeout_s: float, threshold: int) -> None:
+    def __init__(self, replicas: int, expected_per_agent: int, timeout_s: float, threshold: int,
+                 roster: dict[str, tuple[bytes, bytes]] | None = None) -> None:
         self.replicas = replicas
         self.threshold = threshold
         self.expected = expected_per_agent
         self.timeout_s = timeout_s
         self.open: dict[tuple[str, str], OpenRound] = {}
         self.closed: set[tuple[str, str]] = set()
-        self.keys = PinnedKeys()
+        self.keys = PinnedKeys(roster)
         self.triggered: OrderedDict[str, None] = OrderedDict()
 
     def replica_names(self, model: str) -> list[str]:

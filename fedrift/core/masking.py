@@ -58,12 +58,13 @@ class RoundState:
 
 class SecureAggregation:
     def __init__(self, model: str, host: str, identity: secagg.Identity, peers: set[str], replicas: int,
-                 threshold: int) -> None:
+                 threshold: int, roster: dict[str, tuple[bytes, bytes]] | None = None) -> None:
         if threshold < 2:
             raise ValueError(f"the secure-aggregation threshold must be 2 or more, not {threshold}")
         self.model, self.host, self.identity, self.peers = model, host, identity, set(peers)
         self.replicas, self.threshold = replicas, threshold
-        self.pinned = PinnedKeys()  # peers' (verify key, exchange key); a conflicted peer is masked with by nobody
+        # peers' (verify key, exchange key); a conflicted peer is masked with by nobody
+        self.pinned = PinnedKeys(roster)
         self.rounds: OrderedDict[str, RoundState] = OrderedDict()
         self.retired: set[str] = set()  # rounds pushed out of ``rounds``: never joined, keyed or answered again
 
@@ -241,7 +242,8 @@ class SecureAggregation:
 
     def restore(self, memory: dict | None) -> None:
         if memory and "identities" in memory:
-            self.pinned.keys = dict(memory["identities"])
-            self.pinned.conflicted = set(memory["conflicted"])
+            if self.pinned.roster is None:  # with a roster, its pairs stand whatever was pinned
+                self.pinned.keys = dict(memory["identities"])
+                self.pinned.conflicted = set(memory["conflicted"])
             self.rounds = OrderedDict(memory["rounds"])
             self.retired = set(memory.get("retired", ()))

@@ -72,12 +72,16 @@ def share_message(s: UnmaskShare) -> bytes:
 
 
 class PinnedKeys:
-    """Hosts' (verify key, exchange key) pairs, pinned at first sight. An AgentKey must be signed by
-    the signing key it names; a different pair published later under a pinned name is refused,
-    and the host is no longer trusted at all (one of the two pairs is an impostor's)."""
+    """Hosts' (verify key, exchange key) pairs. An AgentKey must be signed by the signing key it
+    names. Without a ``roster`` a host's pair is pinned at first sight; a different pair published
+    later under a pinned name is refused, and the host is no longer trusted at all (one of the two
+    pairs is an impostor's). With a roster (the operator's list of every host's pair, handed to
+    each party out of band: ``fedrift.roster``) only the roster's pair of a host is ever trusted:
+    an impostor's key is refused and changes nothing, before or after the host's own."""
 
-    def __init__(self) -> None:
-        self.keys: dict[str, tuple[bytes, bytes]] = {}
+    def __init__(self, roster: dict[str, tuple[bytes, bytes]] | None = None) -> None:
+        self.roster = None if roster is None else dict(roster)
+        self.keys: dict[str, tuple[bytes, bytes]] = dict(self.roster or {})
         self.conflicted: set[str] = set()
 
     def learn(self, value: AgentKey) -> str | None:
@@ -87,6 +91,10 @@ class PinnedKeys:
         if not secagg.verify(value["signing_key"], value["signature"], message):
             return f"the key of {host} is not signed by the signing key it names"
         pair = (value["signing_key"], value["public_key"])
+        if self.roster is not None:
+            if self.roster.get(host) != pair:
+                return f"the key of {host} is not the one the host roster names"
+            return None
         if self.keys.setdefault(host, pair) != pair:
             if host not in self.conflicted:
                 log.warning("%s published other keys than the ones pinned; no longer trusted", host)
@@ -103,6 +111,9 @@ class PinnedKeys:
                 "conflicted": sorted(self.conflicted)}
 
     def restore(self, memory: dict) -> None:
+        """Back to what ``memory()`` kept; with a roster, the roster's pairs stand whatever was kept."""
+        if self.roster is not None:
+            return
         self.keys = {h: (bytes.fromhex(v), bytes.fromhex(x)) for h, (v, x) in memory["keys"].items()}
         self.conflicted = set(memory["conflicted"])
 

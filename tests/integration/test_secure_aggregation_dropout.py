@@ -2,7 +2,12 @@
 round keys (its peers masked with it) and was SIGKILLed before its metrics. The aggregator names
 it dropped, the survivors hand over their shares of its mask key and of each other's seeds, and
 the round's aggregate is the survivors' true sum. The replica, restarted, resumes from its
-checkpoint."""
+checkpoint.
+
+Before the hosts start, a host principal publishes a key of its own under linear-1's name (first
+contact: pinned at first sight, it would be trusted in linear-1's place and linear-1 shut out as
+a conflict). The hosts and the aggregator trust only the roster ``fedrift run`` wrote
+(``fedrift.roster``), so the impostor's key is refused and linear-1 takes part."""
 
 from __future__ import annotations
 
@@ -12,6 +17,10 @@ import time
 import pytest
 
 from fedrift import datasets
+from fedrift.access import host_role
+from fedrift.connection import connect
+from fedrift.core.masking import SecureAggregation
+from fedrift.core.secagg import Identity
 from fedrift.kafka_io import RecordProducer, now_ms, read_to_end
 from fedrift.pipeline import Pipeline
 from fedrift.produce import produce, request_events
@@ -36,6 +45,7 @@ def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
         fhpo=dataclasses.replace(settings.fhpo, min_survivors=2, n_local=6),
     )
     catalog = ensure_topics(settings)
+    _publish_impostor_key(settings, catalog, "linear-1")
     with Pipeline(settings, tmp_path / "logs") as pipeline:
         pipeline.wait_ready(120)
         _fill_windows(pipeline, settings, catalog)
@@ -51,6 +61,15 @@ def test_a_replica_dies_mid_round_and_the_survivors_unmask(settings, tmp_path):
         assert "restored its checkpoint" in log.read_text(), log.read_text()[-2000:]
     assert aggregate is not None, "no aggregate for the round"
     _check_the_survivors_unmasked(settings, catalog, aggregate)
+
+
+def _publish_impostor_key(settings, catalog, victim: str) -> None:
+    """A self-signed key in ``victim``'s name, written by a host principal under its own record key,
+    so every reader of the compacted ``hpo.keys`` meets it before the victim's own."""
+    impostor = SecureAggregation("linear", victim, Identity.generate(), set(), 3, 2)
+    producer = RecordProducer(connect(settings, host_role("linear")))
+    producer.send(catalog.name(HPO_KEYS), "AgentKey", impostor.key_record(now_ms()), key="impostor")
+    producer.flush()
 
 
 def _fill_windows(pipeline, settings, catalog) -> None:

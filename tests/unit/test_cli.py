@@ -33,3 +33,14 @@ def test_missing_data_file_and_bad_setting_are_one_line():
     proc = _run("topics", "create", env_extra={"FEDRIFT_PARTITIONS": "many"})
     assert proc.returncode == 2 and "FEDRIFT_PARTITIONS='many': expected int" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_roster_writes_the_public_keys_of_the_hosts_under_home(tmp_path):
+    import json
+
+    out = tmp_path / "site.json"
+    proc = _run("roster", "--out", str(out), "--hosts", "pa-0,pa-1", env_extra={"FEDRIFT_HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    roster = json.loads(out.read_text())
+    assert sorted(roster) == ["pa-0", "pa-1"] and set(roster["pa-0"]) == {"signing_key", "public_key"}
+    assert (tmp_path / "hosts" / "pa-0.identity").stat().st_mode & 0o077 == 0  # the private half stays private
