@@ -304,8 +304,8 @@ class InMemoryPipeline:
     def _deploy(self, rep: ModelReplica, d: Deployment) -> None:
         """Apply ``d`` to ``rep`` now, or, for a shadow the pipeline run started at a later request
         on that host (``shadow_starts``), just before that request."""
-        if d["action"] != "SHADOW_START":
-            self._start_held(rid=None, rep=rep)  # a host applies its deployments in their order
+        if d["action"] in ("PROMOTE", "REJECT"):  # a verdict ends the held shadow: start it first, in order
+            self._start_held(rid=None, rep=rep)
         rid = self.start_at.get((rep.cfg.host_id, d["config_id"])) if d["action"] == "SHADOW_START" else None
         if rid is None or rid in self.passed:
             rep.on_deployment(d)

@@ -237,11 +237,11 @@ def test_a_status_says_up_to_which_request_time_its_host_had_learned():
 def test_a_shadow_starts_at_its_first_mirrored_request_wherever_its_deployment_came():
     """Two replicas that get the same deployment a few unmirrored requests apart run the same
     shadow: it is built from production at its first mirrored request, not on arrival."""
-    config = '{"window": 300}'
-    deploy = {"model": "gnb", "action": "SHADOW_START", "config_json": config}
+    # linear is retuned in place: a shadow built earlier would have learned other requests
+    deploy = {"model": "linear", "action": "SHADOW_START", "config_json": '{"lr": 0.05, "l2": 0.0}'}
     reqs = [{"id": f"s{i}", "event_time": i, "features": [float(i % 7), 1.0, 2.0], "label": i % 2} for i in range(400)]
     first = next(i for i in range(300, 400) if mirrored(reqs[i]["id"], 0.2))
-    early, late = _replica("gnb"), _replica("gnb")
+    early, late = _replica("linear"), _replica("linear")
     results = {}
     for rep, at in ((early, 300), (late, first)):
         for i, req in enumerate(reqs):
