@@ -10,7 +10,7 @@ pipeline draws fresh DP noise every run: the simulator it is compared with is gi
 aggregates (its noise outcome: which configuration won each round), and also runs under several
 draws of its own noise (``--noise-draws``): what moves between those moves with the noise alone.
 
-    .venv/bin/python -m benchmarks.agreement [--streams elec,weather,shift] [--rate 250] [--noise-draws 3]
+    .venv/bin/python -m benchmarks.agreement [--streams elec,weather,shift] [--rate 80] [--runs 3] [--noise-draws 1]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import time
 import uuid
 from pathlib import Path
+from statistics import median
 
 from benchmarks.quality import DATA
 from benchmarks.report import write_result
@@ -88,17 +89,15 @@ def noise_draws(rows, settings: Settings, stream: str, rate: float, names, draws
 
 
 def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path, draws: int = 1) -> dict:
+    """One pipeline run on ``stream`` beside the simulator given its aggregates and shadow starts."""
     names, rows = _rows(stream)
     settings = for_cluster(Settings(topic_prefix=f"agree{uuid.uuid4().hex[:6]}.", home=log_root / stream / "home",
                                     n_features=len(rows[0][0])), kafka)
     view, wall = served(settings, rows, stream, rate, log_root / stream / "logs")
     t0 = time.monotonic()
-    delays = measured_delays(view)
-    sims = noise_draws(rows, settings, stream, rate, names, draws, delays)
-    sim_s = (time.monotonic() - t0) / draws
     cfg = SimConfig.from_settings(settings, run_id=stream, rate=rate, **view.replay())
     replayed = run(rows, cfg, names).result()  # the pipeline's noise outcome and its hosts' shadow starts
-    pipe_triggers = [d["position"] for d in view.drift if d["drifted"]]
+    sim_s = time.monotonic() - t0
     return {
         "stream": stream,
         "n": len(rows),
@@ -106,41 +105,64 @@ def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path, draws: int 
         "duplicates": view.duplicates,
         "served": view.accuracy(),
         "simulated": replayed["systems"]["fedrift"]["accuracy"],
-        "triggers": {"pipeline": pipe_triggers, "simulator": replayed["drift"]["triggers"]},
+        "triggers": {"pipeline": [d["position"] for d in view.drift if d["drifted"]],
+                     "simulator": replayed["drift"]["triggers"]},
         "promotions": {"pipeline": promotions(view.deployments),
                        "simulator": [p["model"] for p in replayed["shadow"]["promoted"]]},
-        "noise_draws": sims,
-        "delays": delays,
+        "noise_draws": noise_draws(rows, settings, stream, rate, names, draws, measured_delays(view)),
+        "delays": measured_delays(view),
         "seconds": {"pipeline": round(wall, 1), "simulator": round(sim_s, 1)},
     }
 
 
+def same_triggers(t: dict) -> int:
+    """How many of the pipeline's triggers the simulator also fired within one analyzer window."""
+    window = DriftConfig().window
+    return sum(any(abs(a - b) <= window for b in t["simulator"]) for a in t["pipeline"])
+
+
 def _spread(draws: list[dict]) -> str:
-    if len(draws) < 2:
-        return "1 draw"
-    acc = [d["accuracy"] * 100 for d in draws]
-    return (f"{min(acc):.2f}–{max(acc):.2f}, {sorted(len(d['promotions']) for d in draws)} "
-            f"({len(draws)} draws)")
+    if not draws:
+        return "none"
+    acc = f"{min(d['accuracy'] for d in draws) * 100:.2f}–{max(d['accuracy'] for d in draws) * 100:.2f}"
+    if len(draws) == 1:
+        acc = f"{draws[0]['accuracy'] * 100:.2f}"
+    return f"{acc}, {sorted(len(d['promotions']) for d in draws)} ({len(draws)} draw{'s' * (len(draws) > 1)})"
+
+
+def _median_range(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:+.2f}"
+    return f"{median(values):+.2f} ({min(values):+.2f} to {max(values):+.2f})"
 
 
 def table(results: list[dict]) -> str:
+    """One row per stream: the gap's median and range over its pipeline runs, and per run the
+    triggers both sides fired (within one window) and the promotions of each side."""
     window = DriftConfig().window
     lines = [
-        f"| stream | n | served (pipeline) | simulated (its aggregates replayed) | gap, points | "
-        f"triggers pipeline / simulator (± {window} events) | promotions pipeline / simulator | "
-        f"simulator over noise draws: accuracy, promotions | s pipeline / simulator |",
+        f"| stream | n | runs | served (pipeline), median | gap, points: median (range) | "
+        f"triggers in both (± {window} events) / pipeline / simulator, per run | "
+        f"promotions pipeline / simulator, per run | simulator over noise draws: accuracy, promotions | "
+        f"s pipeline / simulator, median |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        t, p, s = r["triggers"], r["promotions"], r["seconds"]
-        served = "n/a" if r["served"] is None else f"{r['served'] * 100:.2f}"
-        if r["predicted"] < r["n"]:
-            served += f" ({r['predicted']} predicted)"
-        gap = "n/a" if r["served"] is None else f"{(r['served'] - r['simulated']) * 100:+.2f}"
+    for stream in dict.fromkeys(r["stream"] for r in results):
+        runs = [r for r in results if r["stream"] == stream and r["served"] is not None]
+        if not runs:
+            lines.append(f"| {stream} | | 0 | n/a | n/a | | | | |")
+            continue
+        short = [f"{r['predicted']} of {r['n']}" for r in runs if r["predicted"] < r["n"]]
+        trig = ", ".join(f"{same_triggers(r['triggers'])}/{len(r['triggers']['pipeline'])}/"
+                         f"{len(r['triggers']['simulator'])}" for r in runs)
+        promo = ", ".join(f"{len(r['promotions']['pipeline'])}/{len(r['promotions']['simulator'])}" for r in runs)
+        draws = [d for r in runs for d in r.get("noise_draws", [])]
+        wall = [r["seconds"]["pipeline"] for r in runs], [r["seconds"]["simulator"] for r in runs]
         lines.append(
-            f"| {r['stream']} | {r['n']} | {served} | {r['simulated'] * 100:.2f} | {gap} | "
-            f"{t['pipeline']} / {t['simulator']} | {len(p['pipeline'])} / {len(p['simulator'])} | "
-            f"{_spread(r.get('noise_draws', []))} | {s['pipeline']} / {s['simulator']} |"
+            f"| {stream} | {runs[0]['n']} | {len(runs)} | {median(r['served'] for r in runs) * 100:.2f}"
+            f"{' (predicted ' + ', '.join(short) + ')' if short else ''} | "
+            f"{_median_range([(r['served'] - r['simulated']) * 100 for r in runs])} | {trig} | {promo} | "
+            f"{_spread(draws)} | {median(wall[0]):.0f} / {median(wall[1]):.0f} |"
         )
     return "\n".join(lines)
 
@@ -151,21 +173,26 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=80.0,
                     help="requests/s, the simulator's virtual rate too (on 2 cores the default pool served "
                          "elec's 45,312 requests in 645-731 s at 80/s; it fell far behind 250/s)")
-    ap.add_argument("--noise-draws", type=int, default=3, help="simulator runs per stream, each a DP noise draw")
+    ap.add_argument("--noise-draws", type=int, default=1,
+                    help="simulator runs of its own DP noise, beside the first pipeline run of each stream")
+    ap.add_argument("--runs", type=int, default=3, help="pipeline runs per stream (each its own topics)")
     args = ap.parse_args()
     root = Path(__file__).resolve().parents[1] / ".fedrift" / "bench"
+    streams = args.streams.split(",")
+    data = [DATA / f"{s}.csv" for s in streams if s in ("elec", "weather")]
     kafka = LocalKafka(root, base_port=39092)
     started = kafka.start() != "already running"
+    results: list[dict] = []
     try:
-        results = [one(kafka, s, args.rate, root / "agreement", args.noise_draws) for s in args.streams.split(",")]
+        for stream in streams:
+            for k in range(args.runs):
+                results.append(one(kafka, stream, args.rate, root / "agreement", args.noise_draws if k == 0 else 0))
+                text = table(results)  # written after every run: a long benchmark keeps what it measured
+                write_result("agreement", {"args": vars(args), "results": results, "table": text}, data)
     finally:
         if started:
             kafka.stop()
-    text = table(results)
     print(text)
-    data = [DATA / f"{s}.csv" for s in args.streams.split(",") if s in ("elec", "weather")]
-    write_result("agreement", {"args": vars(args), "results": results, "table": text}, data)
-
 
 if __name__ == "__main__":
     main()
