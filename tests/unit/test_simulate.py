@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 from fedrift.config import Settings
+from fedrift.core.models import config_id
 from fedrift.datasets import synthetic
 from fedrift.monitor import by_round
 from fedrift.simulate import SimConfig, Simulation, run
@@ -142,3 +143,24 @@ def test_a_replayed_shadow_start_waits_for_its_request_on_its_host_only():
     _, moved = stepped(((first, start["config_id"], f"sim-{later}"),))
     assert moved[first] == later + 1  # applied just before request ``later``: seen after it was served
     assert {h: k for h, k in moved.items() if h != first} == {h: k for h, k in started.items() if h != first}
+
+
+def test_a_held_shadow_start_waits_through_a_prune_and_starts_before_a_verdict():
+    """A PRUNE takes a model out of routing, it does not end its shadow: a start the pipeline run's
+    host made later stays held; a PROMOTE or REJECT ends the shadow, so the start comes first."""
+    config = {"window": 300}
+    host = "gnb-0"
+    starts = ((host, config_id(config), "sim-5000"),)
+    sim = Simulation(SimConfig.from_settings(Settings(models=FAST_POOL), seed=7, shadow_starts=starts))
+    pipe = sim.pipeline
+    rep = next(r for r in pipe.replicas["gnb"] if r.cfg.host_id == host)
+
+    def deploy(action: str) -> None:
+        pipe._deploy(rep, {"model": "gnb", "action": action, "config_id": config_id(config),
+                           "config_json": json.dumps(config), "round_id": "r", "time": 0, "reason": "", "evidence": {}})
+
+    deploy("SHADOW_START")
+    deploy("PRUNE")
+    assert rep.shadow_config is None and pipe.held
+    deploy("PROMOTE")
+    assert not pipe.held and rep.config == config  # started, then promoted
