@@ -84,11 +84,11 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_roster(args: argparse.Namespace, settings: Settings) -> int:
-    """Write the roster of the hosts whose identities live under FEDRIFT_HOME (created if new)."""
+    """Write the roster of the hosts whose identities live in FEDRIFT_IDENTITY_DIR (created if new)."""
     from fedrift.roster import write_roster
 
     hosts = [h for h in args.hosts.split(",") if h] if args.hosts else None
-    path = write_roster(settings, Path(args.out), hosts)
+    path = write_roster(settings, Path(args.out), hosts, split=args.split)
     print(f"roster of {len(json.loads(path.read_text()))} host(s) written to {path}; "
           f"hand it to every host and the aggregator as FEDRIFT_HOST_ROSTER")
     return 0
@@ -292,9 +292,12 @@ def _service_commands(sub) -> None:
                    help="also write <credentials dir>/bundles/<user>/: each role's credentials and the CA alone")
     t.set_defaults(func=cmd_topics)
 
-    rs = sub.add_parser("roster", help="write the public keys of the hosts under FEDRIFT_HOME: the only ones trusted")
+    rs = sub.add_parser("roster", help="write the public keys of the hosts (their identities in "
+                                       "FEDRIFT_IDENTITY_DIR): the only ones trusted")
     rs.add_argument("--out", required=True, help="the roster file (JSON) to write")
     rs.add_argument("--hosts", help="comma list of <model>-<replica> (default: every replica of every model)")
+    rs.add_argument("--split", action="store_true",
+                    help="each host's identity in a directory of its own, <identity dir>/<model>-<replica>/")
     rs.set_defaults(func=cmd_roster)
 
     a = sub.add_parser("acls", help="print what each role's principal may do on the cluster")

@@ -169,6 +169,14 @@ class Settings:
             "pinned at first sight (fedrift run writes one)",
         ),
     )
+    identity_dir: str = field(
+        default="",
+        metadata=_env(
+            "FEDRIFT_IDENTITY_DIR",
+            "directory of the hosts' private secure-aggregation identities, one file per host. Empty: "
+            "FEDRIFT_HOME/hosts",
+        ),
+    )
     status_every: int = field(default=200, metadata=_env("FEDRIFT_STATUS_EVERY", "events between ModelStatus"))
     seed: int = field(default=0, metadata=_env("FEDRIFT_SEED", "random seed"))
     log_level: str = field(default="info", metadata=_env("FEDRIFT_LOG_LEVEL", "log level"))

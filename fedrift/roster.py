@@ -7,8 +7,10 @@ before that peer does is then trusted in its place. A roster closes that gap: it
 aggregator out of band (``FEDRIFT_HOST_ROSTER``), and only its pairs are trusted
 (``fedrift.core.signatures.PinnedKeys``).
 
-``fedrift roster`` writes the roster of the hosts whose identities live under one ``FEDRIFT_HOME``
-(creating them), which is what ``fedrift run`` does before it starts the hosts. Hosts at separate
+``fedrift roster`` writes the roster of the hosts whose identities live in one place
+(``FEDRIFT_IDENTITY_DIR``, by default under ``FEDRIFT_HOME``), creating them, which is what
+``fedrift run`` does before it starts the hosts; ``docker-compose.yml`` runs it as a one-shot
+service (``--split``). Hosts at separate
 sites each run ``fedrift roster --out site.json`` on their own home for their own hosts; the
 operator merges the files (their union, e.g. ``jq -s add``) and hands the result to everyone.
 
@@ -38,18 +40,26 @@ class RosterError(ValueError):
 
 def identity_path(settings: Settings, host: str) -> Path:
     """Where host ``host`` keeps its private identity (``agents.keys``)."""
-    return settings.home / "hosts" / f"{settings.topic_prefix}{host}.identity"
+    root = Path(settings.identity_dir) if settings.identity_dir else settings.home / "hosts"
+    return root / f"{settings.topic_prefix}{host}.identity"
 
 
 def entry(identity: Identity) -> dict[str, str]:
     return {"signing_key": identity.verify_key.hex(), "public_key": identity.exchange_key.hex()}
 
 
-def write_roster(settings: Settings, path: Path, hosts: list[str] | None = None) -> Path:
+def write_roster(settings: Settings, path: Path, hosts: list[str] | None = None, split: bool = False) -> Path:
     """The roster of ``hosts`` (default: every replica of every model of ``settings``), their
-    identities loaded or created under ``settings.home``, written to ``path``."""
+    identities loaded or created where ``identity_path`` says, written to ``path``. ``split``: each
+    host's identity in a directory of its own under that place (``<dir>/<host>/``), so each host
+    can be handed its own identity alone (``docker-compose.yml`` mounts each host its directory)."""
     names = hosts or [f"{m}-{r}" for m in settings.models for r in range(settings.replicas)]
-    roster = {h: entry(host_keys.load_or_create(identity_path(settings, h))) for h in names}
+
+    def own(host: str) -> Path:
+        path = identity_path(settings, host)
+        return path.parent / host / path.name if split else path
+
+    roster = {h: entry(host_keys.load_or_create(own(h))) for h in names}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(roster, indent=1, sort_keys=True) + "\n")

@@ -4,9 +4,11 @@ from pathlib import Path
 
 import yaml
 
+from agents import keys as host_keys
 from fedrift.access import PROCESSORS
 from fedrift.cli import build_parser
-from fedrift.config import ENV, REPO_ROOT
+from fedrift.config import ENV, REPO_ROOT, Settings
+from fedrift.roster import identity_path, load_roster, write_roster
 from infra.container import write_container_broker
 
 
@@ -72,14 +74,14 @@ def test_each_service_holds_only_its_roles_secrets_and_each_host_its_own_state()
                 ("streams", "host", "produce")}
     assert len(services) == 4 + 12 + 1
     for name, svc in services.items():
-        mounts = [v for v in svc["volumes"] if isinstance(v, dict)]
+        mounts = [v for v in svc["volumes"] if isinstance(v, dict) and v["source"] == "security"]
         assert mounts == [{"type": "volume", "source": "security", "target": "/creds", "read_only": True,
                            "volume": {"subpath": f"bundles/{_role(svc)}"}}], name
         assert not any(isinstance(v, str) and v.startswith("security") for v in svc["volumes"]), name
         assert svc["environment"]["FEDRIFT_CREDENTIALS_DIR"] == "/creds", name
     states = [v for s in services.values() for v in s["volumes"] if isinstance(v, str)]
     assert len(states) == 12 == len({v.split(":")[0] for v in states})
-    assert set(compose["volumes"]) == {"security"} | {v.split(":")[0] for v in states}
+    assert set(compose["volumes"]) == {"security", "identities"} | {v.split(":")[0] for v in states}
 
 
 def test_the_container_broker_gets_tls_scram_and_acls_only(tmp_path):
@@ -95,3 +97,42 @@ def test_the_container_broker_gets_tls_scram_and_acls_only(tmp_path):
     assert all(p.stat().st_mode & 0o077 == 0 for p in written.values())
     again = {p.name for p in write_container_broker(tmp_path, host="kafka")}
     assert "cluster.id" not in again  # a second run keeps the cluster's identity
+
+
+def _identity_mounts(svc: dict) -> dict[str, str]:
+    """target -> subpath of the service's mounts of the ``identities`` volume (all read-only)."""
+    mounts = [v for v in svc.get("volumes", []) if isinstance(v, dict) and v["source"] == "identities"]
+    assert all(v["read_only"] for v in mounts)
+    return {v["target"]: v["volume"]["subpath"] for v in mounts}
+
+
+def test_each_host_reads_its_own_identity_alone_and_trusts_the_roster(tmp_path):
+    """The ``roster`` service writes every identity (``--split``) and the roster; each host mounts
+    only its own identity's directory, and there finds the key the roster lists for it."""
+    services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    roster_svc = services["roster"]
+    args = build_parser().parse_args(roster_svc["command"])
+    written_root = roster_svc["environment"]["FEDRIFT_IDENTITY_DIR"]
+    assert roster_svc["volumes"] == [f"identities:{written_root}"] and args.split
+    roster_path = Path(args.out)
+    volume = tmp_path / "identities"  # the volume, as the roster service leaves it
+    env = roster_svc["environment"]
+    settings = Settings(identity_dir=str(volume), models=tuple(env["FEDRIFT_MODELS"].split(",")),
+                        replicas=int(env["FEDRIFT_REPLICAS"]), topic_prefix=env["FEDRIFT_TOPIC_PREFIX"])
+    write_roster(settings, volume / roster_path.relative_to(written_root), split=True)
+    hosts = {n: s for n, s in services.items() if s.get("command", [None])[0] == "host"}
+    for name, svc in hosts.items():
+        host = f"{svc['command'][2]}-{svc['command'][4]}"
+        env, mounts = svc["environment"], _identity_mounts(svc)
+        assert mounts == {env["FEDRIFT_IDENTITY_DIR"]: host, "/roster": "roster"}, name
+        assert svc["depends_on"]["roster"] == {"condition": "service_completed_successfully"}
+        seen = Settings(identity_dir=str(volume / mounts[env["FEDRIFT_IDENTITY_DIR"]]),
+                        topic_prefix=env["FEDRIFT_TOPIC_PREFIX"])
+        roster_file = volume / mounts["/roster"] / Path(env["FEDRIFT_HOST_ROSTER"]).relative_to("/roster")
+        assert identity_path(seen, host).is_file(), name  # the host finds the identity the roster lists
+        assert host_keys.load_or_create(identity_path(seen, host)).verify_key == load_roster(roster_file)[host][0]
+    aggregator = services["streams-aggregator"]
+    assert _identity_mounts(aggregator) == {"/roster": "roster"}
+    assert aggregator["environment"]["FEDRIFT_HOST_ROSTER"] == "/roster/roster.json"
+    others = [s for n, s in services.items() if n not in hosts and n not in ("roster", "streams-aggregator")]
+    assert not any(_identity_mounts(s) for s in others)
