@@ -93,6 +93,10 @@ class Pending:
     production_latency_ms: float
     shadow_latency_ms: float
     event_time: int = 0  # the request's: an HPO round tunes on the events up to its trigger's time
+    # the configurations that answered it: a label after a promotion or another shadow start
+    # still counts as evidence for the pair that made these predictions
+    config_id: str = ""
+    shadow_config_id: str = ""
 
 
 def mirrored(request_id: str, fraction: float) -> bool:
@@ -186,7 +190,8 @@ class ModelReplica:
         out = []
         if serving == self.cfg.model:
             out.append(self._prediction(request, prediction, proba, latency, partition))
-        pending = Pending(x, prediction, shadow_pred, latency, shadow_latency, request["event_time"])
+        pending = Pending(x, prediction, shadow_pred, latency, shadow_latency, request["event_time"], self.config_id,
+                          "" if shadow_pred is None or self.shadow_config is None else config_id(self.shadow_config))
         label = request["label"] if request["label"] is not None else self.early.pop(rid, (None, 0))[0]
         if label is not None:
             return out + self._learn(rid, pending, label)
@@ -261,7 +266,7 @@ class ModelReplica:
             log.info("%s: error rate up to %.3f after %d own labelled events (%d from peers)", self.cfg.host_id,
                      self.errors.error_rate, self.n_learned + 1, self.n_peer_learned)
         if p.shadow_prediction is not None and self.shadow_config is not None:
-            out.append(self._shadow_result(rid, p, p.shadow_prediction, config_id(self.shadow_config), label))
+            out.append(self._shadow_result(rid, p, p.shadow_prediction, label))
         self._guarded(self.production.learn_one, p.x, label)
         if self.shadow is not None:
             self._guarded(self.shadow.learn_one, p.x, label)
@@ -282,13 +287,16 @@ class ModelReplica:
         self.n_peer_learned += 1
         self.peer_digest = (self.peer_digest + id_digest(rid)) % 2**64
 
-    def _shadow_result(self, rid: str, p: Pending, shadow_prediction: int, shadow_config_id: str, label) -> Output:
+    def _shadow_result(self, rid: str, p: Pending, shadow_prediction: int, label) -> Output:
+        """The pair's outcome on ``rid``, tagged with the configurations that predicted it (a
+        pending request from a checkpoint without them: the current ones)."""
+        assert self.shadow_config is not None
         value: ShadowResult = {
             "request_id": rid,
             "model": self.cfg.model,
             "host": self.cfg.host_id,
-            "production_config_id": self.config_id,
-            "shadow_config_id": shadow_config_id,
+            "production_config_id": p.config_id or self.config_id,
+            "shadow_config_id": p.shadow_config_id or config_id(self.shadow_config),
             "production_prediction": int(p.prediction) if p.prediction is not None else -1,
             "shadow_prediction": int(shadow_prediction),
             "label": int(label),

@@ -1,5 +1,6 @@
 """ModelReplica and PartitionRouting: the host's data path as records in, records out."""
 
+import json
 import math
 import pickle
 
@@ -8,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedrift import datasets
-from fedrift.core.models import FAMILIES
+from fedrift.core.models import FAMILIES, config_id
 from fedrift.core.partition import PartitionRouting
 from fedrift.core.replica import ModelReplica, ReplicaConfig, ReplicaTuning, id_digest, mirrored
 from schemas import FeatureCountMismatch, InvalidRecord, NonFiniteFeature
@@ -255,3 +256,18 @@ def test_a_shadow_starts_at_its_first_mirrored_request_wherever_its_deployment_c
     assert results[id(early)] and results[id(early)] == results[id(late)]
     probe = [[float(k), 1.0, 2.0] for k in range(7)]
     assert [early.shadow.predict_proba_one(x) for x in probe] == [late.shadow.predict_proba_one(x) for x in probe]
+
+
+def test_a_late_label_is_evidence_for_the_shadow_that_predicted_its_request():
+    """A label that arrives after the next shadow started counts for the configuration that made
+    the prediction, not for the one shadowed when the label came."""
+    rep = _replica("linear")
+    _feed(rep, _stream(50))  # a model that predicts
+    first, second = '{"lr": 0.05, "l2": 0.0}', '{"lr": 0.2, "l2": 0.0}'
+    rep.on_deployment({"model": "linear", "action": "SHADOW_START", "config_json": first})
+    rid = next(f"q{i}" for i in range(1000) if mirrored(f"q{i}", rep.cfg.shadow_fraction))
+    rep.on_request(0, {"id": rid, "event_time": 1, "features": [1.0, 2.0, 3.0], "label": None})
+    rep.on_deployment({"model": "linear", "action": "SHADOW_START", "config_json": second})
+    [result] = [o.value for o in rep.on_label(rid, 1) if o.record == "ShadowResult"]
+    assert result["shadow_config_id"] == config_id(json.loads(first)) != config_id(json.loads(second))
+    assert result["production_config_id"] == rep.config_id
