@@ -6,18 +6,21 @@ It produces records (``Output``) and leaves sending them, inside a transaction, 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 
 from fedrift import json_config
 from fedrift.core.fhpo import FhpoAgent, LocalWindow, RoundOutcome
 from fedrift.core.masking import SecureAggregation
 from fedrift.core.records import Output
 from fedrift.pipeline import die_with_parent
+from fedrift.private_files import write_private
 from fedrift.topics import HPO_KEYS, HPO_METRICS
 from schemas.records import RoundKeys, TrialMetric, UnmaskRequest
 
@@ -38,8 +41,9 @@ def run_round(agent: FhpoAgent, trigger: dict, config: dict, events: list) -> tu
 
 class FederatedRounds:
     def __init__(self, agent: FhpoAgent, model: str, host_id: str, secure: SecureAggregation,
-                 key_wait_s: float = 10.0) -> None:
+                 key_wait_s: float = 10.0, answers_path: Path | None = None) -> None:
         self.agent, self.model, self.host_id, self.secure = agent, model, host_id, secure
+        self.answers_path = answers_path  # the journal of each round's first unmask request
         self.key_wait_s = key_wait_s  # how long a finished round waits for its peers' round keys
         self.done: list[tuple[dict, RoundOutcome, float]] = []  # finished rounds not yet handed over, with deadlines
         # shared metrics leave only masked: the sum of the survivors' shares carries the noise
@@ -153,11 +157,20 @@ class FederatedRounds:
         return out
 
     def unmask(self, request: UnmaskRequest) -> list[Output]:
+        """The answer to an unmask request; the round's first request is journaled (fsynced)
+        before any answer leaves, so a restart from an older checkpoint still refuses a second one."""
+        before = self.secure.answered()
         answer = self.secure.unmask(request)
+        now = self.secure.answered()
+        if self.answers_path is not None and now != before:
+            write_private(self.answers_path, json.dumps({r: list(a) for r, a in now.items()}).encode())
         return [] if answer is None else [Output(HPO_METRICS, "UnmaskShare", answer, self.model)]
 
     def memory(self) -> dict:
         return self.secure.memory()
 
     def restore(self, memory: dict | None) -> None:
+        """Back to a checkpoint's round memory, with the journal's first requests on top."""
         self.secure.restore(memory)
+        if self.answers_path is not None and self.answers_path.is_file():
+            self.secure.remember_answered(json.loads(self.answers_path.read_bytes()))

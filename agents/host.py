@@ -100,7 +100,8 @@ class ModelHost(HostControl, HostRecovery):
         peers = {f"{model}-{r}" for r in range(settings.replicas)} - {self.host_id}
         secure = SecureAggregation(model, self.host_id, identity, peers, settings.replicas, agent.config.min_survivors,
                                    roster_of(settings))
-        self.rounds = FederatedRounds(agent, model, self.host_id, secure, settings.host_round_key_wait_s)
+        self.rounds = FederatedRounds(agent, model, self.host_id, secure, settings.host_round_key_wait_s,
+                                      settings.home / "hosts" / f"{name}.answers")
         self.replica_state = ModelReplica(self.family, self.cfg)
         self.replay_until: dict[tuple[str, int], int] = {}
         self.positions: dict[tuple[str, int], int] = {}

@@ -11,7 +11,8 @@ The rules that keep a host's value hidden from a curious aggregator (``fedrift.c
 * it masks only with enough peers that no ``threshold`` hosts outside them exist
   (``enough_peers``): otherwise the aggregator could name those survivors and the peers dropped;
 * it answers the *first* unmask request of a round only, remembered whether answered or not
-  (every host reads the same first one: requests travel on one partition), never one naming
+  (every host reads the same first one: requests travel on one partition; the host journals it
+  before its answer leaves: ``answered``), never one naming
   fewer than ``threshold`` survivors or a survivor it did not mask with, and reveals per peer
   either the seed share (a survivor) or the key share (dropped), never both.
 
@@ -239,6 +240,19 @@ class SecureAggregation:
                                 st.masked_with, st.answer) for r, st in self.rounds.items()}
         return {"identities": dict(self.pinned.keys), "conflicted": set(self.pinned.conflicted), "rounds": rounds,
                 "retired": set(self.retired)}
+
+    def answered(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Each round's first unmask request, (survivors, dropped), for the rounds in memory: what
+        the host journals durably before its answer leaves (``agents.federated``), since a
+        restart from an older checkpoint would not know it and would answer a second request."""
+        return {r: st.answer for r, st in self.rounds.items() if st.answer is not None}
+
+    def remember_answered(self, answered: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
+        """Take back the first requests of ``answered`` (the journal) after a restart."""
+        for round_id, (survivors, dropped) in answered.items():
+            st = self.rounds.get(round_id)
+            if st is not None and st.answer is None:
+                st.answer = (tuple(survivors), tuple(dropped))
 
     def restore(self, memory: dict | None) -> None:
         if memory and "identities" in memory:
