@@ -10,19 +10,20 @@ pipeline draws fresh DP noise every run: the simulator it is compared with is gi
 aggregates (its noise outcome: which configuration won each round), and also runs under several
 draws of its own noise (``--noise-draws``): what moves between those moves with the noise alone.
 
-    .venv/bin/python -m benchmarks.agreement [--streams elec,weather,shift] [--rate 80] [--runs 3] [--noise-draws 1]
+    .venv/bin/python -m benchmarks.agreement [--streams elec,weather,shift] [--rate 80] [--runs 3] [--add]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import uuid
 from pathlib import Path
 from statistics import median
 
 from benchmarks.quality import DATA
-from benchmarks.report import write_result
+from benchmarks.report import RESULTS, provenance, write_result
 from fedrift import datasets
 from fedrift.access import ADMIN, CLIENT
 from fedrift.config import Settings
@@ -105,13 +106,14 @@ def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path, draws: int 
         "duplicates": view.duplicates,
         "served": view.accuracy(),
         "simulated": replayed["systems"]["fedrift"]["accuracy"],
-        "triggers": {"pipeline": [d["position"] for d in view.drift if d["drifted"]],
-                     "simulator": replayed["drift"]["triggers"]},
+        "triggers": {"pipeline": view.trigger_positions(), "simulator": replayed["drift"]["triggers"]},
+        "pipeline_drift": [(d["source"], d["position"], d["time"]) for d in view.drift if d["drifted"]],
         "promotions": {"pipeline": promotions(view.deployments),
                        "simulator": [p["model"] for p in replayed["shadow"]["promoted"]]},
         "noise_draws": noise_draws(rows, settings, stream, rate, names, draws, measured_delays(view)),
         "delays": measured_delays(view),
         "seconds": {"pipeline": round(wall, 1), "simulator": round(sim_s, 1)},
+        "commit": provenance()["commit"],
     }
 
 
@@ -167,6 +169,15 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _kept(streams: list[str]) -> list[dict]:
+    """The runs of other streams in the last results (each names its commit)."""
+    path = RESULTS / "agreement.json"
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    return [{"commit": old["provenance"]["commit"], **r} for r in old["results"] if r["stream"] not in streams]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--streams", default="elec,weather,shift")
@@ -176,13 +187,15 @@ def main() -> None:
     ap.add_argument("--noise-draws", type=int, default=1,
                     help="simulator runs of its own DP noise, beside the first pipeline run of each stream")
     ap.add_argument("--runs", type=int, default=3, help="pipeline runs per stream (each its own topics)")
+    ap.add_argument("--add", action="store_true",
+                    help="keep the other streams' runs already in benchmarks/results/agreement.json")
     args = ap.parse_args()
     root = Path(__file__).resolve().parents[1] / ".fedrift" / "bench"
     streams = args.streams.split(",")
-    data = [DATA / f"{s}.csv" for s in streams if s in ("elec", "weather")]
+    results = _kept(streams) if args.add else []
+    data = [DATA / f"{s}.csv" for s in sorted({*streams, *(r["stream"] for r in results)}) if s in ("elec", "weather")]
     kafka = LocalKafka(root, base_port=39092)
     started = kafka.start() != "already running"
-    results: list[dict] = []
     try:
         for stream in streams:
             for k in range(args.runs):

@@ -71,6 +71,17 @@ class PipelineView:
         ]
         return sorted(out)
 
+    def trigger_positions(self) -> list[int]:
+        """Where in the stream each drift trigger fired. An input trigger carries the analyzer's
+        own request count, where it saw the change; an error trigger's count is only where the
+        analyzer had read to when the hosts' flags reached it (hundreds of requests behind the
+        hosts on a busy machine), so it is placed by the clock: the requests sent before its time
+        minus the control delay (the requests' event times are their send times)."""
+        lag_ms = int(1000 * (self.control_delay_s() or 0.0))
+        sent = sorted(self.event_times.values())
+        return [d["position"] if d["source"] != "error" else bisect.bisect_right(sent, d["time"] - lag_ms)
+                for d in self.drift if d["drifted"]]
+
     def hpo_latency_s(self, earliest: bool = False) -> float | None:
         """Mean (or least) seconds from an HPO trigger to the SHADOW_START deployments of its round:
         how long the hosts took to optimise and the aggregator to decide (the simulator's

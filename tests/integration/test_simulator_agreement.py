@@ -30,7 +30,6 @@ pool over several runs. An error-drift trigger needs two hosts' detectors to agr
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import time
 from statistics import mean
@@ -57,12 +56,6 @@ COLD = 500
 TOLERANCE = 0.005
 
 
-def _stamped(events, sent_ms: list[int]):
-    for event in events:
-        sent_ms.append(event[2]["event_time"])
-        yield event
-
-
 def _decisions(deployments: list[dict]) -> list[tuple[str, str, str]]:
     return sorted((d["action"], d["model"], d["config_id"]) for d in deployments
                   if d["action"] in ("SHADOW_START", "PROMOTE", "REJECT"))
@@ -76,9 +69,8 @@ def test_pipeline_and_simulator_serve_the_same_accuracy(settings, tmp_path):
     monitor = PipelineMonitor(admin(settings), catalog)
     with Pipeline(settings, tmp_path / "logs") as pipeline:
         pipeline.wait_ready()
-        sent_ms: list[int] = []  # when each request was produced: the stream position at a wall time
         # distinct timestamps: the hosts merge the partitions back into the order the simulator replays
-        events = _stamped(request_events(rows, run_id="agree", clock=clock_for(RATE)), sent_ms)
+        events = request_events(rows, run_id="agree", clock=clock_for(RATE))
         produce(RecordProducer(client(settings)), catalog, events, rate=RATE)
         deadline = time.monotonic() + 120
         while monitor.poll(1).n_predicted < N and time.monotonic() < deadline:
@@ -99,7 +91,7 @@ def test_pipeline_and_simulator_serve_the_same_accuracy(settings, tmp_path):
     measured = {k: replay[k] for k in ("control_delay_s", "hpo_latency_s") if k in replay}
     print(f"served {served:.4f}, simulated {simulated:.4f}, gap {100 * (served - simulated):+.2f} points; {measured}; "
           f"{len(replay['shadow_starts'])} shadow starts")
-    _check_triggers(view, sim, sent_ms, delay)
+    _check_triggers(view, sim)
     _check_rounds(view, simulation.pipeline.log)
     decided = _decisions(view.deployments), _decisions(simulation.pipeline.log["deployments"])
     assert abs(served - simulated) <= TOLERANCE, (served, simulated, measured, decided)
@@ -122,15 +114,10 @@ def _evidence(deployments: list[dict], sim) -> dict:
     }
 
 
-def _check_triggers(view, sim: dict, sent_ms: list[int], delay: float) -> None:
-    """The same drift triggers, each within one analyzer window, and so the same HPO rounds.
-
-    An input trigger is stamped with the analyzer's own request count, where it saw the change; an
-    error trigger too, but that is where the analyzer had read up to when the hosts' flags reached
-    it, hundreds of requests behind the hosts on a busy machine: it is placed by the clock instead."""
-    lag_ms = int(delay * 1000)  # from a request to the control plane's reaction, as measured
-    pipeline_triggers = [d["position"] if d["source"] != "error" else bisect.bisect_right(sent_ms, d["time"] - lag_ms)
-                         for d in view.drift if d["drifted"]]
+def _check_triggers(view, sim: dict) -> None:
+    """The same drift triggers, each within one analyzer window, and so the same HPO rounds
+    (``PipelineView.trigger_positions``: an error trigger is placed by the clock)."""
+    pipeline_triggers = view.trigger_positions()
     window = DriftConfig().window
     print(f"triggers: pipeline {pipeline_triggers}, simulator {sim['drift']['triggers']}")
     assert len(pipeline_triggers) == len(sim["drift"]["triggers"]), (pipeline_triggers, sim["drift"])
