@@ -172,5 +172,12 @@ class FederatedRounds:
     def restore(self, memory: dict | None) -> None:
         """Back to a checkpoint's round memory, with the journal's first requests on top."""
         self.secure.restore(memory)
-        if self.answers_path is not None and self.answers_path.is_file():
-            self.secure.remember_answered(json.loads(self.answers_path.read_bytes()))
+        if self.answers_path is None or not self.answers_path.is_file():
+            return
+        try:
+            journal = json.loads(self.answers_path.read_bytes())
+            self.secure.remember_answered({r: (tuple(a[0]), tuple(a[1])) for r, a in journal.items()})
+        except (ValueError, TypeError, AttributeError, IndexError, OSError) as exc:  # fail closed
+            log.error("host %s: unmask journal %s unreadable (%s): it answers no request of the rounds it "
+                      "restored", self.host_id, self.answers_path, exc)
+            self.secure.refuse_unanswered()

@@ -31,7 +31,6 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from agents import checkpoint
-from agents import keys as host_keys
 from agents.alignment import TimeAligned
 from agents.control import HostControl
 from agents.federated import FederatedRounds
@@ -46,7 +45,7 @@ from fedrift.core.privacy import PrivacyLedger
 from fedrift.core.records import Output
 from fedrift.core.replica import ModelReplica, ReplicaConfig
 from fedrift.kafka_io import TXN_TIMEOUT_S, dead_letter, exit_if_hung, now_ms, producer_config, retrying
-from fedrift.roster import identity_path, roster_of
+from fedrift.roster import own_identity, roster_of
 from fedrift.topics import FEEDBACK, HOST_PROGRESS, REQUESTS, TopicCatalog
 from schemas import RecordError, codec
 from schemas.records import HostProgress
@@ -96,10 +95,11 @@ class ModelHost(HostControl, HostRecovery):
             fhpo or settings.fhpo,
             seed=settings.seed * 1000 + replica,
         )
-        identity = host_keys.load_or_create(identity_path(settings, self.host_id))
+        roster = roster_of(settings)
+        identity = own_identity(settings, self.host_id, roster)
         peers = {f"{model}-{r}" for r in range(settings.replicas)} - {self.host_id}
         secure = SecureAggregation(model, self.host_id, identity, peers, settings.replicas, agent.config.min_survivors,
-                                   roster_of(settings))
+                                   roster)
         self.rounds = FederatedRounds(agent, model, self.host_id, secure, settings.host_round_key_wait_s,
                                       settings.home / "hosts" / f"{name}.answers")
         self.replica_state = ModelReplica(self.family, self.cfg)

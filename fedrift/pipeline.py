@@ -91,7 +91,7 @@ class Pipeline:
         self.children[name] = Child(list(args), self._popen(name, list(args)))
 
     def start(self) -> Pipeline:
-        if not self.settings.host_roster:  # one home holds every host's identity: name them all
+        if not self.settings.host_roster:  # every host's identity is on this machine: name them all
             s = self.settings
             path = write_roster(s, s.home / "hosts" / f"{s.topic_prefix}roster.json")
             self.settings = dataclasses.replace(self.settings, host_roster=str(path))

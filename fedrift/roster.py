@@ -90,3 +90,21 @@ def load_roster(path: Path) -> Roster:
 def roster_of(settings: Settings) -> Roster | None:
     """The configured roster, or None (keys pinned at first sight)."""
     return load_roster(Path(settings.host_roster)) if settings.host_roster else None
+
+
+def own_identity(settings: Settings, host: str, roster: Roster | None) -> Identity:
+    """Host ``host``'s identity. With a roster it must exist and be the roster's pair (raises
+    ``RosterError`` otherwise): a host that made itself a fresh one would run, but no peer would
+    trust it and no share sealed for it would open. Without a roster it is created if new."""
+    path = identity_path(settings, host)
+    if roster is None:
+        return host_keys.load_or_create(path)
+    if host not in roster:
+        raise RosterError(f"host roster: {host} is not in it, so no peer would trust it")
+    if not path.is_file():
+        raise RosterError(f"host {host}: no identity at {path}, and the roster names one "
+                          f"(FEDRIFT_IDENTITY_DIR: where its identity is)")
+    identity = host_keys.load_or_create(path)
+    if (identity.verify_key, identity.exchange_key) != roster[host]:
+        raise RosterError(f"host {host}: its identity at {path} is not the pair the host roster names for it")
+    return identity

@@ -254,6 +254,13 @@ class SecureAggregation:
             if st is not None and st.answer is None:
                 st.answer = (tuple(survivors), tuple(dropped))
 
+    def refuse_unanswered(self) -> None:
+        """Treat every round in memory as answered already (no request can match): where the
+        journal of first requests is lost, a second request must not get an answer either."""
+        for st in self.rounds.values():
+            if st.answer is None:
+                st.answer = ((), ())
+
     def restore(self, memory: dict | None) -> None:
         if memory and "identities" in memory:
             if self.pinned.roster is None:  # with a roster, its pairs stand whatever was pinned

@@ -98,3 +98,22 @@ def test_a_bad_roster_is_refused_saying_why(tmp_path, text, says):
     path.write_text(text)
     with pytest.raises(RosterError, match=says):
         load_roster(path)
+
+
+def test_a_host_starts_only_with_the_identity_its_roster_names(tmp_path):
+    """A host that would make itself a fresh identity (wrong FEDRIFT_IDENTITY_DIR, a lost file)
+    runs untrusted by every peer: with a roster it refuses to start, naming the file."""
+    from fedrift.roster import identity_path, own_identity
+
+    settings = Settings(home=tmp_path / "site", models=(MODEL,), replicas=3)
+    roster = load_roster(write_roster(settings, tmp_path / "roster.json"))
+    assert own_identity(settings, "m-0", roster).verify_key == roster["m-0"][0]
+    elsewhere = Settings(home=tmp_path / "other", models=(MODEL,), replicas=3)
+    with pytest.raises(RosterError, match="no identity at"):
+        own_identity(elsewhere, "m-0", roster)
+    assert not identity_path(elsewhere, "m-0").exists()  # none made up
+    own_identity(elsewhere, "m-0", None)  # without a roster: created at first start
+    with pytest.raises(RosterError, match="not the pair"):
+        own_identity(elsewhere, "m-0", roster)
+    with pytest.raises(RosterError, match="not in it"):
+        own_identity(settings, "m-7", roster)

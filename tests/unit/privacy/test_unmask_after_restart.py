@@ -47,3 +47,17 @@ def test_a_host_restarted_from_an_older_checkpoint_refuses_a_second_request(tmp_
 
 def test_without_the_journal_the_second_request_exposes_a_live_host(tmp_path):
     assert abs(_attack(tmp_path, journaled=False) - VALUE) < 1e-6  # the attack, when nothing journals
+
+
+def test_an_unreadable_journal_fails_closed(tmp_path):
+    """A torn or edited journal neither crashes the host nor reopens the hole: every round it
+    restored is answered no more."""
+    hosts = group(4, threshold=3)
+    _published(hosts)
+    checkpoint = pickle.dumps(hosts["m-0"].memory())
+    journal = tmp_path / "m-0.answers"
+    for junk in (b'{"r1": [["m-0"', b"[]", b'{"r1": [["m-0"]]}'):
+        journal.write_bytes(junk)
+        restarted = _rounds(group(4, threshold=3)["m-0"], journal)
+        restarted.restore(pickle.loads(checkpoint))
+        assert restarted.unmask(_request(["m-0", "m-1", "m-2"], ["m-3"])) == [], junk
