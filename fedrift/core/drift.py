@@ -247,23 +247,31 @@ class DriftAnalyzer:
             return report
         return self._report(score, threshold, triggered, "input" if triggered else "none", comps, psi)
 
-    def outcome_drift(self, components: dict[str, float] | None = None) -> DriftReport:
+    def outcome_drift(self, components: dict[str, float] | None = None,
+                      since: list[list[float]] | None = None) -> DriftReport:
         """Concept drift seen in outcomes (here by ADWIN, or reported by a host): trigger if the
         policy allows, and then learn a new input reference too — otherwise an input shift that
-        came with this drift would keep the input score above the threshold for good."""
-        triggered = self.policy.error_drift(self.position)
+        came with this drift would keep the input score above the threshold for good. ``since``:
+        the inputs read after the request that raised it (a flag that came late); the drift is
+        placed before them and they start the new reference, so where the analyzer had read to
+        when the flag came changes neither the trigger's position nor the windows after it."""
+        since = since or []
+        position = self.position - len(since)
+        triggered = self.policy.error_drift(position)
         threshold = self.threshold
         if triggered and self.scorer is not None:
             self.scorer, self._window = None, []
+            self._reference = [list(x) for x in since]
         return self._report(
-            self.last_score, threshold, triggered, "error" if triggered else "none", components or {}, None
+            self.last_score, threshold, triggered, "error" if triggered else "none", components or {}, None, position
         )
 
-    def _report(self, score, threshold, triggered, source, comps, psi) -> DriftReport:
+    def _report(self, score, threshold, triggered, source, comps, psi, position: int | None = None) -> DriftReport:
         comps = {**comps, "error_rate": self.errors.error_rate}
         top: list[tuple[str, float]] = []
         if psi is not None:
             names = self.feature_names or [f"x{i}" for i in range(len(psi))]
             order = np.argsort(psi)[::-1][: self.config.top_k]
             top = [(names[i], float(psi[i])) for i in order]
-        return DriftReport(self.position, score, threshold, triggered, source, comps, top)
+        return DriftReport(self.position if position is None else position, score, threshold, triggered, source,
+                           comps, top)

@@ -15,9 +15,12 @@ A flag is placed at the request its status was made after: a status says up to w
 time its host had learned (``as_of``), and a flag from further on than the inputs the analyzer
 has read waits for them (at most ``flag_hold_ms`` of wall time, counted by ``tick`` too), as in
 the simulator, where each status follows the request it was made after. A flag from behind the
-inputs read so far is placed where they are. Request times are the clients' ``event_time``: one
-far in the future lets every later flag through at once (placed as before the hold), and held
-flags live in memory (an analyzer that restarts loses them, as it loses its windows).
+inputs read so far is placed at its request too, up to one window back (the analyzer keeps the
+last window's inputs: those after the flag start the new reference, so the windows after the
+trigger do not depend on how late the flag came); from further back, where the inputs are.
+Request times are the clients' ``event_time``: one far in the future lets every later flag
+through at once (placed as before the hold), and held flags live in memory (an analyzer that
+restarts loses them, as it loses its windows).
 
 Round ids are ``<round_prefix>-<position>-<n>``: the prefix tells apart the rounds of two runs of
 the analyzer (a restart counts positions from zero again), the counter two triggers of one run.
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -59,11 +63,16 @@ class DriftStage:
         self.hosts: set[str] = set()  # hosts that have reported
         self.flags: dict[str, int] = {}  # host -> request count at its latest error-drift flag
         self.held: list[tuple[ModelStatus, int]] = []  # (flag, when it came) from beyond the inputs read
+        # (event time, features) of the last window's inputs the analyzer took: a late flag's place
+        self.recent: deque[tuple[int, list[float]]] = deque(maxlen=analyzer.config.window)
 
     def on_request(self, features: list[float], now_ms: int, event_time: int = -1) -> list[Output]:
         self.requests += 1
         self.as_of = max(self.as_of, event_time)
+        read = self.analyzer.position
         report = self.analyzer.update(features)
+        if self.analyzer.position > read:  # taken (an unusable input is not)
+            self.recent.append((event_time, features))
         out = [] if report is None else self._publish(report, now_ms)
         if self.requests == self.cold_start_at and self.triggers == 0:
             out.append(self._trigger(self.requests, "cold start", 0.0, now_ms))
@@ -98,10 +107,20 @@ class DriftStage:
             return []
         self.flags.clear()
         report = self.analyzer.outcome_drift({"error_drift_hosts": float(agreeing),
-                                              "window_quality": status["window_quality"]})
+                                              "window_quality": status["window_quality"]},
+                                             self._read_since(status.get("as_of", -1)))
         log.info("%s reports error drift at %d, %d host(s) agree (%s)", host, report.position, agreeing,
                  "trigger" if report.triggered else "within the cooldown")
         return self._publish(report, now_ms)
+
+    def _read_since(self, as_of: int) -> list[list[float]]:
+        """The inputs read after the request of time ``as_of``, if it is among the recent ones."""
+        since: list[list[float]] = []
+        for t, x in reversed(self.recent):
+            if t <= as_of:
+                return since[::-1]
+            since.append(x)
+        return []  # further back than the recent inputs: placed where they are
 
     def _publish(self, report: DriftReport, now_ms: int) -> list[Output]:
         signal: DriftSignal = {

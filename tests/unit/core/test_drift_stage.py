@@ -14,6 +14,7 @@ class QuietAnalyzer:
     """An analyzer that reports nothing, or a triggered drift at the positions given."""
 
     seed = 4
+    config = DriftConfig()
 
     def __init__(self, drift_at: tuple[int, ...] = ()) -> None:
         self.drift_at, self.position = drift_at, 0
@@ -109,11 +110,39 @@ def test_a_flag_from_beyond_the_inputs_read_is_placed_at_the_request_that_raised
     assert _drift_positions(early) == [] and _drift_positions(later) == [41]  # request 41 has time 50
 
 
-def test_a_flag_from_behind_the_inputs_read_is_placed_where_they_are():
-    stage = DriftStage(DriftAnalyzer(DriftConfig()), "d", "p")
+def test_a_flag_from_behind_the_inputs_read_is_placed_at_its_request_up_to_one_window_back():
+    stage = DriftStage(DriftAnalyzer(DriftConfig(window=250)), "d", "p")
     for t in range(100):
         stage.on_request([0.0], 0, event_time=t)
-    assert _drift_positions(stage.on_status({**_status("a-0", True), "as_of": 50}, now_ms=0)) == [100]
+    assert _drift_positions(stage.on_status({**_status("a-0", True), "as_of": 50}, now_ms=0)) == [51]
+    far = DriftStage(DriftAnalyzer(DriftConfig(window=20, cooldown=0)), "d", "p")
+    for t in range(100):
+        far.on_request([0.0], 0, event_time=t)
+    assert _drift_positions(far.on_status({**_status("a-0", True), "as_of": 50}, now_ms=0)) == [100]
+
+
+def test_where_the_analyzer_had_read_to_when_a_flag_came_changes_nothing_after_it():
+    """Two analyzers see the same inputs and the same flag (raised at the request of time 2999),
+    one at once and one 40 requests later: the same trigger position, and the same input windows,
+    scores and triggers after it."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    xs = [list(rng.normal(size=3) + (2.0 if t >= 4500 else 0.0)) for t in range(7000)]
+
+    def run(late: int) -> list[tuple]:
+        stage = DriftStage(DriftAnalyzer(DriftConfig(), seed=1), "d", "p")
+        out = []
+        for t, x in enumerate(xs):
+            out += stage.on_request(x, 0, event_time=t)
+            if t == 2999 + late:
+                out += stage.on_status({**_status("a-0", True), "as_of": 2999}, now_ms=0)
+        return [(o.value["position"], o.value["source"], round(o.value["score"], 9))
+                for o in out if o.record == "DriftSignal"]
+
+    on_time, late = run(0), run(40)
+    assert [(pos, src) for pos, src, _ in late if src == "error"] == [(3000, "error")] and on_time == late
+    assert any(src == "input" and pos > 4500 for pos, src, _ in on_time)  # the shift after it is found
 
 
 def test_a_held_flag_waits_at_most_flag_hold_ms():
