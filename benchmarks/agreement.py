@@ -169,9 +169,9 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _kept(streams: list[str]) -> list[dict]:
+def _kept(name: str, streams: list[str]) -> list[dict]:
     """The runs of other streams in the last results (each names its commit)."""
-    path = RESULTS / "agreement.json"
+    path = RESULTS / f"{name}.json"
     if not path.is_file():
         return []
     old = json.loads(path.read_text())
@@ -188,11 +188,12 @@ def main() -> None:
                     help="simulator runs of its own DP noise, beside the first pipeline run of each stream")
     ap.add_argument("--runs", type=int, default=3, help="pipeline runs per stream (each its own topics)")
     ap.add_argument("--add", action="store_true",
-                    help="keep the other streams' runs already in benchmarks/results/agreement.json")
+                    help="keep the other streams' runs already in the results file")
+    ap.add_argument("--name", default="agreement", help="results file: benchmarks/results/NAME.json")
     args = ap.parse_args()
     root = Path(__file__).resolve().parents[1] / ".fedrift" / "bench"
     streams = args.streams.split(",")
-    results = _kept(streams) if args.add else []
+    results = _kept(args.name, streams) if args.add else []
     data = [DATA / f"{s}.csv" for s in sorted({*streams, *(r["stream"] for r in results)}) if s in ("elec", "weather")]
     kafka = LocalKafka(root, base_port=39092)
     started = kafka.start() != "already running"
@@ -201,7 +202,7 @@ def main() -> None:
             for k in range(args.runs):
                 results.append(one(kafka, stream, args.rate, root / "agreement", args.noise_draws if k == 0 else 0))
                 text = table(results)  # written after every run: a long benchmark keeps what it measured
-                write_result("agreement", {"args": vars(args), "results": results, "table": text}, data)
+                write_result(args.name, {"args": vars(args), "results": results, "table": text}, data)
     finally:
         if started:
             kafka.stop()
