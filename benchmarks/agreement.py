@@ -92,6 +92,7 @@ def noise_draws(rows, settings: Settings, stream: str, rate: float, names, draws
 def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path, draws: int = 1) -> dict:
     """One pipeline run on ``stream`` beside the simulator given its aggregates and shadow starts."""
     names, rows = _rows(stream)
+    commit = provenance()["commit"]  # the code this run starts (its processes load it now)
     settings = for_cluster(Settings(topic_prefix=f"agree{uuid.uuid4().hex[:6]}.", home=log_root / stream / "home",
                                     n_features=len(rows[0][0])), kafka)
     view, wall = served(settings, rows, stream, rate, log_root / stream / "logs")
@@ -113,7 +114,7 @@ def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path, draws: int 
         "noise_draws": noise_draws(rows, settings, stream, rate, names, draws, measured_delays(view)),
         "delays": measured_delays(view),
         "seconds": {"pipeline": round(wall, 1), "simulator": round(sim_s, 1)},
-        "commit": provenance()["commit"],
+        "commit": commit,
     }
 
 
