@@ -175,9 +175,8 @@ class FederatedRounds:
         if self.answers_path is None or not self.answers_path.is_file():
             return
         try:
-            journal = json.loads(self.answers_path.read_bytes())
-            self.secure.remember_answered({r: (tuple(a[0]), tuple(a[1])) for r, a in journal.items()})
-        except (ValueError, TypeError, AttributeError, IndexError, OSError) as exc:  # fail closed
+            self.secure.remember_answered(json.loads(self.answers_path.read_bytes()))
+        except (ValueError, TypeError, AttributeError, OSError) as exc:  # fail closed
             log.error("host %s: unmask journal %s unreadable (%s): it answers no request of the rounds it "
                       "restored", self.host_id, self.answers_path, exc)
             self.secure.refuse_unanswered()

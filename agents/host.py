@@ -101,7 +101,7 @@ class ModelHost(HostControl, HostRecovery):
         secure = SecureAggregation(model, self.host_id, identity, peers, settings.replicas, agent.config.min_survivors,
                                    roster)
         self.rounds = FederatedRounds(agent, model, self.host_id, secure, settings.host_round_key_wait_s,
-                                      settings.home / "hosts" / f"{name}.answers")
+                                      self.state_path.with_suffix(".answers"))
         self.replica_state = ModelReplica(self.family, self.cfg)
         self.replay_until: dict[tuple[str, int], int] = {}
         self.positions: dict[tuple[str, int], int] = {}
