@@ -201,9 +201,16 @@ class LocalKafka:
         scram = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
         upsert = UserScramCredentialUpsertion(ADMIN, scram, self.security.admin_password.encode())
         inside = AdminClient({**self._inside(), "log_level": 0})  # kept alive until the result
-        for future in inside.alter_user_scram_credentials([upsert]).values():
-            future.result(timeout)
         deadline = time.monotonic() + timeout
+        while True:  # a node still starting can fail the request ("broker handle destroyed"): ask again
+            try:
+                for future in inside.alter_user_scram_credentials([upsert]).values():
+                    future.result(max(1.0, deadline - time.monotonic()))
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
         for node in self.nodes:  # every broker must have applied the credential, not just one
             admin: dict[str, str | int | float | bool] = {
                 "bootstrap.servers": f"127.0.0.1:{node.port}", **self.client_config(), "log_level": 0}
