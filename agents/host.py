@@ -54,23 +54,6 @@ log = logging.getLogger(__name__)
 MAX_FAILED_TRANSACTIONS = 5  # failed in a row on the same input: not transient, the process exits
 
 
-def replica_config(settings: Settings, model: str, replica: int) -> ReplicaConfig:
-    return ReplicaConfig(
-        pool=settings.models,
-        model=model,
-        replica=replica,
-        replicas=settings.replicas,
-        n_features=settings.n_features,
-        shadow_fraction=settings.shadow_fraction,
-        warm_start=settings.warm_start,
-        status_every=settings.status_every,
-        tuning=settings.replica,
-        pending_limit=settings.pending_labels,
-        early_limit=settings.pending_labels,
-        seed=settings.seed,
-    )
-
-
 class ModelHost(HostControl, HostRecovery):
     def __init__(self, settings: Settings, model: str, replica: int, fhpo: FhpoConfig | None = None) -> None:
         if model not in FAMILIES:
@@ -78,7 +61,7 @@ class ModelHost(HostControl, HostRecovery):
         if not 0 <= replica < settings.replicas:
             raise ValueError(f"replica {replica} is outside 0..{settings.replicas - 1}")
         self.settings, self.model, self.replica = settings, model, replica
-        self.cfg = replica_config(settings, model, replica)
+        self.cfg = ReplicaConfig.of(settings, model, replica)
         self.host_id = self.cfg.host_id
         self.catalog = TopicCatalog.from_settings(settings)
         self.conn = connect(settings, host_role(model))

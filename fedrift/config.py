@@ -216,6 +216,11 @@ class Settings:
         return cls(**values)
 
     @property
+    def pool(self) -> tuple[str, ...]:
+        """The models every host serves, in the order every host uses."""
+        return self.models
+
+    @property
     def local(self) -> bool:
         """True when no broker is configured, so fedrift manages its own local one."""
         return not self.bootstrap_servers

@@ -66,6 +66,7 @@ class PipelineConfig:
     pool: tuple[str, ...]
     replicas: int = 3
     partitions: int = 3
+    n_features: int = 0  # 0: the first valid request of each partition fixes it
     shared_training: bool = True  # every replica learns every partition's labels (``ModelReplica.on_peer_request``)
     seed: int = 0
     noise_draw: int = 0  # which draw of the DP noise (the pipeline's is a fresh secure one each run)
@@ -144,20 +145,7 @@ class InMemoryPipeline:
             self.log["own_aggregates"] = []  # what this run's rounds concluded, beside the replayed ones
 
     def _replica(self, model: str, r: int) -> ModelReplica:
-        c = self.cfg
-        config = ReplicaConfig(
-            c.pool,
-            model,
-            r,
-            shadow_fraction=c.shadow_fraction,
-            status_every=c.status_every,
-            tuning=c.replica,
-            pending_limit=c.pending_labels,
-            early_limit=c.pending_labels,
-            warm_start=c.warm_start,
-            seed=c.seed,
-        )
-        return ModelReplica(FAMILIES[model], config)
+        return ModelReplica(FAMILIES[model], ReplicaConfig.of(self.cfg, model, r))
 
     def _share(self, model: str) -> None:
         """Put the replicas' identical production models (and shadows) on shared lines."""

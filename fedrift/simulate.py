@@ -41,6 +41,7 @@ class SimConfig:
         values = {
             "pool": settings.models,
             "replicas": settings.replicas,
+            "n_features": settings.n_features,
             "shared_training": settings.shared_training,
             "partitions": settings.partitions,
             "seed": settings.seed,

@@ -37,6 +37,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from fedrift.core.drift import ErrorDriftDetector
 from fedrift.core.fhpo import LocalWindow
@@ -78,9 +79,51 @@ class ReplicaConfig:
     warm_start: bool = True  # a shadow starts from production's learned state where the family allows
     seed: int = 0
 
+    @classmethod
+    def of(cls, source: ReplicaSource, model: str, replica: int) -> ReplicaConfig:
+        """Replica ``replica`` of ``model`` as ``source`` (the settings, or the simulator's
+        pipeline configuration) configures every host: one reading for both."""
+        return cls(
+            pool=source.pool,
+            model=model,
+            replica=replica,
+            replicas=source.replicas,
+            n_features=source.n_features,
+            shadow_fraction=source.shadow_fraction,
+            status_every=source.status_every,
+            tuning=source.replica,
+            pending_limit=source.pending_labels,
+            early_limit=source.pending_labels,
+            warm_start=source.warm_start,
+            seed=source.seed,
+        )
+
     @property
     def host_id(self) -> str:
         return f"{self.model}-{self.replica}"
+
+
+class ReplicaSource(Protocol):
+    """The settings a replica is configured from, named as ``Settings`` names them."""
+
+    @property
+    def pool(self) -> tuple[str, ...]: ...
+    @property
+    def replicas(self) -> int: ...
+    @property
+    def n_features(self) -> int: ...
+    @property
+    def shadow_fraction(self) -> float: ...
+    @property
+    def status_every(self) -> int: ...
+    @property
+    def replica(self) -> ReplicaTuning: ...
+    @property
+    def pending_labels(self) -> int: ...
+    @property
+    def warm_start(self) -> bool: ...
+    @property
+    def seed(self) -> int: ...
 
 
 @dataclass
