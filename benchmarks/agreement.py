@@ -98,7 +98,8 @@ def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path, draws: int 
     view, wall = served(settings, rows, stream, rate, log_root / stream / "logs")
     t0 = time.monotonic()
     cfg = SimConfig.from_settings(settings, run_id=stream, rate=rate, **view.replay())
-    replayed = run(rows, cfg, names).result()  # the pipeline's noise outcome and its hosts' shadow starts
+    sim = run(rows, cfg, names)  # the pipeline's noise outcome and its hosts' shadow starts
+    replayed = sim.result()
     sim_s = time.monotonic() - t0
     return {
         "stream": stream,
@@ -111,11 +112,33 @@ def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path, draws: int 
         "pipeline_drift": [(d["source"], d["position"], d["time"]) for d in view.drift if d["drifted"]],
         "promotions": {"pipeline": promotions(view.deployments),
                        "simulator": [p["model"] for p in replayed["shadow"]["promoted"]]},
+        "gap_by_window": gap_by_window(_served_by_index(view), sim.correct["fedrift"]),
         "noise_draws": noise_draws(rows, settings, stream, rate, names, draws, measured_delays(view)),
         "delays": measured_delays(view),
         "seconds": {"pipeline": round(wall, 1), "simulator": round(sim_s, 1)},
         "commit": commit,
     }
+
+
+def _served_by_index(view: PipelineView) -> list[tuple[int, bool]]:
+    """Each labelled served request's correctness at its index in the stream (ids are ``<run>-<i>``)."""
+    return [(int(rid.rsplit("-", 1)[1]), pred == view.requests[rid][1]) for rid, (_, pred) in view.served.items()
+            if rid in view.requests and view.requests[rid][1] is not None]
+
+
+def gap_by_window(served: list[tuple[int, bool]], simulated: list[bool], window: int = 1000) -> list[float | None]:
+    """Served minus simulated accuracy, points, per ``window`` requests of the stream (where a gap
+    arises: the start, a drift, a promotion).
+
+    >>> gap_by_window([(0, True), (1, False), (2, True)], [True, True, True], window=2)
+    [-50.0, 0.0]
+    """
+    out = []
+    for start in range(0, len(simulated), window):
+        pipe = [ok for order, ok in served if start <= order < start + window]
+        sim = simulated[start:start + window]
+        out.append(round((sum(pipe) / len(pipe) - sum(sim) / len(sim)) * 100, 2) if pipe else None)
+    return out
 
 
 def same_triggers(t: dict) -> int:
