@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--noise", choices=("distributed", "local"), default="distributed",
-                    help="masked metrics carry a t-th of the noise (shipped) or the full local mechanism")
+                    help="masked metrics carry a (t − 1)-th of the noise (shipped) or the full local mechanism")
     args = ap.parse_args()
     streams, epsilons = args.streams.split(","), [float(e) for e in args.eps.split(",")]
     runs = list(product(streams, epsilons))

@@ -10,11 +10,13 @@ at that sensitivity and the optimiser is told only values that are full ε-DP re
 points are published in the clear).
 
 The quality of a *shared* configuration leaves the host only inside secure aggregation's sum, so
-its noise is distributed: with ``noise_shares`` = t, each host adds the difference of two
-Gamma(1/t, b) draws, and the sum over any t or more survivors carries at least Laplace(b) — the
-noise one host's Laplace mechanism needs (Laplace is infinitely divisible) — instead of t times
-its variance. Clear metrics, and every metric when secure aggregation is off, carry the full
-local noise.
+its noise is distributed: with ``noise_shares`` = s (the secure-aggregation threshold t − 1),
+each host adds the difference of two Gamma(1/s, b) draws, and the sum over any s or more hosts
+carries at least Laplace(b) — the noise one host's Laplace mechanism needs (Laplace is infinitely
+divisible). An unmasked sum has at least t survivors, so it keeps that noise for the others even
+with one host's own share taken out, at (t / (t − 1)) times one mechanism's variance instead of
+t times. Clear metrics, and every metric when secure aggregation is off, carry the full local
+noise.
 """
 
 from __future__ import annotations
@@ -145,8 +147,8 @@ class FhpoAgent:
         (``random.SystemRandom``; for the distributed shares, the standard library's gamma
         sampler over it) unless ``noise_seed`` is given: noise that follows from a known seed can
         be subtracted from the published value, so only the simulator, which publishes nothing,
-        seeds it (for reproducible runs). ``noise_shares``: the secure-aggregation threshold t when
-        shared metrics leave only masked, else 1."""
+        seeds it (for reproducible runs). ``noise_shares``: the secure-aggregation threshold t − 1
+        when shared metrics leave only masked, else 1."""
         self.family = family
         self.agent_id = agent_id
         self.ledger = ledger

@@ -76,9 +76,12 @@ class SecureAggregation:
 
     @property
     def noise_shares(self) -> int:
-        """Into how many hosts' shares the DP noise of a masked value may be split: the sum of any
-        ``threshold`` survivors carries it whole. 1 (full local noise) when masking is off."""
-        return self.threshold if self.enabled else 1
+        """Into how many hosts' shares the DP noise of a masked value may be split: ``threshold``
+        − 1, so that the sum of any ``threshold`` − 1 survivors carries it whole. Unmasking needs
+        ``threshold`` survivors, so a sum with one of them taken out (by a host that subtracts
+        its own value, or by the aggregator colluding with one host) is still the full Laplace
+        mechanism for the others. 1 (full local noise) when masking is off."""
+        return self.threshold - 1 if self.enabled else 1
 
     # -- keys ------------------------------------------------------------------------------------
     def key_record(self, now_ms: int) -> AgentKey:

@@ -1,5 +1,6 @@
-"""Distributed noise: a masked quality carries 1/t of the Laplace noise, and the sum over t
-survivors carries exactly the Laplace mechanism's (checked by its distribution, not its mean)."""
+"""Distributed noise: a masked quality carries a (t − 1)-th of the Laplace noise, so the sum over
+the t survivors unmasking needs keeps the Laplace mechanism's noise for the others even when one
+host subtracts its own value from it (checked by distribution, not by mean)."""
 
 from __future__ import annotations
 
@@ -12,31 +13,46 @@ from fedrift.core.models import FAMILIES
 from fedrift.core.privacy import PrivacyLedger
 
 T, SCALE = 3, 1.0 / 0.4  # count units: sensitivity 1 hit, ε = 0.4
+SHARES = T - 1  # what a host of a group with threshold T adds: SecureAggregation.noise_shares
 
 
 def _agent(shares: int) -> FhpoAgent:
     return FhpoAgent(FAMILIES["linear"], "linear-0", PrivacyLedger(10.0), FhpoConfig(), noise_shares=shares)
 
 
-def test_t_shares_from_the_secure_generator_sum_to_the_laplace_mechanism():
-    agent = _agent(T)
-    sums = np.array([sum(agent._laplace_share(SCALE, T) for _ in range(T)) for _ in range(20_000)])
-    assert stats.kstest(sums, stats.laplace(scale=SCALE).cdf).pvalue > 1e-3
-    one = np.array([agent._laplace_share(SCALE, T) for _ in range(20_000)])
-    assert one.var() == pytest.approx(2 * SCALE**2 / T, rel=0.1)  # alone, a third of the variance
-    assert stats.kstest(one, stats.laplace(scale=SCALE).cdf).pvalue < 1e-6  # so not the mechanism
+def _peers_view(shares: int, n: int = 20_000) -> np.ndarray:
+    """The attack: a host that learns the unmasked sum of T survivors' values (the aggregate
+    reaches hosts in the SHADOW_START's evidence) subtracts its own value and noise; what is
+    left on its peers' values is the other T − 1 shares."""
+    agent = _agent(shares)
+    return np.array([sum(agent._laplace_share(SCALE, shares) for _ in range(T - 1)) for _ in range(n)])
+
+
+def test_the_sum_without_one_hosts_share_is_still_the_laplace_mechanism():
+    assert stats.kstest(_peers_view(SHARES), stats.laplace(scale=SCALE).cdf).pvalue > 1e-3
+    one = np.array([_agent(SHARES)._laplace_share(SCALE, SHARES) for _ in range(20_000)])
+    assert one.var() == pytest.approx(2 * SCALE**2 / SHARES, rel=0.1)
+    assert stats.kstest(one, stats.laplace(scale=SCALE).cdf).pvalue < 1e-6  # one share alone is not
+
+
+def test_shares_of_a_t_th_would_leave_the_peers_short_of_the_mechanism():
+    """Splitting the noise into T shares (the calibration before) makes the T survivors' sum the
+    mechanism, and a host's own share taken out leaves its peers with less."""
+    view = _peers_view(T)
+    assert view.var() == pytest.approx(2 * SCALE**2 * (T - 1) / T, rel=0.1)
+    assert stats.kstest(view, stats.laplace(scale=SCALE).cdf).pvalue < 1e-6
 
 
 def test_only_shared_metrics_carry_a_share_and_their_std_says_so():
     rng = np.random.default_rng(0)
-    agent = _agent(T)
+    agent = _agent(SHARES)
     for t in range(800):
         x = list(rng.normal(size=3))
         agent.observe(t, x, int(x[0] > 0))
     out = agent.run_round("r1", FAMILIES["linear"].defaults)
     full = np.sqrt(2) / 250 / 0.4
     for trial in out.trials:
-        assert trial.noise_std == pytest.approx(full / np.sqrt(T) if trial.shared else full)
+        assert trial.noise_std == pytest.approx(full / np.sqrt(SHARES) if trial.shared else full)
     assert {t.shared for t in out.trials} == {True, False}
     assert agent.ledger.max_loss == pytest.approx(5 * 0.5)  # the sum is ε-DP: the same spend
 
@@ -58,9 +74,9 @@ def test_the_noise_added_is_a_share_only_on_shared_metrics(monkeypatch):
     monkeypatch.setattr(fhpo, "score", lambda *a, **k: ([1.0] * 200 + [0.0] * 50, [0.1] * 250))
     monkeypatch.setattr(FhpoAgent, "_laplace_share", lambda self, scale, shares: 1000.0 + shares)
     monkeypatch.setattr(fhpo.Laplace, "randomise", lambda self, value: value + 2000.0)
-    out = _filled(T).run_round("r1", FAMILIES["linear"].defaults)
+    out = _filled(SHARES).run_round("r1", FAMILIES["linear"].defaults)
     for trial in out.trials:
-        assert trial.noised_quality == pytest.approx(0.8 + (1000.0 + T if trial.shared else 2000.0))
+        assert trial.noised_quality == pytest.approx(0.8 + (1000.0 + SHARES if trial.shared else 2000.0))
 
 
 def test_the_optimiser_is_told_no_value_that_carries_only_a_share(monkeypatch):
@@ -71,7 +87,7 @@ def test_the_optimiser_is_told_no_value_that_carries_only_a_share(monkeypatch):
     told = []
     original = Optimizer.tell
     monkeypatch.setattr(Optimizer, "tell", lambda self, x, y, **kw: told.append(-y) or original(self, x, y, **kw))
-    distributed = _filled(T).run_round("r1", FAMILIES["linear"].defaults)
+    distributed = _filled(SHARES).run_round("r1", FAMILIES["linear"].defaults)
     clear = [t.noised_quality for t in distributed.trials if not t.shared]
     assert told == pytest.approx(clear)
     told.clear()
@@ -92,7 +108,8 @@ def _rounds(replicas: int, threshold: int = 3, distributed: bool = True):
 
 
 def test_a_share_of_noise_is_used_only_where_values_leave_masked():
-    assert _rounds(3).agent.noise_shares == 3
+    assert _rounds(3).agent.noise_shares == 2
+    assert _rounds(3, threshold=2).agent.noise_shares == 1  # a peer minus itself leaves one share: it must be whole
     assert _rounds(2).agent.noise_shares == 1  # secure aggregation off: clear values, full noise
     assert _rounds(3, distributed=False).agent.noise_shares == 1
 
