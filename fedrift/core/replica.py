@@ -136,10 +136,12 @@ class Pending:
     production_latency_ms: float
     shadow_latency_ms: float
     event_time: int = 0  # the request's: an HPO round tunes on the events up to its trigger's time
-    # the configurations that answered it: a label after a promotion or another shadow start
-    # still counts as evidence for the pair that made these predictions
+    # the configurations that answered it, and which shadow run: a label that comes after that
+    # run ended (a verdict, or another start, of the same configuration too) is no evidence
+    # for the run being tested
     config_id: str = ""
     shadow_config_id: str = ""
+    shadow_run: int = 0
 
 
 def mirrored(request_id: str, fraction: float) -> bool:
@@ -166,6 +168,7 @@ class ModelReplica:
         self.production: Classifier = family.build(self.config, seed=config.seed)
         self.shadow: Classifier | None = None
         self.shadow_config: dict | None = None
+        self.shadow_runs = 0  # shadow starts applied: the run a pending request's shadow answer belongs to
         self.partitions: dict[int, PartitionRouting] = {}
         self.pending: OrderedDict[str, Pending] = OrderedDict()
         self.early: OrderedDict[str, tuple[object, int]] = OrderedDict()  # id -> (label, its time)
@@ -195,6 +198,7 @@ class ModelReplica:
         state.setdefault("n_peer_learned", 0)
         state.setdefault("n_peer_reported", 0)
         state.setdefault("peer_digest", 0)
+        state.setdefault("shadow_runs", 0)
         self.__dict__.update(state)
 
     # -- data path ----------------------------------------------------------------------------
@@ -234,7 +238,8 @@ class ModelReplica:
         if serving == self.cfg.model:
             out.append(self._prediction(request, prediction, proba, latency, partition))
         pending = Pending(x, prediction, shadow_pred, latency, shadow_latency, request["event_time"], self.config_id,
-                          "" if shadow_pred is None or self.shadow_config is None else config_id(self.shadow_config))
+                          "" if shadow_pred is None or self.shadow_config is None else config_id(self.shadow_config),
+                          self.shadow_runs)
         label = request["label"] if request["label"] is not None else self.early.pop(rid, (None, 0))[0]
         if label is not None:
             return out + self._learn(rid, pending, label)
@@ -308,7 +313,7 @@ class ModelReplica:
             self.error_drift = True
             log.info("%s: error rate up to %.3f after %d own labelled events (%d from peers)", self.cfg.host_id,
                      self.errors.error_rate, self.n_learned + 1, self.n_peer_learned)
-        if p.shadow_prediction is not None and self.shadow_config is not None:
+        if p.shadow_prediction is not None and self.shadow_config is not None and p.shadow_run == self.shadow_runs:
             out.append(self._shadow_result(rid, p, p.shadow_prediction, label))
         self._guarded(self.production.learn_one, p.x, label)
         if self.shadow is not None:
@@ -405,6 +410,7 @@ class ModelReplica:
             # built at its first mirrored request: where it starts depends on the requests this
             # replica serves, not on when between two of them the deployment reached it
             self.shadow, self.shadow_config = None, config
+            self.shadow_runs += 1
         elif action is Action.PROMOTE:
             if config_id(config) == config_id(self.config):
                 return False

@@ -258,16 +258,29 @@ def test_a_shadow_starts_at_its_first_mirrored_request_wherever_its_deployment_c
     assert [early.shadow.predict_proba_one(x) for x in probe] == [late.shadow.predict_proba_one(x) for x in probe]
 
 
-def test_a_late_label_is_evidence_for_the_shadow_that_predicted_its_request():
-    """A label that arrives after the next shadow started counts for the configuration that made
-    the prediction, not for the one shadowed when the label came."""
+def _mirrored_request(rep, n: int = 0) -> str:
+    """The id of the ``n``-th request ``rep``'s shadow would answer."""
+    return [f"q{i}" for i in range(1000) if mirrored(f"q{i}", rep.cfg.shadow_fraction)][n]
+
+
+def test_a_late_label_is_evidence_only_for_the_shadow_run_that_predicted_its_request():
+    """A label that arrives after the next shadow started is no evidence for that shadow: not
+    when another configuration started, nor when the same one was rejected and started again
+    (its configuration id alone would pass it as the new run's)."""
     rep = _replica("linear")
     _feed(rep, _stream(50))  # a model that predicts
     first, second = '{"lr": 0.05, "l2": 0.0}', '{"lr": 0.2, "l2": 0.0}'
-    rep.on_deployment({"model": "linear", "action": "SHADOW_START", "config_json": first})
-    rid = next(f"q{i}" for i in range(1000) if mirrored(f"q{i}", rep.cfg.shadow_fraction))
-    rep.on_request(0, {"id": rid, "event_time": 1, "features": [1.0, 2.0, 3.0], "label": None})
-    rep.on_deployment({"model": "linear", "action": "SHADOW_START", "config_json": second})
-    [result] = [o.value for o in rep.on_label(rid, 1) if o.record == "ShadowResult"]
-    assert result["shadow_config_id"] == config_id(json.loads(first)) != config_id(json.loads(second))
+    start = {"model": "linear", "action": "SHADOW_START", "config_json": first}
+    rep.on_deployment(start)
+    rid, late = _mirrored_request(rep, 0), _mirrored_request(rep, 1)
+    for r in (rid, late):
+        rep.on_request(0, {"id": r, "event_time": 1, "features": [1.0, 2.0, 3.0], "label": None})
+    [result] = [o.value for o in rep.on_label(rid, 1) if o.record == "ShadowResult"]  # the same run: evidence
+    assert result["shadow_config_id"] == config_id(json.loads(first))
     assert result["production_config_id"] == rep.config_id
+    rep.on_deployment({**start, "action": "REJECT"})
+    rep.on_deployment(start)  # the same configuration, a new run
+    assert [o for o in rep.on_label(late, 1) if o.record == "ShadowResult"] == []
+    rep.on_request(0, {"id": _mirrored_request(rep, 2), "event_time": 2, "features": [1.0, 2.0, 3.0], "label": None})
+    rep.on_deployment({**start, "config_json": second})
+    assert [o for o in rep.on_label(_mirrored_request(rep, 2), 1) if o.record == "ShadowResult"] == []
