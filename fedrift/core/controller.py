@@ -150,10 +150,11 @@ class Controller:
         if a["best_config_id"] == self.production[model] or (prod and prod["score"] >= a["score"]):
             return []
         self.shadows.add(model)
+        # the hosts read deployments: the round's scores stay on hpo.aggregates, out of their reach,
+        # so no group of hosts can subtract its own values from the sum (``docs/privacy.md``)
         value = new_deployment(
             model, Action.SHADOW_START, a["best_config_id"], now_ms,
-            f"HPO {a['round_id']}: {a['score']:.3f}±{a['score_std']:.3f} beats production",
-            {"score": a["score"], "score_std": a["score_std"], "production_score": prod["score"] if prod else -1.0},
+            f"HPO {a['round_id']}: its best configuration outscored production's", {},
             config_json=a["best_config_json"], round_id=a["round_id"],
         )
         return [deployment(value)]

@@ -51,7 +51,7 @@ class FhpoConfig:
     min_train: int = 250
     window: int = 1000  # local window kept per replica (train = window - holdout)
     min_survivors: int = 3  # a host helps unmask a share only while this many maskers survive (itself included)
-    distributed_noise: bool = True  # masked metrics carry a min_survivors-th of the noise (false: full local noise)
+    distributed_noise: bool = True  # masked metrics carry a (min_survivors − 1)-th of the noise (false: all)
 
 
 @dataclass

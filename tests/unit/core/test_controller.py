@@ -76,3 +76,17 @@ def test_a_restored_controller_continues_the_versions_and_the_evidence():
     ctl = _controller(weights=stored, deployments=[{"model": "hat", "action": "PRUNE", "reason": "weak"}])
     assert ctl.controller.version == 7 and ctl.pruned == {"hat": "weak"}
     assert ctl.controller.evidence.weights()["linear"] == pytest.approx(0.9)
+
+
+def test_a_shadow_start_carries_no_score_of_the_round_to_the_hosts():
+    """Hosts read ``deployments``; the round's (secure-aggregated) scores must not travel there:
+    hosts that subtract their own values from a sum are left with their peers' under less noise."""
+    from tests.samples import SAMPLES
+
+    ctl = Controller(ControllerConfig(pool=("hat", "linear"), partitions=3))
+    aggregate = {**SAMPLES["AggregateResult"], "score": 0.8123456, "score_std": 0.0234567}
+    [out] = ctl.on_aggregate(aggregate, now_ms=5)
+    assert out.value["action"] == "SHADOW_START" and out.value["config_id"] == "c2"
+    assert out.value["evidence"] == {}
+    text = repr(out.value)
+    assert "0.81" not in text and "0.023" not in text
