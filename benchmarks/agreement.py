@@ -113,11 +113,22 @@ def one(kafka: LocalKafka, stream: str, rate: float, log_root: Path, draws: int 
         "promotions": {"pipeline": promotions(view.deployments),
                        "simulator": [p["model"] for p in replayed["shadow"]["promoted"]]},
         "gap_by_window": gap_by_window(_served_by_index(view), sim.correct["fedrift"]),
+        # each side's deployments and its clock (the pipeline's: the controller's wall clock, beside
+        # the stream's first request time; the simulator's: virtual ms from the first request)
+        "deployments": {
+            "pipeline": _deployments(view.deployments),
+            "pipeline_first_request_ms": min(view.event_times.values(), default=None),
+            "simulator": _deployments(sim.pipeline.log["deployments"]),
+        },
         "noise_draws": noise_draws(rows, settings, stream, rate, names, draws, measured_delays(view)),
         "delays": measured_delays(view),
         "seconds": {"pipeline": round(wall, 1), "simulator": round(sim_s, 1)},
         "commit": commit,
     }
+
+
+def _deployments(deployments: list[dict]) -> list[tuple[str, str, str, int]]:
+    return [(d["action"], d["model"], d["config_id"], d["time"]) for d in deployments]
 
 
 def _served_by_index(view: PipelineView) -> list[tuple[int, bool]]:
